@@ -1,0 +1,20 @@
+"""fcnseg: Fully Convolutional Networks for semantic segmentation (Long, Shelhamer & Darrell).
+
+The public API: the builders, save/load, and the confusion-matrix metrics.
+"""
+
+from fcnseg.checkpoint import load, save
+from fcnseg.metrics import ConfusionMatrix
+from fcnseg.models import FCN, fcn8s, fcn8s_atonce, fcn16s, fcn32s
+
+__version__ = "0.1.0"
+__all__ = [
+    "FCN",
+    "ConfusionMatrix",
+    "fcn8s",
+    "fcn8s_atonce",
+    "fcn16s",
+    "fcn32s",
+    "load",
+    "save",
+]

@@ -1,0 +1,101 @@
+"""The paper's four metrics (section 5), all from one confusion matrix.
+
+With n_ij the pixels of class i predicted as class j, t_i = sum_j n_ij the pixels of class i
+and k the number of classes (Long et al., section 5):
+
+- pixel accuracy           sum_i n_ii / sum_i t_i
+- mean accuracy            (1/k) sum_i n_ii / t_i
+- mean IU                  (1/k) sum_i n_ii / (t_i + sum_j n_ji - n_ii)
+- frequency weighted IU    (sum_k t_k)^-1 sum_i t_i n_ii / (t_i + sum_j n_ji - n_ii)
+
+As in the reference ``score.py``, one matrix is accumulated over the whole dataset (not an
+average of per-image scores), and means skip undefined terms (numpy's ``nanmean``): a class
+with no labelled pixels is left out of the mean accuracy, and a class that is neither
+labelled nor predicted is left out of the mean IU. Per-class lists hold ``nan`` for them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+class ConfusionMatrix:
+    """Accumulates ``n_ij`` over a dataset; pixels labelled ``ignore_index`` are skipped.
+
+    ``update`` runs with torch on the device its tensors live on; the matrix moves there too.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int | None = 255) -> None:
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    def reset(self) -> None:
+        self.matrix.zero_()
+
+    @torch.no_grad()
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        """Add a batch: ``pred`` and ``target`` integer tensors of the same shape (any shape).
+
+        Target values must be classes (0 .. num_classes - 1) or the ignore index; predictions
+        must be classes.
+        """
+        if pred.shape != target.shape:
+            raise ValueError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+        if pred.is_floating_point() or target.is_floating_point():
+            raise TypeError("pred and target must be integer tensors (class indices)")
+        k = self.num_classes
+        target = target.reshape(-1).long()
+        pred = pred.reshape(-1).to(target.device).long()
+        if self.ignore_index is not None:
+            keep = target != self.ignore_index
+            target, pred = target[keep], pred[keep]
+        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= k):
+            bad = target[(target < 0) | (target >= k)].unique()[:8].tolist()
+            raise ValueError(
+                f"target values {bad} are not classes 0..{k - 1} nor ignore ({self.ignore_index})"
+            )
+        if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= k):
+            bad = pred[(pred < 0) | (pred >= k)].unique()[:8].tolist()
+            raise ValueError(f"predicted values {bad} are not classes 0..{k - 1}")
+        counts = torch.bincount(target * k + pred, minlength=k * k).reshape(k, k)
+        if self.matrix.device != counts.device:
+            self.matrix = self.matrix.to(counts.device)
+        self.matrix += counts
+
+    def merge(self, other: ConfusionMatrix) -> None:
+        """Add another matrix's counts (e.g. from another process)."""
+        self.matrix += other.matrix.to(self.matrix.device)
+
+    def compute(self) -> dict[str, float | list[float]]:
+        """The four metrics and the per-class lists ``acc`` and ``iu`` (``nan`` if undefined).
+
+        Everything is ``nan`` when no pixel has been counted.
+        """
+        hist = self.matrix.double().cpu()
+        diag = hist.diag()
+        labelled = hist.sum(1)  # t_i
+        predicted = hist.sum(0)
+        union = labelled + predicted - diag
+        total = labelled.sum()
+        acc = diag / labelled  # nan where t_i = 0
+        iu = diag / union  # nan where class i is neither labelled nor predicted
+        freq = labelled / total
+        valid_iu = ~iu.isnan()
+        return {
+            "pixel_acc": _item(diag.sum() / total),
+            "mean_acc": _item(acc.nanmean()),
+            "mean_iu": _item(iu.nanmean()),
+            "fw_iu": _item((freq[valid_iu] * iu[valid_iu]).sum()) if total > 0 else math.nan,
+            "acc": acc.tolist(),
+            "iu": iu.tolist(),
+        }
+
+
+def _item(value: Tensor) -> float:
+    return float(value)

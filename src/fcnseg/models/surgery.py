@@ -1,0 +1,167 @@
+"""Convolutionalization (section 3.1) and weight transplants.
+
+A classifier's fully connected layers are convolutions whose kernels cover their whole input:
+VGG16's fc6 (4096 x 25088) is a 7x7 convolution over the 512-channel pool5 map, fc7 and fc8
+are 1x1 convolutions. Reshaping the weights turns the classifier into a net that takes any
+image of at least 224 x 224 and returns a map of class scores, one cell per 32-pixel step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from fcnseg.models.backbones.vgg import FC6_KERNEL, VGG16, VGG16_STAGES
+from fcnseg.models.fcn import FCN
+
+# Indices of the 13 convolutions in torchvision's ``vgg16().features``.
+TORCHVISION_VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+# torchvision's ``classifier`` Linear layers, by reference name.
+TORCHVISION_VGG16_FCS = {"fc6": 0, "fc7": 3, "fc8": 6}
+VGG16_CONV_NAMES = tuple(
+    f"conv{stage}_{index}"
+    for stage, (convs, _) in enumerate(VGG16_STAGES, start=1)
+    for index in range(1, convs + 1)
+)
+
+
+class TransplantError(ValueError):
+    """Weights that do not fit: the message names the key and both shapes."""
+
+
+def _take(state: Mapping[str, Tensor], key: str) -> Tensor:
+    if key not in state:
+        raise TransplantError(f"missing key {key!r} in the VGG16 state dict")
+    return state[key]
+
+
+def from_torchvision_vgg16(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Map a torchvision-format VGG16 state dict to reference names, fc layers as kernels.
+
+    Returns ``conv1_1.weight`` ... ``conv5_3.bias``, ``fc6.weight`` (O x C x 7 x 7),
+    ``fc7.weight`` and ``fc8.weight`` (O x I x 1 x 1) and their biases. Works for any width.
+    """
+    out: dict[str, Tensor] = {}
+    for name, index in zip(VGG16_CONV_NAMES, TORCHVISION_VGG16_CONVS):
+        out[f"{name}.weight"] = _take(state, f"features.{index}.weight")
+        out[f"{name}.bias"] = _take(state, f"features.{index}.bias")
+    pool5_channels = out["conv5_3.weight"].shape[0]
+    in_channels = pool5_channels
+    for name, index in TORCHVISION_VGG16_FCS.items():
+        key = f"classifier.{index}.weight"
+        weight = _take(state, key)
+        kernel = FC6_KERNEL if name == "fc6" else 1
+        if weight.ndim != 2 or weight.shape[1] != in_channels * kernel * kernel:
+            raise TransplantError(
+                f"{key} has shape {tuple(weight.shape)}; expected (out, {in_channels * kernel**2})"
+                f" to become a {kernel}x{kernel} convolution over {in_channels} channels"
+            )
+        out[f"{name}.weight"] = weight.reshape(weight.shape[0], in_channels, kernel, kernel)
+        out[f"{name}.bias"] = _take(state, f"classifier.{index}.bias")
+        in_channels = weight.shape[0]
+    return out
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    """A state dict from a local file, loaded with ``weights_only=True``.
+
+    Accepts a bare state dict or a dict holding one under ``state_dict`` or ``model``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TransplantError(f"weights file {path} does not exist")
+    try:
+        contents = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise TransplantError(f"cannot read weights file {path}: {error}") from error
+    for key in ("state_dict", "model"):
+        if isinstance(contents, dict) and isinstance(contents.get(key), dict):
+            contents = contents[key]
+    if not isinstance(contents, dict) or not all(isinstance(v, Tensor) for v in contents.values()):
+        raise TransplantError(f"{path} does not hold a state dict of tensors")
+    return contents
+
+
+def _copy_into(module: nn.Module, weights: Mapping[str, Tensor], prefix: str = "") -> list[str]:
+    own = module.state_dict()
+    filled = []
+    for key, value in weights.items():
+        if key not in own:
+            continue
+        if own[key].shape != value.shape:
+            raise TransplantError(
+                f"{prefix}{key}: source shape {tuple(value.shape)} != target shape"
+                f" {tuple(own[key].shape)}"
+            )
+        own[key].copy_(value)
+        filled.append(prefix + key)
+    return filled
+
+
+@torch.no_grad()
+def transplant_vgg16(model: FCN, source: str | os.PathLike | Mapping[str, Tensor]) -> list[str]:
+    """Fill an FCN's VGG16 backbone from a torchvision-format VGG16 classifier.
+
+    ``source`` is a state dict or a local file holding one. The score layers are reset to
+    zero, as the paper initialises them (section 4.3). Returns the names filled.
+    """
+    state = source if isinstance(source, Mapping) else read_state_dict(source)
+    weights = from_torchvision_vgg16(state)
+    backbone = model.backbone
+    if not isinstance(backbone, VGG16):
+        raise TransplantError(f"the model's backbone is {type(backbone).__name__}, not VGG16")
+    own = backbone.state_dict()
+    missing = [k for k in weights if not k.startswith("fc8.") and k not in own]
+    if missing:
+        raise TransplantError(
+            f"the backbone has no parameter {missing[0]!r} (a batch-norm net has no conv bias);"
+            " transplant into a net built with batch_norm=False"
+        )
+    filled = _copy_into(backbone, weights, prefix="backbone.")
+    for name, layer in model.named_children():
+        if name.startswith("score_"):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    return filled
+
+
+class ConvolutionalClassifier(nn.Module):
+    """A VGG16 classifier made fully convolutional: ``N x 3 x H x W -> N x K x h x w``.
+
+    With ``conv1_padding=1`` (the classifier's own), a 224 x 224 image gives one cell equal to
+    the classifier's logits; a larger image gives a cell per 32-pixel step.
+    """
+
+    def __init__(self, backbone: VGG16, num_outputs: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.fc8 = nn.Conv2d(backbone.tap("fc7").channels, num_outputs, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc8(self.backbone(x)["fc7"])
+
+
+def convolutionalize_vgg16(
+    source: str | os.PathLike | Mapping[str, Tensor], conv1_padding: int = 1, padding: int = 1
+) -> ConvolutionalClassifier:
+    """The convolutional form of a torchvision-format VGG16 classifier (fc8 included)."""
+    state = source if isinstance(source, Mapping) else read_state_dict(source)
+    weights = from_torchvision_vgg16(state)
+    width = weights["conv1_1.weight"].shape[0] / VGG16_STAGES[0][1]
+    backbone = VGG16(
+        in_channels=weights["conv1_1.weight"].shape[1],
+        width=width,
+        conv1_padding=conv1_padding,
+        padding=padding,
+        fc_channels=weights["fc6.weight"].shape[0],
+    )
+    classifier = ConvolutionalClassifier(backbone, weights["fc8.weight"].shape[0])
+    _copy_into(classifier.backbone, weights)
+    classifier.fc8.weight.data.copy_(weights["fc8.weight"])
+    classifier.fc8.bias.data.copy_(weights["fc8.bias"])
+    return classifier.eval()
+

@@ -1,0 +1,70 @@
+"""save/load keep a net with its builder, settings and metadata; loads are weights_only."""
+
+import pickle
+
+import pytest
+import torch
+
+import fcnseg
+from fcnseg.checkpoint import CheckpointError, atomic_save
+
+
+@pytest.mark.parametrize("arch", ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"])
+def test_round_trip(tmp_path, arch):
+    model = getattr(fcnseg, arch)(num_classes=4, width=1 / 16, batch_norm=True).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p)
+    path = fcnseg.save(model, tmp_path / "m.pt", classes=["a", "b", "c", "d"], palette=[[0, 0, 0]])
+    loaded = fcnseg.load(path).eval()
+    assert loaded.arch == arch and loaded.settings == model.settings
+    assert loaded.meta == {"classes": ["a", "b", "c", "d"], "palette": [[0, 0, 0]]}
+    x = torch.randn(1, 3, 21, 23)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_untrusted_pickle_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('pwned')",))
+
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        torch.save({"format": "fcnseg", "payload": Evil()}, f, pickle_protocol=2)
+    with pytest.raises(CheckpointError, match="evil.pt"):
+        fcnseg.load(path)
+    path.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(CheckpointError, match="evil.pt"):
+        fcnseg.load(path)
+
+
+def test_bad_files_name_the_file(tmp_path):
+    with pytest.raises(CheckpointError, match="missing.pt does not exist"):
+        fcnseg.load(tmp_path / "missing.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="other.pt is not an fcnseg checkpoint"):
+        fcnseg.load(tmp_path / "other.pt")
+    torch.save({"format": "fcnseg", "arch": "fcn99s", "settings": {}, "state_dict": {}}, tmp_path / "a.pt")
+    with pytest.raises(CheckpointError, match="fcn99s"):
+        fcnseg.load(tmp_path / "a.pt")
+    model = fcnseg.fcn32s(num_classes=3, width=1 / 16)
+    fcnseg.save(model, tmp_path / "t.pt")
+    data = (tmp_path / "t.pt").read_bytes()
+    (tmp_path / "t.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="t.pt"):
+        fcnseg.load(tmp_path / "t.pt")
+
+
+def test_atomic_save_leaves_old_file_on_failure(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    atomic_save({"v": 1}, path)
+
+    class Unsaveable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        atomic_save({"v": Unsaveable()}, path)
+    assert torch.load(path, weights_only=True) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]

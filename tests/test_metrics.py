@@ -1,0 +1,102 @@
+"""The four metrics against hand-computed confusion matrices."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fcnseg.metrics import ConfusionMatrix
+
+
+def test_matrix_and_metrics_by_hand():
+    target = torch.tensor([[0, 0, 1, 1], [2, 2, 2, 255]])
+    pred = torch.tensor([[0, 1, 1, 1], [2, 0, 2, 1]])
+    cm = ConfusionMatrix(3)
+    cm.update(pred, target)
+    assert cm.matrix.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 2]]
+    m = cm.compute()
+    assert m["pixel_acc"] == pytest.approx(5 / 7)
+    assert m["acc"] == pytest.approx([1 / 2, 1, 2 / 3])
+    assert m["mean_acc"] == pytest.approx((1 / 2 + 1 + 2 / 3) / 3)
+    # IU_i = n_ii / (t_i + sum_j n_ji - n_ii)
+    iu = [1 / (2 + 2 - 1), 2 / (2 + 3 - 2), 2 / (3 + 2 - 2)]
+    assert m["iu"] == pytest.approx(iu)
+    assert m["mean_iu"] == pytest.approx(sum(iu) / 3)
+    assert m["fw_iu"] == pytest.approx((2 * iu[0] + 2 * iu[1] + 3 * iu[2]) / 7)
+
+
+def test_accumulates_over_the_dataset_not_per_image_average():
+    cm = ConfusionMatrix(2)
+    cm.update(torch.tensor([0, 0, 0, 0]), torch.tensor([0, 0, 0, 0]))  # image 1: perfect
+    cm.update(torch.tensor([0]), torch.tensor([1]))  # image 2: all wrong
+    m = cm.compute()
+    assert m["pixel_acc"] == pytest.approx(4 / 5)
+    assert m["iu"] == pytest.approx([4 / 5, 0.0])
+
+
+def test_class_never_predicted_and_class_absent():
+    cm = ConfusionMatrix(4)
+    # class 1 labelled but never predicted; class 3 neither labelled nor predicted;
+    # class 2 predicted but never labelled.
+    cm.update(torch.tensor([0, 0, 2, 0]), torch.tensor([0, 1, 1, 0]))
+    m = cm.compute()
+    assert m["acc"][1] == 0.0 and math.isnan(m["acc"][2]) and math.isnan(m["acc"][3])
+    assert m["mean_acc"] == pytest.approx((1 + 0) / 2)
+    assert m["iu"][:3] == pytest.approx([2 / 3, 0.0, 0.0]) and math.isnan(m["iu"][3])
+    assert m["mean_iu"] == pytest.approx((2 / 3) / 3)
+    assert m["fw_iu"] == pytest.approx(0.5 * 2 / 3)
+
+
+def test_all_pixels_ignored_gives_nan():
+    cm = ConfusionMatrix(3)
+    cm.update(torch.tensor([0, 1]), torch.tensor([255, 255]))
+    m = cm.compute()
+    assert cm.matrix.sum() == 0
+    assert all(math.isnan(m[k]) for k in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"))
+
+
+def test_single_class():
+    cm = ConfusionMatrix(1)
+    cm.update(torch.zeros(3, 3, dtype=torch.long), torch.zeros(3, 3, dtype=torch.long))
+    m = cm.compute()
+    assert m["pixel_acc"] == m["mean_acc"] == m["mean_iu"] == m["fw_iu"] == 1.0
+
+
+def test_any_ignore_value_and_none():
+    cm = ConfusionMatrix(2, ignore_index=-1)
+    cm.update(torch.tensor([1, 0, 1]), torch.tensor([1, -1, 0]))
+    assert cm.matrix.tolist() == [[0, 1], [0, 1]]
+    cm = ConfusionMatrix(2, ignore_index=None)
+    with pytest.raises(ValueError, match="255"):
+        cm.update(torch.tensor([1]), torch.tensor([255]))
+
+
+def test_matches_numpy_reference_on_random_maps():
+    rng = np.random.default_rng(0)
+    k = 6
+    cm = ConfusionMatrix(k)
+    hist = np.zeros((k, k))
+    for _ in range(3):
+        target = rng.integers(0, k + 1, (2, 30, 40))
+        target[target == k] = 255
+        pred = rng.integers(0, k, (2, 30, 40))
+        cm.update(torch.from_numpy(pred), torch.from_numpy(target))
+        valid = target != 255
+        hist += np.bincount(k * target[valid] + pred[valid], minlength=k * k).reshape(k, k)
+    np.testing.assert_array_equal(cm.matrix.numpy(), hist)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iu = np.diag(hist) / (hist.sum(1) + hist.sum(0) - np.diag(hist))
+    assert cm.compute()["mean_iu"] == pytest.approx(np.nanmean(iu))
+
+
+def test_bad_inputs():
+    cm = ConfusionMatrix(3)
+    with pytest.raises(ValueError, match="shape"):
+        cm.update(torch.zeros(2, dtype=torch.long), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(TypeError, match="integer"):
+        cm.update(torch.zeros(2), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"target values \[7\]"):
+        cm.update(torch.zeros(2, dtype=torch.long), torch.tensor([0, 7]))
+    with pytest.raises(ValueError, match=r"predicted values \[3\]"):
+        cm.update(torch.tensor([3, 0]), torch.tensor([0, 1]))
