@@ -45,7 +45,9 @@ def test_bad_files_name_the_file(tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="other.pt is not an fcnseg checkpoint"):
         fcnseg.load(tmp_path / "other.pt")
-    torch.save({"format": "fcnseg", "arch": "fcn99s", "settings": {}, "state_dict": {}}, tmp_path / "a.pt")
+    torch.save(
+        {"format": "fcnseg", "arch": "fcn99s", "settings": {}, "state_dict": {}}, tmp_path / "a.pt"
+    )
     with pytest.raises(CheckpointError, match="fcn99s"):
         fcnseg.load(tmp_path / "a.pt")
     model = fcnseg.fcn32s(num_classes=3, width=1 / 16)

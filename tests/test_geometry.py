@@ -21,7 +21,9 @@ from fcnseg.models.upsample import bilinear_kernel, bilinear_upsampling, bilinea
 def test_layer_maps_by_hand():
     assert layer_coord_map(nn.Conv2d(1, 1, 3, padding=100)) == CoordMap(1, 99)
     assert layer_coord_map(nn.Conv2d(1, 1, 3, padding=1)) == CoordMap(1, 0)
-    assert layer_coord_map(nn.MaxPool2d(2, 2, ceil_mode=True)) == CoordMap(Fraction(1, 2), Fraction(-1, 4))
+    assert layer_coord_map(nn.MaxPool2d(2, 2, ceil_mode=True)) == CoordMap(
+        Fraction(1, 2), Fraction(-1, 4)
+    )
     assert layer_coord_map(nn.Conv2d(1, 1, 7)) == CoordMap(1, -3)
     assert layer_coord_map(nn.ConvTranspose2d(1, 1, 4, 2)) == CoordMap(2, Fraction(3, 2))
     assert layer_coord_map(nn.Conv2d(1, 1, 3, padding=2, dilation=2)) == CoordMap(1, 0)

@@ -64,7 +64,9 @@ def test_convolutionalized_net_equals_classifier_on_every_window(a, b):
         for i in range(1 + a):
             for j in range(1 + b):
                 crop = image[:, :, 32 * i : 32 * i + window, 32 * j : 32 * j + window]
-                torch.testing.assert_close(scores[0, :, i, j], classifier(crop)[0], rtol=1e-4, atol=1e-4)
+                torch.testing.assert_close(
+                    scores[0, :, i, j], classifier(crop)[0], rtol=1e-4, atol=1e-4
+                )
 
 
 def test_padded_vgg16_at_224_and_fc_layers_on_every_window():
@@ -72,7 +74,9 @@ def test_padded_vgg16_at_224_and_fc_layers_on_every_window():
     dense = convolutionalize_vgg16(classifier.state_dict())  # the classifier's own padding
     image = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
-        torch.testing.assert_close(dense(image)[:, :, 0, 0], classifier(image), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            dense(image)[:, :, 0, 0], classifier(image), rtol=1e-4, atol=1e-4
+        )
         # fc6/fc7/fc8 as convolutions over a (7 + a) x (7 + b) pool5 map == the fully
         # connected head on each 7 x 7 window.
         pool5 = torch.randn(1, dense.backbone.conv5_3.out_channels, 9, 10)

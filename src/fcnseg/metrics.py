@@ -46,7 +46,9 @@ class ConfusionMatrix:
         must be classes.
         """
         if pred.shape != target.shape:
-            raise ValueError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+            raise ValueError(
+                f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}"
+            )
         if pred.is_floating_point() or target.is_floating_point():
             raise TypeError("pred and target must be integer tensors (class indices)")
         k = self.num_classes
@@ -99,3 +101,21 @@ class ConfusionMatrix:
 
 def _item(value: Tensor) -> float:
     return float(value)
+
+
+def format_report(metrics: dict, classes: list[str] | None = None) -> str:
+    """The four metrics and a per-class accuracy / IU table, as text."""
+    lines = [
+        f"pixel acc {metrics['pixel_acc']:.4f}   mean acc {metrics['mean_acc']:.4f}   "
+        f"mean IU {metrics['mean_iu']:.4f}   f.w. IU {metrics['fw_iu']:.4f}",
+    ]
+    names = classes or [str(i) for i in range(len(metrics["iu"]))]
+    width = max(len("class"), *(len(n) for n in names))
+    lines.append(f"{'class':<{width}}  {'acc':>6}  {'IU':>6}")
+    for name, acc, iu in zip(names, metrics["acc"], metrics["iu"]):
+        lines.append(f"{name:<{width}}  {_cell(acc)}  {_cell(iu)}")
+    return "\n".join(lines)
+
+
+def _cell(value: float) -> str:
+    return "     -" if math.isnan(value) else f"{value:6.4f}"

@@ -53,7 +53,9 @@ IDENTITY = CoordMap()
 def _pair_value(value: int | tuple[int, ...], what: str, module: nn.Module) -> int:
     if isinstance(value, tuple):
         if len(set(value)) != 1:
-            raise ValueError(f"{what}={value} of {module} differs between axes; only square is mapped")
+            raise ValueError(
+                f"{what}={value} of {module} differs between axes; only square is mapped"
+            )
         value = value[0]
     return int(value)
 
@@ -109,7 +111,9 @@ def crop_offset(source: CoordMap, target: CoordMap) -> int:
         raise ValueError(f"cannot align blobs of different strides: {source} vs {target}")
     offset = source.shift - target.shift
     if offset.denominator != 1 or offset < 0:
-        raise ValueError(f"crop offset {offset} is not a non-negative integer: {source} vs {target}")
+        raise ValueError(
+            f"crop offset {offset} is not a non-negative integer: {source} vs {target}"
+        )
     return int(offset)
 
 

@@ -164,4 +164,3 @@ def convolutionalize_vgg16(
     classifier.fc8.weight.data.copy_(weights["fc8.weight"])
     classifier.fc8.bias.data.copy_(weights["fc8.bias"])
     return classifier.eval()
-

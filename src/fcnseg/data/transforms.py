@@ -1,0 +1,630 @@
+"""Paired image/label transforms, padded batching and median-frequency class weights.
+
+Every transform is a small class called as ``image, label = t(image, label)`` on one sample
+from a dataset reader:
+
+- ``image``: floating tensor ``C x H x W`` of raw values (RGB 0..255 in R, G, B order, then any
+  extra channels such as depth or HHA; C is 1, 3, 4 or 6). The normalisers also accept a batch
+  ``... x C x H x W``.
+- ``label``: integer tensor ``H x W`` of class indices, or ``K x H x W`` for datasets with K label
+  maps per image (e.g. semantic + geometric); one value (``ignore_index``, 255 by default) marks
+  pixels that count for neither loss nor metrics.
+
+Spatial transforms move image and label together: the image is resampled bilinearly and the
+label by centre-aligned nearest neighbour (each output pixel takes the source pixel whose centre
+is nearest, i.e. ``F.interpolate(mode="nearest-exact")``, computed by indexing so labels stay
+exact integers). Padding fills the label with ``ignore_index`` and the image with ``image_pad``.
+
+Randomness comes from an optional ``torch.Generator``; with one seeded, a sequence of calls is
+reproducible. With ``generator=None`` the global RNG is used, which ``DataLoader`` seeds
+differently in each worker; a seeded generator is copied, state and all, into every worker, so
+all workers then draw the same augmentations unless each is re-seeded in ``worker_init_fn``.
+
+Preprocessing follows two conventions (FCN paper, section 4.1 / 4.3):
+
+- ``CaffeMeanSubtract``: what the original FCN Caffe models expect, BGR order minus the
+  per-channel BGR mean of ILSVRC, values left in 0..255.
+- ``ImageNetNormalize``: what torchvision's ImageNet backbones expect, RGB scaled to 0..1, minus
+  mean, divided by standard deviation.
+
+Class weights use median frequency balancing (Eigen & Fergus, ICCV 2015):
+``freq(c) = pixels of c / labelled pixels of the images containing c`` and
+``weight(c) = median(freq) / freq(c)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "CAFFE_MEAN_BGR",
+    "IGNORE_INDEX",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "CaffeMeanSubtract",
+    "CenterCrop",
+    "ClassCounts",
+    "Compose",
+    "ImageNetNormalize",
+    "Normalize",
+    "RandomHorizontalFlip",
+    "RandomScaleCrop",
+    "Resize",
+    "class_pixel_counts",
+    "normalizer_from_spec",
+    "collate_pad",
+    "median_frequency_weights",
+]
+
+IGNORE_INDEX = 255  # label value ignored by loss and metrics (PASCAL VOC's "void")
+# ILSVRC mean in BGR order, 0..255, as shipped with the reference FCN Caffe models.
+CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
+# torchvision's ImageNet statistics, RGB order, on values scaled to 0..1.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Pair = tuple[Tensor, Tensor]
+PadValue = float | Sequence[float]
+
+
+# --------------------------------------------------------------------------- checks and helpers
+
+
+def _check_image(image: Tensor, who: str, batched: bool = False) -> None:
+    if not isinstance(image, Tensor):
+        raise TypeError(f"{who}: image must be a torch.Tensor, got {type(image).__name__}")
+    if not image.is_floating_point():
+        raise TypeError(
+            f"{who}: image dtype must be floating point (raw values as float32), got {image.dtype}"
+        )
+    if image.ndim < 3 or (not batched and image.ndim != 3):
+        shape = "... x C x H x W" if batched else "C x H x W"
+        raise ValueError(f"{who}: image must be {shape}, got shape {tuple(image.shape)}")
+
+
+def _check_pair(image: Tensor, label: Tensor, who: str) -> None:
+    _check_image(image, who)
+    if not isinstance(label, Tensor) or label.is_floating_point() or label.is_complex():
+        raise TypeError(f"{who}: label must be an integer tensor of class indices")
+    if label.ndim not in (2, 3):
+        raise ValueError(f"{who}: label must be H x W or K x H x W, got shape {tuple(label.shape)}")
+    if label.shape[-2:] != image.shape[-2:]:
+        raise ValueError(
+            f"{who}: label size {tuple(label.shape[-2:])} differs from image size "
+            f"{tuple(image.shape[-2:])}"
+        )
+
+
+def _check_generator(generator: torch.Generator | None) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator)}")
+
+
+def _size_pair(crop_size: int | Sequence[int]) -> tuple[int, int]:
+    """``crop_size`` as ``(height, width)``; an int means a square."""
+    size = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
+    if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in size):
+        raise ValueError(f"crop_size must be an int or (height, width) of ints, got {crop_size!r}")
+    if min(size) < 1:
+        raise ValueError(f"crop_size must be positive (>= 1 pixel), got {crop_size!r}")
+    return size  # type: ignore[return-value]
+
+
+def _pad_fill(image: Tensor, image_pad: PadValue) -> Tensor:
+    """The image pad value as a tensor broadcastable to ``C x H x W``: one value or one per
+    channel."""
+    fill = torch.as_tensor(image_pad, dtype=image.dtype, device=image.device)
+    channels = image.shape[-3]
+    if fill.ndim == 1 and fill.numel() != channels:
+        raise ValueError(
+            f"image_pad has {fill.numel()} values but the image has {channels} channels; "
+            f"give one value or one per channel"
+        )
+    if fill.ndim > 1:
+        raise ValueError(f"image_pad must be a number or a sequence of numbers, got {image_pad!r}")
+    return fill.reshape(-1, 1, 1)
+
+
+def _pad_to(
+    image: Tensor, label: Tensor, height: int, width: int, image_pad: PadValue, ignore_index: int
+) -> Pair:
+    """Pad bottom/right up to at least ``height x width``: image with ``image_pad``, label with
+    ``ignore_index``."""
+    h, w = image.shape[-2:]
+    if h >= height and w >= width:
+        return image, label
+    out_h, out_w = max(h, height), max(w, width)
+    padded = _pad_fill(image, image_pad).expand(image.shape[0], out_h, out_w).clone()
+    padded[:, :h, :w] = image
+    padded_label = label.new_full((*label.shape[:-2], out_h, out_w), ignore_index)
+    padded_label[..., :h, :w] = label
+    return padded, padded_label
+
+
+def _nearest_indices(in_size: int, out_size: int, device: torch.device) -> Tensor:
+    """Source index of each output pixel, centre-aligned: ``floor((i + 0.5) * in / out)``, the
+    rule of ``F.interpolate(mode="nearest-exact")`` and of bilinear with ``align_corners=False``."""
+    idx = ((torch.arange(out_size, device=device, dtype=torch.float64) + 0.5) * in_size) / out_size
+    return idx.floor().long().clamp_(max=in_size - 1)
+
+
+def _resize_pair(image: Tensor, label: Tensor, height: int, width: int) -> Pair:
+    """Image bilinear (no antialiasing), label by centre-aligned nearest neighbour."""
+    h, w = image.shape[-2:]
+    if (h, w) == (height, width):
+        return image, label
+    image = F.interpolate(
+        image[None], size=(height, width), mode="bilinear", align_corners=False, antialias=False
+    )[0]  # (C, height, width)
+    rows = _nearest_indices(h, height, label.device)
+    cols = _nearest_indices(w, width, label.device)
+    label = label[..., rows[:, None], cols[None, :]]  # ([K,] height, width)
+    return image, label
+
+
+def _scaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    """``(round(h * scale), round(w * scale))``, half rounding up, at least 1 pixel."""
+    return max(1, math.floor(h * scale + 0.5)), max(1, math.floor(w * scale + 0.5))
+
+
+def _check_channel_values(values: Sequence[float], name: str) -> tuple[float, ...]:
+    values = tuple(float(v) for v in values)
+    if not values:
+        raise ValueError(f"{name} must hold at least one value")
+    return values
+
+
+def _per_channel(values: Sequence[float], like: Tensor) -> Tensor:
+    return torch.tensor(values, dtype=like.dtype, device=like.device).reshape(-1, 1, 1)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+class Normalize:
+    """Per-channel ``(image * scale - mean) / std`` for an image of exactly ``len(mean)`` channels.
+
+    The generic form behind the two conventions below; use it directly for depth-only (C=1) or
+    other non-RGB inputs. ``mean`` and ``std`` are in the units after ``scale``. Works on one
+    image ``C x H x W`` or a batch ``... x C x H x W``; the label is returned unchanged.
+    """
+
+    def __init__(
+        self, mean: Sequence[float], std: Sequence[float] | None = None, scale: float = 1.0
+    ) -> None:
+        self.mean = _check_channel_values(mean, "mean")
+        self.std = (1.0,) * len(self.mean) if std is None else _check_channel_values(std, "std")
+        if len(self.std) != len(self.mean):
+            raise ValueError(
+                f"std has {len(self.std)} values but mean has {len(self.mean)}; "
+                f"give one per channel"
+            )
+        if min(self.std) <= 0:
+            raise ValueError(f"std values must be > 0, got {self.std}")
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        self.scale = float(scale)
+
+    def __call__(self, image: Tensor, label: Tensor) -> Pair:
+        _check_image(image, type(self).__name__, batched=True)
+        if image.shape[-3] != len(self.mean):
+            raise ValueError(
+                f"{type(self).__name__}: image has {image.shape[-3]} channels, expected "
+                f"{len(self.mean)} (one per mean value)"
+            )
+        out = (image * self.scale - _per_channel(self.mean, image)) / _per_channel(self.std, image)
+        return out, label
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(mean={self.mean}, std={self.std}, scale={self.scale})"
+
+    def spec(self) -> dict:
+        """Constructor arguments and ``type``, for :func:`normalizer_from_spec`."""
+        return {
+            "type": "Normalize",
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "scale": self.scale,
+        }
+
+
+class CaffeMeanSubtract:
+    """The reference FCN Caffe preprocessing: RGB -> BGR, minus the BGR mean, no scaling.
+
+    Input: image ``C x H x W`` (or ``... x C x H x W``) with R, G, B in channels 0..2 as 0..255.
+    Output: channels 0..2 are ``B - mean_bgr[0], G - mean_bgr[1], R - mean_bgr[2]`` (roughly
+    -123..151). Extra channels (C > 3, e.g. depth or HHA) keep their position after the colour
+    channels: with ``extra_mean=None`` they pass through unchanged and any C >= 3 is accepted;
+    with ``extra_mean`` given, C must be exactly ``3 + len(extra_mean)`` and each extra channel
+    has its mean (in its own raw units) subtracted.
+    """
+
+    def __init__(
+        self,
+        mean_bgr: Sequence[float] = CAFFE_MEAN_BGR,
+        extra_mean: Sequence[float] | None = None,
+    ) -> None:
+        self.mean_bgr = _check_channel_values(mean_bgr, "mean_bgr")
+        if len(self.mean_bgr) != 3:
+            raise ValueError(f"mean_bgr must have 3 values (B, G, R), got {len(self.mean_bgr)}")
+        self.extra_mean = (
+            None if extra_mean is None else _check_channel_values(extra_mean, "extra_mean")
+        )
+
+    def __call__(self, image: Tensor, label: Tensor) -> Pair:
+        _check_image(image, "CaffeMeanSubtract", batched=True)
+        _check_rgb_channels(image, self.extra_mean, "CaffeMeanSubtract")
+        bgr = image[..., [2, 1, 0], :, :] - _per_channel(self.mean_bgr, image)
+        extra = image[..., 3:, :, :]
+        if self.extra_mean is not None:
+            extra = extra - _per_channel(self.extra_mean, image)
+        return torch.cat([bgr, extra], dim=-3), label
+
+    def __repr__(self) -> str:
+        return f"CaffeMeanSubtract(mean_bgr={self.mean_bgr}, extra_mean={self.extra_mean})"
+
+    def spec(self) -> dict:
+        extra = None if self.extra_mean is None else list(self.extra_mean)
+        return {"type": "CaffeMeanSubtract", "mean_bgr": list(self.mean_bgr), "extra_mean": extra}
+
+
+class ImageNetNormalize:
+    """torchvision's ImageNet preprocessing: RGB scaled by ``1 / max_value`` to 0..1, minus
+    ``mean``, divided by ``std`` (output roughly -2.1..2.6), channel order kept as R, G, B.
+
+    Extra channels (C > 3) are treated as in :class:`CaffeMeanSubtract`: passed through unchanged
+    with ``extra_mean=None``, else C must be ``3 + len(extra_mean)`` and each extra channel becomes
+    ``(x - extra_mean) / extra_std`` in its own raw units (not divided by ``max_value``;
+    ``extra_std`` defaults to 1).
+    """
+
+    def __init__(
+        self,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        max_value: float = 255.0,
+        extra_mean: Sequence[float] | None = None,
+        extra_std: Sequence[float] | None = None,
+    ) -> None:
+        if not max_value > 0:
+            raise ValueError(f"max_value must be > 0 (255 for 8-bit images), got {max_value}")
+        self.rgb = Normalize(mean, std, scale=1.0 / max_value)
+        if len(self.rgb.mean) != 3:
+            raise ValueError(f"mean and std must have 3 values (R, G, B), got {len(self.rgb.mean)}")
+        self.max_value = float(max_value)
+        if extra_mean is None and extra_std is not None:
+            raise ValueError("extra_std was given without extra_mean; give both or neither")
+        self.extra = None if extra_mean is None else Normalize(extra_mean, extra_std)
+
+    def __call__(self, image: Tensor, label: Tensor) -> Pair:
+        _check_image(image, "ImageNetNormalize", batched=True)
+        extra_mean = None if self.extra is None else self.extra.mean
+        _check_rgb_channels(image, extra_mean, "ImageNetNormalize")
+        rgb, _ = self.rgb(image[..., :3, :, :], label)
+        extra = image[..., 3:, :, :]
+        if self.extra is not None:
+            extra, _ = self.extra(extra, label)
+        return torch.cat([rgb, extra], dim=-3), label
+
+    def __repr__(self) -> str:
+        extra = (
+            ""
+            if self.extra is None
+            else f", extra_mean={self.extra.mean}, extra_std={self.extra.std}"
+        )
+        return (
+            f"ImageNetNormalize(mean={self.rgb.mean}, std={self.rgb.std}, "
+            f"max_value={self.max_value}{extra})"
+        )
+
+    def spec(self) -> dict:
+        return {
+            "type": "ImageNetNormalize",
+            "mean": list(self.rgb.mean),
+            "std": list(self.rgb.std),
+            "max_value": self.max_value,
+            "extra_mean": None if self.extra is None else list(self.extra.mean),
+            "extra_std": None if self.extra is None else list(self.extra.std),
+        }
+
+
+Normalizer = Normalize | CaffeMeanSubtract | ImageNetNormalize
+
+
+def normalizer_from_spec(spec: dict) -> Normalizer:
+    """Rebuild a normaliser from its ``spec()`` (as stored in checkpoints' ``meta``)."""
+    kinds = {"Normalize": Normalize, "CaffeMeanSubtract": CaffeMeanSubtract}
+    kinds["ImageNetNormalize"] = ImageNetNormalize
+    arguments = dict(spec)
+    kind = arguments.pop("type", None)
+    if kind not in kinds:
+        raise ValueError(f"unknown normaliser type {kind!r}; known: {sorted(kinds)}")
+    return kinds[kind](**arguments)
+
+
+def _check_rgb_channels(image: Tensor, extra_mean: Sequence[float] | None, who: str) -> None:
+    channels = image.shape[-3]
+    if extra_mean is None and channels < 3:
+        raise ValueError(
+            f"{who}: image has {channels} channels, expected at least 3 (R, G, B first); "
+            f"for depth-only input use Normalize(mean=...)"
+        )
+    if extra_mean is not None and channels != 3 + len(extra_mean):
+        raise ValueError(
+            f"{who}: image has {channels} channels, expected {3 + len(extra_mean)} "
+            f"(3 RGB + {len(extra_mean)} for extra_mean)"
+        )
+
+
+# --------------------------------------------------------------------------- spatial transforms
+
+
+class RandomHorizontalFlip:
+    """Mirror image and label left-right together with probability ``p`` (0..1)."""
+
+    def __init__(self, p: float = 0.5, generator: torch.Generator | None = None) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be a probability in [0, 1], got {p}")
+        _check_generator(generator)
+        self.p = float(p)
+        self.generator = generator
+
+    def __call__(self, image: Tensor, label: Tensor) -> Pair:
+        _check_pair(image, label, "RandomHorizontalFlip")
+        if torch.rand(1, generator=self.generator).item() < self.p:
+            return image.flip(-1), label.flip(-1)
+        return image, label
+
+    def __repr__(self) -> str:
+        return f"RandomHorizontalFlip(p={self.p})"
+
+
+class RandomScaleCrop:
+    """Scale by a random factor, pad up to ``crop_size``, then take a random ``crop_size`` crop.
+
+    The factor is uniform in ``scale_range`` (e.g. 0.5..2.0); the scaled size is
+    ``round(H * s) x round(W * s)``. Where that is smaller than ``crop_size`` the pair is padded at
+    the bottom/right: the label with ``ignore_index``, the image with ``image_pad`` (one value or
+    one per channel). The default 0.0 is right after mean subtraction (0 is the mean colour); to
+    pad raw images, pass the mean in raw units, e.g. ``image_pad=(122.7, 116.7, 104.0)`` for RGB.
+    Output: image ``C x crop_h x crop_w``, label ``[K x] crop_h x crop_w``.
+
+    ``crop_size`` is an int (square) or ``(height, width)`` in pixels. Per call it draws one
+    uniform (the scale) and then the crop's top and left offsets, in that order.
+    """
+
+    def __init__(
+        self,
+        crop_size: int | Sequence[int],
+        scale_range: Sequence[float] = (0.5, 2.0),
+        ignore_index: int = IGNORE_INDEX,
+        image_pad: PadValue = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.crop_size = _size_pair(crop_size)
+        scale_range = tuple(float(s) for s in scale_range)
+        if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
+            raise ValueError(
+                f"scale_range must be (low, high) with 0 < low <= high, got {scale_range!r}"
+            )
+        _check_generator(generator)
+        self.scale_range = scale_range
+        self.ignore_index = int(ignore_index)
+        self.image_pad = image_pad
+        self.generator = generator
+
+    def __call__(self, image: Tensor, label: Tensor) -> Pair:
+        _check_pair(image, label, "RandomScaleCrop")
+        low, high = self.scale_range
+        scale = low + (high - low) * torch.rand(1, generator=self.generator).item()
+        image, label = _resize_pair(image, label, *_scaled_size(*image.shape[-2:], scale))
+        crop_h, crop_w = self.crop_size
+        image, label = _pad_to(image, label, crop_h, crop_w, self.image_pad, self.ignore_index)
+        h, w = image.shape[-2:]
+        top = int(torch.randint(0, h - crop_h + 1, (1,), generator=self.generator))
+        left = int(torch.randint(0, w - crop_w + 1, (1,), generator=self.generator))
+        return (
+            image[:, top : top + crop_h, left : left + crop_w],
+            label[..., top : top + crop_h, left : left + crop_w],
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"RandomScaleCrop(crop_size={self.crop_size}, scale_range={self.scale_range}, "
+            f"ignore_index={self.ignore_index}, image_pad={self.image_pad!r})"
+        )
+
+
+class CenterCrop:
+    """Deterministic ``crop_size`` crop from the centre (top/left offset ``(H - crop_h) // 2``),
+    after padding bottom/right as in :class:`RandomScaleCrop` when the image is smaller."""
+
+    def __init__(
+        self,
+        crop_size: int | Sequence[int],
+        ignore_index: int = IGNORE_INDEX,
+        image_pad: PadValue = 0.0,
+    ) -> None:
+        self.crop_size = _size_pair(crop_size)
+        self.ignore_index = int(ignore_index)
+        self.image_pad = image_pad
+
+    def __call__(self, image: Tensor, label: Tensor) -> Pair:
+        _check_pair(image, label, "CenterCrop")
+        crop_h, crop_w = self.crop_size
+        image, label = _pad_to(image, label, crop_h, crop_w, self.image_pad, self.ignore_index)
+        h, w = image.shape[-2:]
+        top, left = (h - crop_h) // 2, (w - crop_w) // 2
+        return (
+            image[:, top : top + crop_h, left : left + crop_w],
+            label[..., top : top + crop_h, left : left + crop_w],
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"CenterCrop(crop_size={self.crop_size}, ignore_index={self.ignore_index}, "
+            f"image_pad={self.image_pad!r})"
+        )
+
+
+class Resize:
+    """Scale both by a fixed factor keeping aspect: ``round(H * scale) x round(W * scale)``.
+
+    For training or evaluating at lower resolution on a CPU (e.g. ``scale=0.5``). Note that
+    metrics computed on resized labels differ slightly from those at the original resolution.
+    """
+
+    def __init__(self, scale: float) -> None:
+        if not (isinstance(scale, int | float) and scale > 0 and math.isfinite(scale)):
+            raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+        self.scale = float(scale)
+
+    def __call__(self, image: Tensor, label: Tensor) -> Pair:
+        _check_pair(image, label, "Resize")
+        return _resize_pair(image, label, *_scaled_size(*image.shape[-2:], self.scale))
+
+    def __repr__(self) -> str:
+        return f"Resize(scale={self.scale})"
+
+
+class Compose:
+    """Apply paired transforms in order: ``Compose([RandomScaleCrop(...), ...])(image, label)``."""
+
+    def __init__(self, transforms: Sequence[Callable[[Tensor, Tensor], Pair]]) -> None:
+        self.transforms = list(transforms)
+        for index, t in enumerate(self.transforms):
+            if not callable(t):
+                raise TypeError(f"transforms[{index}] is not callable: {t!r}")
+
+    def __call__(self, image: Tensor, label: Tensor) -> Pair:
+        for t in self.transforms:
+            image, label = t(image, label)
+        return image, label
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n    {t!r}," for t in self.transforms)
+        return f"Compose([{inner}\n])"
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def collate_pad(
+    batch: Sequence[Pair], ignore_index: int = IGNORE_INDEX, image_pad: PadValue = 0.0
+) -> Pair:
+    """Stack whole images of different sizes by padding each bottom/right to the largest H, W.
+
+    ``batch``: N >= 1 pairs ``(C x H_i x W_i image, [K x] H_i x W_i label)`` with the same C (and
+    K). Returns ``(N x C x Hmax x Wmax images, N x [K x] Hmax x Wmax labels)``; image padding is
+    ``image_pad`` (one value or one per channel; 0 is the mean colour after mean subtraction),
+    label padding ``ignore_index`` so padded pixels count for neither loss nor metrics.
+
+    Use as ``DataLoader(..., collate_fn=functools.partial(collate_pad, ignore_index=255))``. With
+    ``batch_size=1`` (the paper's setting) nothing needs padding and the default collate works
+    too; ``collate_pad`` gives the same result there.
+    """
+    if len(batch) == 0:
+        raise ValueError("collate_pad: batch is empty; need at least one (image, label) pair")
+    for index, (image, label) in enumerate(batch):
+        _check_pair(image, label, f"collate_pad: batch[{index}]")
+    image0, label0 = batch[0]
+    for index, (image, label) in enumerate(batch):
+        if image.shape[0] != image0.shape[0] or label.shape[:-2] != label0.shape[:-2]:
+            raise ValueError(
+                f"collate_pad: batch[{index}] has image channels {image.shape[0]} and label "
+                f"maps {tuple(label.shape[:-2])}, but batch[0] has {image0.shape[0]} and "
+                f"{tuple(label0.shape[:-2])}; all samples must agree"
+            )
+    height = max(image.shape[-2] for image, _ in batch)
+    width = max(image.shape[-1] for image, _ in batch)
+    padded = [
+        _pad_to(image, label, height, width, image_pad, ignore_index) for image, label in batch
+    ]
+    return torch.stack([p[0] for p in padded]), torch.stack([p[1] for p in padded])
+
+
+# --------------------------------------------------------------------------- class weights
+
+
+class ClassCounts(NamedTuple):
+    """Per-class pixel statistics of a label set, both ``int64 [num_classes]``.
+
+    ``pixels[c]``: pixels labelled c. ``image_pixels[c]``: labelled (non-ignore) pixels of all
+    images that contain c at least once.
+    """
+
+    pixels: Tensor
+    image_pixels: Tensor
+
+
+def class_pixel_counts(
+    labels: Iterable[Tensor], num_classes: int, ignore_index: int = IGNORE_INDEX
+) -> ClassCounts:
+    """Count class pixels in one pass with ``torch.bincount``.
+
+    Each item of ``labels`` is one label map ``H x W`` or a batch of N maps ``N x H x W`` (each
+    counted as its own image; padding with ``ignore_index`` is harmless). For datasets with K
+    label maps per sample, pass one map each (e.g. ``label[0]``). Pixels equal to
+    ``ignore_index`` are skipped; any other value outside ``0..num_classes-1`` is an error.
+    """
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    pixels = torch.zeros(num_classes, dtype=torch.int64)
+    image_pixels = torch.zeros(num_classes, dtype=torch.int64)
+    for index, label in enumerate(labels):
+        if not isinstance(label, Tensor) or label.is_floating_point() or label.ndim not in (2, 3):
+            raise ValueError(
+                f"labels[{index}] must be an integer tensor H x W or N x H x W, got "
+                f"{getattr(label, 'shape', type(label).__name__)}"
+            )
+        for one in label.reshape(-1, *label.shape[-2:]).cpu():
+            values = one[one != ignore_index].long()
+            if values.numel() and (values.min() < 0 or values.max() >= num_classes):
+                bad = values[(values < 0) | (values >= num_classes)][0].item()
+                raise ValueError(
+                    f"labels[{index}] has value {bad}, which is neither a class "
+                    f"(0..{num_classes - 1}) nor ignore_index ({ignore_index})"
+                )
+            counts = torch.bincount(values, minlength=num_classes)
+            pixels += counts
+            image_pixels += (counts > 0).long() * values.numel()
+    return ClassCounts(pixels, image_pixels)
+
+
+def median_frequency_weights(
+    label_iter_or_counts: Iterable[Tensor] | ClassCounts,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+) -> Tensor:
+    """Median frequency balancing weights, ``float32 [num_classes]``, for a weighted loss.
+
+    ``freq(c) = pixels[c] / image_pixels[c]`` and ``weight(c) = median(freq) / freq(c)``, so a
+    class at the median frequency gets weight 1 and rarer classes more. The median is taken over
+    the classes that occur (the mean of the two middle values for an even count); classes never
+    seen get weight 0. Pass the label maps (see :func:`class_pixel_counts`) or their
+    :class:`ClassCounts`.
+    """
+    if isinstance(label_iter_or_counts, ClassCounts):
+        counts = label_iter_or_counts
+        for name, value in zip(counts._fields, counts, strict=True):
+            if value.shape != (num_classes,):
+                raise ValueError(
+                    f"ClassCounts.{name} has shape {tuple(value.shape)}, expected "
+                    f"({num_classes},) for num_classes={num_classes}"
+                )
+    else:
+        counts = class_pixel_counts(label_iter_or_counts, num_classes, ignore_index)
+    pixels = counts.pixels.double()
+    seen = pixels > 0
+    if not seen.any():
+        raise ValueError("median_frequency_weights: no labelled pixels (every pixel is ignore)")
+    freq = pixels[seen] / counts.image_pixels[seen].double()
+    weights = torch.zeros(num_classes, dtype=torch.float64)
+    weights[seen] = torch.quantile(freq, 0.5) / freq
+    return weights.float()

@@ -1,0 +1,331 @@
+"""Paired transforms, padded batching and median-frequency weights, on tiny CPU tensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import default_collate
+
+from fcnseg.data.transforms import (
+    CAFFE_MEAN_BGR,
+    CaffeMeanSubtract,
+    CenterCrop,
+    ClassCounts,
+    Compose,
+    ImageNetNormalize,
+    Normalize,
+    RandomHorizontalFlip,
+    RandomScaleCrop,
+    Resize,
+    class_pixel_counts,
+    collate_pad,
+    median_frequency_weights,
+)
+
+IGNORE = 255
+STRIPE = 3  # pixels per stripe in the alignment fixture
+ROWS, COLS = 6, 8  # stripes down and across
+
+
+def striped_pair(height: int = 17, width: int = 23) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image whose channels encode the label: channel 0 is the column-stripe id, channel 1
+    the row-stripe id, channel 2 is 1 (pad marker); label = row_id * COLS + col_id."""
+    col = (torch.arange(width) // STRIPE).clamp(max=COLS - 1)
+    row = (torch.arange(height) // STRIPE).clamp(max=ROWS - 1)
+    image = torch.stack(
+        [
+            col.float().expand(height, width),
+            row.float()[:, None].expand(height, width),
+            torch.ones(height, width),
+        ]
+    )
+    label = row[:, None] * COLS + col[None, :]
+    return image, label
+
+
+def assert_aligned(image: torch.Tensor, label: torch.Tensor, pad: float = -1.0) -> None:
+    """Padding matches ignore exactly; elsewhere the label's stripe ids are the nearest source
+    pixel's, so each lies within 0.5 of the bilinearly resampled image channel."""
+    padded = image[2] == pad
+    assert torch.equal(padded, label == IGNORE)
+    valid = ~padded
+    col_id, row_id = (label % COLS).float(), (label // COLS).float()
+    assert (image[0] - col_id)[valid].abs().max() <= 0.5 + 1e-5
+    assert (image[1] - row_id)[valid].abs().max() <= 0.5 + 1e-5
+
+
+# --------------------------------------------------------------------------- spatial alignment
+
+
+def test_scale_crop_flip_keep_image_and_label_aligned() -> None:
+    g = torch.Generator().manual_seed(0)
+    transform = Compose(
+        [
+            RandomScaleCrop((20, 30), scale_range=(0.3, 2.5), image_pad=-1.0, generator=g),
+            RandomHorizontalFlip(generator=g),
+        ]
+    )
+    image, label = striped_pair()
+    saw_padding = saw_no_padding = False
+    for _ in range(30):
+        out_image, out_label = transform(image, label)
+        assert out_image.shape == (3, 20, 30) and out_label.shape == (20, 30)
+        assert out_label.dtype == torch.int64
+        assert_aligned(out_image, out_label)
+        padded = bool((out_label == IGNORE).any())
+        saw_padding |= padded
+        saw_no_padding |= not padded
+    assert saw_padding and saw_no_padding
+
+
+def test_multi_map_label_moves_with_image() -> None:
+    image, label = striped_pair()
+    labels = torch.stack([label, label // COLS])  # K=2 maps: full id and row id
+    g = torch.Generator().manual_seed(1)
+    transform = Compose(
+        [
+            RandomScaleCrop(16, scale_range=(0.5, 2.0), image_pad=-1.0, generator=g),
+            RandomHorizontalFlip(p=1.0),
+        ]
+    )
+    for _ in range(10):
+        out_image, out_labels = transform(image, labels)
+        assert out_labels.shape == (2, 16, 16)
+        assert_aligned(out_image, out_labels[0])
+        valid = out_labels[0] != IGNORE
+        assert torch.equal(out_labels[1][valid], out_labels[0][valid] // COLS)
+        assert torch.equal(out_labels[1] == IGNORE, ~valid)
+
+
+@pytest.mark.parametrize("scale", [0.37, 0.5, 1.3, 2.0])
+def test_resize_label_is_centre_aligned_nearest(scale: float) -> None:
+    image, label = striped_pair()
+    out_image, out_label = Resize(scale)(image, label)
+    size = (math.floor(17 * scale + 0.5), math.floor(23 * scale + 0.5))  # half rounds up
+    assert out_image.shape[-2:] == size and out_label.shape == size
+    expected = F.interpolate(label[None, None].float(), size=size, mode="nearest-exact")
+    assert torch.equal(out_label, expected[0, 0].long())
+    assert_aligned(out_image, out_label)
+
+
+def test_flip_twice_is_identity_and_p_controls_it() -> None:
+    image, label = striped_pair()
+    flip = RandomHorizontalFlip(p=1.0)
+    once_image, once_label = flip(image, label)
+    assert torch.equal(once_image, image.flip(-1)) and torch.equal(once_label, label.flip(-1))
+    twice_image, twice_label = flip(once_image, once_label)
+    assert torch.equal(twice_image, image) and torch.equal(twice_label, label)
+    same_image, same_label = RandomHorizontalFlip(p=0.0)(image, label)
+    assert torch.equal(same_image, image) and torch.equal(same_label, label)
+
+
+def test_padding_uses_ignore_index_and_image_pad() -> None:
+    image = torch.arange(2 * 4 * 5, dtype=torch.float32).reshape(2, 4, 5)
+    label = torch.arange(20).reshape(4, 5)
+    crop = RandomScaleCrop((8, 7), scale_range=(1.0, 1.0), ignore_index=99, image_pad=(-1.0, -2.0))
+    out_image, out_label = crop(image, label)  # padded to exactly 8 x 7, so the crop is at (0, 0)
+    assert torch.equal(out_image[:, :4, :5], image) and torch.equal(out_label[:4, :5], label)
+    assert (out_label[4:] == 99).all() and (out_label[:, 5:] == 99).all()
+    assert (out_image[0, 4:] == -1).all() and (out_image[1, :, 5:] == -2).all()
+
+
+def test_center_crop_pads_and_crops_from_the_middle() -> None:
+    image, label = striped_pair(9, 12)
+    out_image, out_label = CenterCrop((5, 6))(image, label)
+    assert torch.equal(out_label, label[2:7, 3:9]) and torch.equal(out_image, image[:, 2:7, 3:9])
+    out_image, out_label = CenterCrop(14, image_pad=-1.0)(image, label)
+    assert out_label.shape == (14, 14) and torch.equal(out_label[:9, :12], label)
+    assert_aligned(out_image, out_label)
+
+
+@pytest.mark.parametrize("crop_size", [1, 7, (5, 11), (40, 3)])
+def test_crop_size_is_exact(crop_size: int | tuple[int, int]) -> None:
+    g = torch.Generator().manual_seed(2)
+    image, label = striped_pair()
+    expected = (crop_size, crop_size) if isinstance(crop_size, int) else crop_size
+    for _ in range(5):
+        out_image, out_label = RandomScaleCrop(crop_size, generator=g)(image, label)
+        assert out_image.shape == (3, *expected) and out_label.shape == expected
+
+
+def test_seeded_generator_is_deterministic() -> None:
+    def run(seed: int) -> list[torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        t = Compose([RandomScaleCrop(10, generator=g), RandomHorizontalFlip(generator=g)])
+        image, label = striped_pair()
+        return [t(image, label)[1] for _ in range(6)]
+
+    first, again, other = run(7), run(7), run(8)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def test_caffe_mean_subtract_on_one_pixel() -> None:
+    image = torch.tensor([10.0, 20.0, 30.0]).reshape(3, 1, 1)  # R, G, B
+    out, label = CaffeMeanSubtract()(image, torch.zeros(1, 1, dtype=torch.long))
+    expected = torch.tensor([30 - 104.00698793, 20 - 116.66876762, 10 - 122.67891434])
+    assert torch.allclose(out.flatten(), expected.float())
+    assert label.shape == (1, 1)
+
+
+def test_caffe_extra_channels_pass_through_or_get_their_mean() -> None:
+    rgbd = torch.tensor([10.0, 20.0, 30.0, 500.0]).reshape(4, 1, 1)
+    label = torch.zeros(1, 1, dtype=torch.long)
+    out, _ = CaffeMeanSubtract()(rgbd, label)
+    assert out.shape == (4, 1, 1) and out[3].item() == 500.0
+    out, _ = CaffeMeanSubtract(extra_mean=(400.0,))(rgbd, label)
+    assert out[3].item() == 100.0 and out[0].item() == pytest.approx(30 - CAFFE_MEAN_BGR[0])
+    batch, _ = CaffeMeanSubtract()(rgbd.expand(2, 4, 3, 3), label)  # N x C x H x W also works
+    assert torch.allclose(batch[1, :, 2, 2], CaffeMeanSubtract()(rgbd, label)[0].flatten())
+
+
+def test_imagenet_normalize_on_one_pixel() -> None:
+    image = torch.tensor([0.0, 127.5, 255.0]).reshape(3, 1, 1)
+    out, _ = ImageNetNormalize()(image, torch.zeros(1, 1, dtype=torch.long))
+    expected = torch.tensor([(0 - 0.485) / 0.229, (0.5 - 0.456) / 0.224, (1 - 0.406) / 0.225])
+    assert torch.allclose(out.flatten(), expected)
+    rgbd = torch.tensor([0.0, 127.5, 255.0, 3.0]).reshape(4, 1, 1)
+    out, _ = ImageNetNormalize(extra_mean=(1.0,), extra_std=(4.0,))(rgbd, torch.zeros(1, 1))
+    assert out[3].item() == 0.5 and torch.allclose(out[:3].flatten(), expected)
+
+
+def test_normalize_depth_only() -> None:
+    depth = torch.full((1, 2, 2), 3.0)
+    out, _ = Normalize(mean=(1.0,), std=(2.0,))(depth, torch.zeros(2, 2, dtype=torch.long))
+    assert torch.equal(out, torch.ones(1, 2, 2))
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def test_collate_pad_shapes_and_pad_values() -> None:
+    a = (torch.ones(3, 4, 6), torch.full((4, 6), 1))
+    b = (torch.full((3, 5, 2), 2.0), torch.full((5, 2), 2))
+    images, labels = collate_pad([a, b], ignore_index=IGNORE, image_pad=-7.0)
+    assert images.shape == (2, 3, 5, 6) and labels.shape == (2, 5, 6)
+    assert labels.dtype == torch.int64 and images.dtype == torch.float32
+    assert (images[0, :, :4, :] == 1).all() and (images[0, :, 4:, :] == -7).all()
+    assert (labels[0, 4:, :] == IGNORE).all() and (labels[0, :4, :] == 1).all()
+    assert (images[1, :, :, 2:] == -7).all() and (labels[1, :, 2:] == IGNORE).all()
+    assert (labels[1, :, :2] == 2).all()
+
+
+def test_collate_pad_batch_of_one_matches_default_collate() -> None:
+    sample = striped_pair()
+    images, labels = collate_pad([sample])
+    expected_images, expected_labels = default_collate([sample])
+    assert torch.equal(images, expected_images) and torch.equal(labels, expected_labels)
+
+
+def test_collate_pad_multi_map_labels() -> None:
+    a = (torch.zeros(1, 2, 2), torch.zeros(2, 2, 2, dtype=torch.long))
+    b = (torch.zeros(1, 3, 1), torch.ones(2, 3, 1, dtype=torch.long))
+    images, labels = collate_pad([a, b])
+    assert images.shape == (2, 1, 3, 2) and labels.shape == (2, 2, 3, 2)
+    assert (labels[0, :, 2, :] == IGNORE).all() and (labels[1, :, :, 1] == IGNORE).all()
+
+
+# --------------------------------------------------------------------------- class weights
+
+# Image A (2 x 2): class 0 three times, class 1 once; 4 labelled pixels.
+# Image B (2 x 3): class 0 once, class 2 four times, one ignore; 5 labelled pixels.
+# Class 3 never appears.
+LABEL_A = torch.tensor([[0, 0], [0, 1]])
+LABEL_B = torch.tensor([[0, 2, 2], [IGNORE, 2, 2]])
+
+
+def test_class_pixel_counts_by_hand() -> None:
+    counts = class_pixel_counts([LABEL_A, LABEL_B], num_classes=4)
+    assert counts.pixels.tolist() == [4, 1, 4, 0]
+    assert counts.image_pixels.tolist() == [4 + 5, 4, 5, 0]
+
+
+def test_median_frequency_weights_by_hand() -> None:
+    # freq = [4/9, 1/4, 4/5], median 4/9 -> weights [1, 16/9, 5/9], absent class 3 -> 0.
+    weights = median_frequency_weights([LABEL_A, LABEL_B], num_classes=4)
+    assert weights.dtype == torch.float32 and weights.shape == (4,)
+    assert torch.allclose(weights, torch.tensor([1.0, 16 / 9, 5 / 9, 0.0]))
+    counts = class_pixel_counts([LABEL_A, LABEL_B], num_classes=4)
+    assert torch.equal(median_frequency_weights(counts, num_classes=4), weights)
+
+
+def test_median_of_even_count_is_mean_of_middle_two() -> None:
+    # freq = [1/4, 3/4] -> median 1/2 -> weights [2, 2/3].
+    weights = median_frequency_weights([torch.tensor([[0, 1, 1, 1]])], num_classes=2)
+    assert torch.allclose(weights, torch.tensor([2.0, 2 / 3]))
+
+
+def test_batched_padded_labels_count_like_separate_images() -> None:
+    _, labels = collate_pad([(torch.zeros(1, 2, 2), LABEL_A), (torch.zeros(1, 2, 3), LABEL_B)])
+    batched = class_pixel_counts([labels], num_classes=4)
+    separate = class_pixel_counts([LABEL_A, LABEL_B], num_classes=4)
+    assert torch.equal(batched.pixels, separate.pixels)
+    assert torch.equal(batched.image_pixels, separate.image_pixels)
+
+
+# --------------------------------------------------------------------------- errors and repr
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: RandomScaleCrop(-3), "crop_size"),
+        (lambda: RandomScaleCrop((0, 5)), "crop_size"),
+        (lambda: RandomScaleCrop(5, scale_range=(2.0, 0.5)), "scale_range"),
+        (lambda: RandomScaleCrop(5, scale_range=(0.0, 1.0)), "scale_range"),
+        (lambda: CenterCrop((4, 4, 4)), "crop_size"),
+        (lambda: RandomHorizontalFlip(p=1.5), "p must be"),
+        (lambda: Resize(0), "scale"),
+        (lambda: CaffeMeanSubtract(mean_bgr=(1.0, 2.0)), "mean_bgr"),
+        (lambda: ImageNetNormalize(max_value=0), "max_value"),
+        (lambda: ImageNetNormalize(extra_std=(1.0,)), "extra_std"),
+        (lambda: Normalize(mean=(1.0, 2.0), std=(1.0,)), "std"),
+        (lambda: class_pixel_counts([], num_classes=0), "num_classes"),
+    ],
+)
+def test_bad_arguments_name_the_argument(make, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_channel_mismatch_is_reported() -> None:
+    label = torch.zeros(2, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match="1 channels, expected at least 3"):
+        CaffeMeanSubtract()(torch.zeros(1, 2, 2), label)
+    with pytest.raises(ValueError, match="4 channels, expected 5"):
+        ImageNetNormalize(extra_mean=(0.0, 0.0))(torch.zeros(4, 2, 2), label)
+    with pytest.raises(ValueError, match="3 channels, expected 1"):
+        Normalize(mean=(0.0,))(torch.zeros(3, 2, 2), label)
+    with pytest.raises(ValueError, match="image_pad has 2 values but the image has 3"):
+        CenterCrop(4, image_pad=(0.0, 0.0))(torch.zeros(3, 2, 2), label)
+
+
+def test_bad_inputs_are_reported() -> None:
+    with pytest.raises(ValueError, match="label size"):
+        RandomHorizontalFlip()(torch.zeros(3, 2, 2), torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(TypeError, match="dtype must be floating"):
+        Resize(0.5)(torch.zeros(3, 2, 2, dtype=torch.uint8), torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="empty"):
+        collate_pad([])
+    with pytest.raises(ValueError, match=r"batch\[1\] has image channels 1"):
+        collate_pad([(torch.zeros(3, 2, 2), LABEL_A), (torch.zeros(1, 2, 2), LABEL_A)])
+    with pytest.raises(ValueError, match="value 7, which is neither a class"):
+        class_pixel_counts([torch.tensor([[0, 7]])], num_classes=4)
+    with pytest.raises(ValueError, match="no labelled pixels"):
+        median_frequency_weights([torch.full((2, 2), IGNORE)], num_classes=3)
+    with pytest.raises(ValueError, match=r"ClassCounts.pixels has shape \(3,\)"):
+        median_frequency_weights(ClassCounts(torch.ones(3), torch.ones(3)), num_classes=4)
+
+
+def test_reprs_show_arguments() -> None:
+    text = repr(Compose([RandomScaleCrop(321, scale_range=(0.5, 1.5)), RandomHorizontalFlip(0.3)]))
+    assert "RandomScaleCrop(crop_size=(321, 321), scale_range=(0.5, 1.5)" in text
+    assert "RandomHorizontalFlip(p=0.3)" in text
+    assert "mean_bgr=(104.00698793" in repr(CaffeMeanSubtract())
+    assert "std=(0.229, 0.224, 0.225)" in repr(ImageNetNormalize())
