@@ -38,7 +38,7 @@ class DemoConfig:
     iterations: int = 500  # optimiser steps
     batch_size: int = 4  # whole images of one size per step
     width: float = 0.125  # channel multiplier of VGG16 (1/8: 64x cheaper than the paper's)
-    lr: float = 3e-3  # peak learning rate of the one-cycle schedule (AdamW)
+    lr: float = 1e-3  # peak learning rate of the one-cycle schedule (AdamW)
     weight_decay: float = 1e-4
     sizes: tuple[int, ...] = (96, 128, 160)  # image sides, drawn per image and axis
     train_images: int = 2000  # generated training images (500 iterations see each once)

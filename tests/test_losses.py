@@ -1,0 +1,77 @@
+"""Whole-image training equals patchwise training over every receptive field (section 3.4)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fcnseg.losses import segmentation_loss
+from fcnseg.models.geometry import receptive_field
+
+
+def _net():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3), nn.ReLU(), nn.MaxPool2d(2, 2),
+        nn.Conv2d(6, 6, 3), nn.ReLU(), nn.Conv2d(6, 4, 1),
+    ).double()  # fmt: skip
+
+
+def test_whole_image_loss_equals_sum_of_patch_losses_and_gradients():
+    net = _net()
+    size, stride = receptive_field(net.children())
+    assert (size, stride) == (8, 2)
+    x = torch.randn(1, 3, 20, 22, dtype=torch.float64)
+    scores = net(x)  # (1, 4, 7, 8): one cell per receptive field
+    labels = torch.randint(0, 4, scores.shape[:1] + scores.shape[2:])
+    whole = segmentation_loss(scores, labels, normalize="sum")
+    whole_grads = torch.autograd.grad(whole, list(net.parameters()))
+
+    patches, patch_labels = [], []
+    for i in range(scores.shape[-2]):
+        for j in range(scores.shape[-1]):
+            patches.append(x[0, :, stride * i : stride * i + size, stride * j : stride * j + size])
+            patch_labels.append(labels[0, i, j])
+    patch_scores = net(torch.stack(patches))  # (P, 4, 1, 1)
+    patchwise = F.cross_entropy(
+        patch_scores[:, :, 0, 0], torch.stack(patch_labels), reduction="sum"
+    )
+    patch_grads = torch.autograd.grad(patchwise, list(net.parameters()))
+    torch.testing.assert_close(whole, patchwise)
+    for a, b in zip(whole_grads, patch_grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_normalisation_weights_and_ignore():
+    scores = torch.randn(2, 3, 4, 5)
+    labels = torch.randint(0, 3, (2, 4, 5))
+    labels[0, 0, :] = 255
+    mean = segmentation_loss(scores, labels)
+    torch.testing.assert_close(mean, F.cross_entropy(scores, labels, ignore_index=255))
+    total = segmentation_loss(scores, labels, normalize="sum")
+    torch.testing.assert_close(total, mean * (labels != 255).sum())
+    weight = torch.tensor([1.0, 2.0, 0.5])
+    torch.testing.assert_close(
+        segmentation_loss(scores, labels, weight=weight),
+        F.cross_entropy(scores, labels, weight=weight, ignore_index=255),
+    )
+
+
+def test_loss_sampling_keeps_a_fraction_and_is_unbiased():
+    scores = torch.randn(1, 3, 60, 60)
+    labels = torch.randint(0, 3, (1, 60, 60))
+    full = segmentation_loss(scores, labels, normalize="sum")
+    g = torch.Generator().manual_seed(0)
+    draws = [
+        segmentation_loss(scores, labels, normalize="sum", sample_rate=0.25, generator=g)
+        for _ in range(200)
+    ]
+    assert torch.stack(draws).mean() == pytest.approx(full.item(), rel=0.02)
+    raw = segmentation_loss(
+        scores, labels, normalize="sum", sample_rate=0.25, rescale=False, generator=g
+    )
+    assert raw < full * 0.4
+    with pytest.raises(ValueError, match="sample_rate"):
+        segmentation_loss(scores, labels, sample_rate=0)
+    with pytest.raises(ValueError, match="normalize"):
+        segmentation_loss(scores, labels, normalize="avg")
