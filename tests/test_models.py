@@ -6,6 +6,8 @@ import torch
 import fcnseg
 from fcnseg.models import BUILDERS, VGG16
 
+VGG16_ARCHS = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"]
+
 # Parameter shapes of the reference voc-fcn nets, with K classes (Caffe blob shapes).
 VGG16_PARAMS = {
     "conv1_1": (64, 3, 3, 3),
@@ -46,7 +48,7 @@ def reference_params(arch, k):
     return weights, biased
 
 
-@pytest.mark.parametrize("arch", sorted(BUILDERS))
+@pytest.mark.parametrize("arch", VGG16_ARCHS)
 @pytest.mark.parametrize("num_classes", [21, 33, 40, 60])
 def test_parameter_names_and_shapes_match_reference(arch, num_classes):
     with torch.device("meta"):
@@ -71,10 +73,10 @@ def test_reference_crop_offsets_are_derived():
 
 
 def _tiny_models(**kwargs):
-    return {arch: build(num_classes=3, width=1 / 16, **kwargs) for arch, build in BUILDERS.items()}
+    return {arch: BUILDERS[arch](num_classes=3, width=1 / 16, **kwargs) for arch in VGG16_ARCHS}
 
 
-@pytest.mark.parametrize("arch", sorted(BUILDERS))
+@pytest.mark.parametrize("arch", VGG16_ARCHS)
 @pytest.mark.parametrize(
     "size", [(1, 1), (1, 7), (17, 1), (31, 33), (32, 32), (63, 65), (360, 480), (500, 500)]
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,15 @@ def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise CheckpointError(f"{path} is not a torch checkpoint (not a zip archive; truncated?)")
     try:
         contents = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # pickle, zip and unsafe-global errors all land here
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
+        raise CheckpointError(f"cannot read checkpoint {path}: {first_line}") from error
     if not isinstance(contents, dict) or contents.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an fcnseg checkpoint (no 'format': '{FORMAT}')")
     if contents.get("version", 0) > VERSION:

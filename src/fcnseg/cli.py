@@ -40,6 +40,271 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- train
+
+_KIND_METAVARS = {"str": "TEXT", "int": "N", "float": "X", "floats": "X,X", "ints": "N,N"}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fcnseg.engine import TrainingDiverged, launched_rank, train
+    from fcnseg.recipe import FIELDS, Recipe, load
+
+    main_process = launched_rank() == 0
+    given = {f.name: getattr(args, f"key_{f.name}") for f in FIELDS}
+    given = {name: value for name, value in given.items() if value is not None}
+    path = args.recipe
+    if path is None and args.resume:
+        if "out" not in given:
+            raise ValueError("--resume needs --out (the folder of the run to continue)")
+        path = Path(given["out"]) / "recipe.toml"
+    recipe = (load(path) if path else Recipe()).replace(source="command line", **given)
+    if main_process:
+        length = f"{recipe.epochs} epochs" if recipe.epochs else f"{recipe.iterations} iterations"
+        print(
+            f"fcnseg train: {recipe.net} (VGG16 x {recipe.width}) on {recipe.dataset} "
+            f"{recipe.root or '(no root)'}, {length} of batch {recipe.batch_size}, out "
+            f"{recipe.out or '(no out)'}{' (resuming)' if args.resume else ''}"
+        )
+    try:
+        result = train(
+            recipe,
+            resume=args.resume,
+            progress=lambda total, initial: tqdm(
+                total=total, initial=initial, desc="train", unit="it", dynamic_ncols=True
+            ),
+        )
+    except FileExistsError as error:
+        print(f"fcnseg train: error: {error}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as error:
+        print(f"fcnseg train: error: {error}", file=sys.stderr)
+        return 1
+    if main_process:
+        print(f"{result.init.summary()}")
+        print(
+            f"trained to iteration {result.iteration} in {result.seconds:.0f} s; "
+            f"final loss {result.final_loss:.4g}"
+        )
+        if result.metrics is not None:
+            print(format_report(result.metrics, result.classes))
+        if result.best_mean_iu is not None:
+            print(f"best mean IU {result.best_mean_iu:.4f} at iteration {result.best_iteration}")
+        print(f"wrote {result.out}: last.pt, best.pt, metrics.jsonl, curves.png, recipe.toml")
+    return 0
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    from fcnseg.recipe import CHOICES, FIELDS, field_help, kind_of
+
+    train = commands.add_parser(
+        "train",
+        help="train an FCN from a recipe (TOML); flags override its keys",
+        description="Train from a recipe file (see recipes/*.toml and fcnseg/recipe.py). Every "
+        "recipe key is also a flag that overrides it: --key VALUE, lists as a,b, tables as "
+        "k=v,k=v, booleans as --key / --no-key. Writes recipe.toml, run.json, last.pt, best.pt, "
+        "metrics.jsonl and curves.png to --out. Several processes: "
+        "torchrun --nproc_per_node N -m fcnseg.cli train ...",
+        epilog="exit status: 0 done; 1 the loss diverged (NaN or inf; last.pt is kept); 2 bad "
+        "recipe, flag, dataset, init weights or output folder.",
+    )
+    train.add_argument(
+        "--recipe", default=None, metavar="TOML", help="default with --resume: OUT/recipe.toml"
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last.pt"
+    )
+    keys = train.add_argument_group("recipe keys")
+    helps = field_help()
+    for f in FIELDS:
+        flag, dest, kind = "--" + f.name.replace("_", "-"), f"key_{f.name}", kind_of(f.name)
+        text = helps.get(f.name, "").replace("%", "%%")
+        if kind == "bool":
+            keys.add_argument(
+                flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+            continue
+        choices = CHOICES.get(f.name)
+        metavar = "{" + ",".join(choices) + "}" if choices else _KIND_METAVARS.get(kind, "K=V,...")
+        keys.add_argument(flag, dest=dest, default=None, metavar=metavar, help=text)
+    train.set_defaults(run=cmd_train)
+
+
+# --------------------------------------------------------------------------- eval and predict
+
+DEVICES = ("auto", "cpu", "cuda")
+INT_OPTIONS = ("ignore_index",)  # dataset options that are numbers; all others stay strings
+
+
+def _pick_device(name: str) -> torch.device:
+    """``auto``: CUDA when available, else the CPU; ``cuda`` without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: CUDA is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def _load_model(path: str, device: torch.device) -> torch.nn.Module:
+    """``checkpoint.load`` onto ``device``; a load error keeps only its first line (torch's
+    unpickling errors run to many lines), which names the file."""
+    from fcnseg.checkpoint import CheckpointError, load
+
+    try:
+        return load(path).to(device)
+    except CheckpointError as error:
+        raise CheckpointError(str(error).strip().splitlines()[0]) from None
+
+
+def _dataset_options(pairs: list[str]) -> dict[str, str | int]:
+    """``["year=2012", "ignore_index=0"]`` -> ``{"year": "2012", "ignore_index": 0}``."""
+    options: dict[str, str | int] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--option expects key=value, got {pair!r}")
+        if key in options:
+            raise ValueError(f"--option {key} is given twice")
+        if key in INT_OPTIONS:
+            try:
+                options[key] = int(value)
+            except ValueError:
+                raise ValueError(f"--option {key} must be an integer, got {value!r}") from None
+        else:
+            options[key] = value
+    return options
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from fcnseg.data import open_dataset
+    from fcnseg.evaluate import check_compatible, confusion_matrix_figure, evaluate, metrics_json
+    from fcnseg.predict import normalizer_for
+
+    device = _pick_device(args.device)
+    options = _dataset_options(args.option)
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    model = _load_model(args.checkpoint, device)
+    root = Path(args.root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--root {root}: dataset folder not found")
+    try:
+        dataset = open_dataset(args.dataset, root, args.split, **options)
+    except TypeError as error:  # an option the reader does not take
+        raise ValueError(f"dataset {args.dataset!r} rejects --option {options}: {error}") from None
+    check_compatible(model, dataset, source=args.checkpoint)
+    preprocess = normalizer_for(model, source=args.checkpoint)
+    count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    print(
+        f"fcnseg eval: {args.checkpoint} on {args.dataset} {args.split} "
+        f"({count} of {len(dataset)} images) on {device}"
+    )
+    matrix = evaluate(
+        model,
+        dataset,
+        device=device,
+        progress=lambda total: tqdm(total=total, desc="eval", unit="img"),
+        preprocess=preprocess,
+        limit=args.limit,
+    )
+    metrics = matrix.compute()
+    print(format_report(metrics, dataset.classes))
+    extra = {
+        "checkpoint": str(args.checkpoint),
+        "dataset": args.dataset,
+        "root": str(root),
+        "split": args.split,
+        "options": options,
+        "images": count,
+        "ignore_index": dataset.ignore_index,
+    }
+    payload = metrics_json(metrics, dataset.classes, extra)
+    payload["confusion_matrix"] = matrix.matrix.cpu().tolist()  # n_ij: true i, predicted j
+    _write_json(args.json, payload)
+    figure = args.figure
+    if figure is None and args.json:
+        figure = Path(args.json).with_name(f"{Path(args.json).stem}_confusion.png")
+    if figure is not None:
+        print(f"wrote {confusion_matrix_figure(matrix, dataset.classes, figure)}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from fcnseg.predict import normalizer_for, predict_files
+
+    device = _pick_device(args.device)
+    model = _load_model(args.checkpoint, device)
+    result = predict_files(
+        model,
+        args.inputs,
+        args.out,
+        preprocess=normalizer_for(model, source=args.checkpoint),
+        alpha=args.alpha,
+        progress=lambda total: tqdm(total=total, desc="predict", unit="img"),
+    )
+    print(f"wrote {len(result.written)} label maps and overlays to {args.out}")
+    for _, message in result.failed:
+        print(f"fcnseg predict: error: {message}", file=sys.stderr)
+    if result.failed:
+        total = len(result.written) + len(result.failed)
+        print(f"fcnseg predict: {len(result.failed)} of {total} images failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_eval_and_predict(commands: argparse._SubParsersAction) -> None:
+    from fcnseg.data import DATASET_NAMES
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="score a checkpoint on a dataset split (pixel acc, mean acc, mean IU, f.w. IU)",
+        description="Score whole images one at a time; print the four metrics and a per-class "
+        "table; optionally write them as JSON and the row-normalised confusion matrix as PNG.",
+    )
+    evaluate.add_argument("--checkpoint", required=True, help="fcnseg model file (.pt)")
+    evaluate.add_argument(
+        "--dataset", required=True, help=f"dataset reader: {', '.join(DATASET_NAMES)}"
+    )
+    evaluate.add_argument("--root", required=True, help="the dataset's folder")
+    evaluate.add_argument("--split", required=True, help="e.g. val, test, seg11valid")
+    evaluate.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="reader option, repeatable (e.g. year=2012, target=semantic, voc_root=PATH)",
+    )
+    evaluate.add_argument("--json", default=None, metavar="PATH", help="write the metrics here")
+    evaluate.add_argument(
+        "--figure",
+        default=None,
+        metavar="PATH",
+        help="confusion-matrix PNG (default with --json: <json stem>_confusion.png beside it)",
+    )
+    evaluate.add_argument("--device", choices=DEVICES, default="auto")
+    evaluate.add_argument("--limit", type=int, default=None, metavar="N", help="first N images")
+    evaluate.set_defaults(run=cmd_eval)
+
+    predict = commands.add_parser(
+        "predict",
+        help="write label maps (indexed PNG) and overlays for images",
+        description="For each image (files, and folders' images, not recursive, sorted) write "
+        "OUT/<stem>.png (indexed PNG: values are class indices, the checkpoint's palette) and "
+        "OUT/<stem>_overlay.png. Two inputs that would write the same name are an error, "
+        "checked before anything is written.",
+        epilog="exit status: 0 all written; 1 some images could not be read (each named on "
+        "stderr, the others written); 2 bad arguments, checkpoint or inputs (nothing written).",
+    )
+    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    predict.add_argument("--checkpoint", required=True, help="fcnseg model file (.pt)")
+    predict.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    predict.add_argument("--device", choices=DEVICES, default="auto")
+    predict.add_argument(
+        "--alpha", type=float, default=0.5, help="colour share of the overlay, 0..1"
+    )
+    predict.set_defaults(run=cmd_predict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fcnseg", description="Fully Convolutional Networks for semantic segmentation."
@@ -55,7 +320,136 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-out", help="folder for the figure and the model")
     demo.add_argument("--json", default=None, metavar="PATH", help="write the figures as JSON")
     demo.set_defaults(run=cmd_demo)
+    _add_train(commands)
+    _add_eval_and_predict(commands)
+    _add_models(commands)
+    _add_interop(commands)
     return parser
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from fcnseg.models.zoo import format_table, table
+
+    print(format_table(table(size=args.size, archs=args.arch)))
+    return 0
+
+
+def _add_models(commands: argparse._SubParsersAction) -> None:
+    models = commands.add_parser(
+        "models", help="list every net: parameters, receptive field, strides, GFLOPs"
+    )
+    models.add_argument("--size", type=int, default=500, help="square input side for GFLOPs")
+    models.add_argument("--arch", nargs="+", default=None, help="only these nets")
+    models.set_defaults(run=cmd_models)
+
+
+# --------------------------------------------------------------------------- import-caffe, export
+
+
+def cmd_import_caffe(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    try:
+        from fcnseg.interop.caffe_import import convert_caffemodel, read_classes_file
+    except ImportError as error:  # protobuf missing
+        print(f"fcnseg import-caffe: error: {error}", file=sys.stderr)
+        return 2
+    report = convert_caffemodel(
+        args.model,
+        args.out,
+        arch=args.arch,
+        num_classes=args.num_classes,
+        head=args.head,
+        tower=args.tower,
+        dataset=args.dataset,
+        classes=read_classes_file(args.classes) if args.classes else None,
+        modality=args.modality,
+    )
+    print(report.format())
+    _write_json(args.json, asdict(report))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from fcnseg.checkpoint import load
+    from fcnseg.interop.export import ExportError, export_onnx, export_torchscript, verify_onnx
+
+    if not args.onnx and not args.torchscript:
+        raise ValueError("nothing to write: give --onnx PATH and/or --torchscript PATH")
+    model = load(args.checkpoint)
+    try:
+        if args.onnx:
+            dynamo = args.onnx_exporter == "dynamo"
+            path = export_onnx(model, args.onnx, opset=args.opset, dynamo=dynamo, verify=False)
+            print(f"wrote {path} (ONNX, {args.onnx_exporter} exporter, dynamic N, H, W)")
+            if not args.no_verify:
+                error = verify_onnx(path, model)
+                print(
+                    "  not checked: onnxruntime is not installed"
+                    if error is None
+                    else f"  onnxruntime matches the model to {error:.2g} at several sizes"
+                )
+        if args.torchscript:
+            path = export_torchscript(model, args.torchscript, verify=not args.no_verify)
+            checked = "" if args.no_verify else "; matches the model at several sizes"
+            print(f"wrote {path} (TorchScript, traced{checked})")
+    except ExportError as error:
+        print(f"fcnseg export: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_interop(commands: argparse._SubParsersAction) -> None:
+    imports = commands.add_parser(
+        "import-caffe",
+        help="convert an original FCN .caffemodel into an fcnseg checkpoint (no Caffe needed)",
+        description="Read a .caffemodel (either layout), infer the net (fcn32s/16s/8s/"
+        "8s_atonce, classes, input channels) from its layer names and shapes, fill it and save "
+        "it with the reference preprocessing. Prints what was inferred and what was left out.",
+        epilog="exit status: 0 written; 2 unreadable file or a net that does not fit.",
+    )
+    imports.add_argument("model", metavar="MODEL.caffemodel")
+    imports.add_argument("--out", required=True, metavar="PATH", help="checkpoint to write (.pt)")
+    imports.add_argument("--arch", default=None, help="default: inferred (needed for classifiers)")
+    imports.add_argument(
+        "--num-classes", type=int, default=None, help="default: score_fr's (needed for classifiers)"
+    )
+    imports.add_argument(
+        "--dataset",
+        default=None,
+        choices=("voc", "sbd", "context", "nyud", "siftflow"),
+        help="record its class names and the reference's input mean",
+    )
+    imports.add_argument("--classes", default=None, metavar="FILE", help="class names, one a line")
+    imports.add_argument("--head", default=None, help="SIFT Flow: sem (default) or geo")
+    imports.add_argument("--tower", default=None, help="NYUDv2 late fusion: color or hha")
+    imports.add_argument(
+        "--modality", default=None, choices=("rgb", "hha", "rgbd"), help="NYUDv2 input"
+    )
+    imports.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON")
+    imports.set_defaults(run=cmd_import_caffe)
+
+    export = commands.add_parser(
+        "export",
+        help="write a checkpoint as ONNX and/or TorchScript (dynamic batch, height, width)",
+        description="The files take the preprocessed image (input 'image', N x C x H x W) and "
+        "give class scores ('scores', N x K x H x W); the checkpoint's metadata rides along. "
+        "Each file is checked against the model at several sizes.",
+        epilog="exit status: 0 written; 1 export failed or disagrees with the model; 2 bad "
+        "arguments or checkpoint.",
+    )
+    export.add_argument("--checkpoint", required=True, help="fcnseg model file (.pt)")
+    export.add_argument("--onnx", default=None, metavar="PATH", help="ONNX file to write")
+    export.add_argument("--torchscript", default=None, metavar="PATH", help="TorchScript file")
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's)")
+    export.add_argument(
+        "--onnx-exporter",
+        choices=("dynamo", "legacy"),
+        default="dynamo",
+        help="torch.export-based (default; needs onnxscript) or the legacy TorchScript-based",
+    )
+    export.add_argument("--no-verify", action="store_true", help="skip the parity checks")
+    export.set_defaults(run=cmd_export)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from fcnseg.checkpoint import save
 from fcnseg.data.palettes import voc_palette
 from fcnseg.data.sampling import SizeGroupedBatchSampler
 from fcnseg.data.synthetic import SyntheticShapes
-from fcnseg.data.transforms import Normalize
+from fcnseg.data.transforms import Normalize, median_frequency_weights
 from fcnseg.metrics import ConfusionMatrix
 from fcnseg.models import fcn8s
 from fcnseg.visualize import comparison_grid
@@ -44,6 +44,7 @@ class DemoConfig:
     train_images: int = 2000  # generated training images (500 iterations see each once)
     val_images: int = 100  # held-out images, generated with another seed
     grid_rows: int = 6  # rows of the image | truth | prediction figure
+    balance_images: int = 200  # training images counted for median-frequency class weights (0: off)
 
 
 @dataclass
@@ -86,6 +87,10 @@ def run_demo(
     loader = DataLoader(train, batch_sampler=sampler)
 
     model = fcn8s(num_classes=train.num_classes, width=config.width, batch_norm=True, dropout=0.0)
+    weight = None
+    if config.balance_images:
+        labels = (train[i][1] for i in range(min(config.balance_images, len(train))))
+        weight = median_frequency_weights(labels, train.num_classes, train.ignore_index)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -103,7 +108,9 @@ def run_demo(
             batches = iter(loader)
             batch = next(batches)
         images, labels = _normalized(batch)
-        loss = F.cross_entropy(model(images), labels, ignore_index=train.ignore_index)
+        loss = F.cross_entropy(
+            model(images), labels, weight=weight, ignore_index=train.ignore_index
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -133,5 +140,12 @@ def run_demo(
         out_dir.mkdir(parents=True, exist_ok=True)
         palette = voc_palette(val.num_classes)
         comparison_grid(rows, palette).save(out_dir / "demo_grid.png")
-        save(model, out_dir / "demo_fcn8s.pt", classes=result.classes, palette=palette)
+        save(
+            model,
+            out_dir / "demo_fcn8s.pt",
+            classes=result.classes,
+            palette=palette,
+            preprocessing=NORMALIZE.spec(),
+            ignore_index=val.ignore_index,
+        )
     return result

@@ -1,16 +1,53 @@
-"""FCN nets: builders for the VGG16 family and the pieces they are made of."""
+"""FCN nets: builders for the VGG16 family, the other nets of Table 1, modern backbones."""
 
-from fcnseg.models.backbones import VGG16, Backbone, Tap
-from fcnseg.models.fcn import BUILDERS, FCN, fcn8s, fcn8s_atonce, fcn16s, fcn32s
+from fcnseg.models.backbones import (
+    VGG16,
+    AlexNet,
+    Backbone,
+    GoogLeNet,
+    MobileNetV3Large,
+    ResNet,
+    Tap,
+)
+from fcnseg.models.fcn import (
+    BUILDERS,
+    FCN,
+    GEOMETRIES,
+    align_upsampling,
+    fcn8s,
+    fcn8s_atonce,
+    fcn8s_mobilenet_v3_large,
+    fcn8s_resnet18,
+    fcn8s_resnet34,
+    fcn8s_resnet50,
+    fcn8s_resnet101,
+    fcn16s,
+    fcn32s,
+    fcn_alexnet,
+    fcn_googlenet,
+)
 
 __all__ = [
     "BUILDERS",
     "FCN",
+    "GEOMETRIES",
     "VGG16",
+    "AlexNet",
     "Backbone",
+    "GoogLeNet",
+    "MobileNetV3Large",
+    "ResNet",
     "Tap",
+    "align_upsampling",
     "fcn8s",
     "fcn8s_atonce",
+    "fcn8s_mobilenet_v3_large",
+    "fcn8s_resnet18",
+    "fcn8s_resnet34",
+    "fcn8s_resnet50",
+    "fcn8s_resnet101",
     "fcn16s",
     "fcn32s",
+    "fcn_alexnet",
+    "fcn_googlenet",
 ]

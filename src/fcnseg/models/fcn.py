@@ -4,28 +4,126 @@ Section 4.2 of Long, Shelhamer & Darrell: FCN-32s upsamples the stride-32 scores
 straight to the image. FCN-16s first upsamples them 2x, adds scores predicted from ``pool4``
 and upsamples the sum 16x; FCN-8s adds ``pool3`` the same way and upsamples 8x. Each skip is
 cropped onto the coarser scores, and the final scores onto the image, at offsets derived from
-the layer geometry (:mod:`fcnseg.models.geometry`). The "at-once" FCN-8s (PAMI version, 5.1)
-trains all skips together, scaling ``pool4`` by 0.01 and ``pool3`` by 0.0001 before scoring.
+the layer geometry (:mod:`fcnseg.models.geometry`); :func:`align_upsampling` also picks each
+upsampling kernel from it, so the same head aligns on any backbone (VGG16's 100-pixel padding,
+AlexNet's, or a ResNet's "same" padding). The "at-once" FCN-8s (PAMI version, 5.1) trains all
+skips together, scaling ``pool4`` by 0.01 and ``pool3`` by 0.0001 before scoring.
+
+Table 1 nets: FCN-AlexNet and FCN-GoogLeNet (FCN-32s) beside the VGG16 family; FCN-8s heads on
+ResNet-18/34/50/101 and MobileNetV3-Large are modern additions. ``geometry="fast"`` builds the
+VGG16 nets without the reference's 100-pixel padding (same parameters, far fewer pixels).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 from torch import Tensor, nn
 
-from fcnseg.models.backbones import VGG16, Backbone
-from fcnseg.models.geometry import CoordMap, crop_offset, layer_coord_map
-from fcnseg.models.upsample import bilinear_upsampling
+from fcnseg.models.backbones import VGG16, AlexNet, Backbone, GoogLeNet, MobileNetV3Large, ResNet
+from fcnseg.models.backbones.vgg import CONV1_PAD, FC6_KERNEL
+from fcnseg.models.geometry import IDENTITY, CoordMap
+from fcnseg.models.upsample import bilinear_weight
 
 # Fixed skip scales of the at-once FCN-8s (PAMI 2016): the skip features are orders of
 # magnitude larger than fc7's, and the scales keep early training from being swamped by them.
 AT_ONCE_SKIP_SCALES = {"pool4": 0.01, "pool3": 0.0001}
+# VGG16 geometries. "reference": conv1_1 padded by 100 (the released nets). "fast": conv1_1
+# padded by 1 like the classifier, fc6 padded by 3 ("same") so pool5's map carries through.
+GEOMETRIES = ("reference", "fast")
+FAST_CONV1_PAD = 1
+FAST_FC6_PAD = FC6_KERNEL // 2
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """One upsampling step: its bilinear kernel and the crops that put its output in place.
+
+    ``kernel``: side of the transposed convolution (stride ``factor``, no padding).
+    ``score_crop``: cells dropped from the start of the upsampled scores.
+    ``target_crop``: cells dropped from the start of what they are added to (a skip's scores;
+    always 0 for the image).
+    """
+
+    factor: int
+    kernel: int
+    score_crop: int
+    target_crop: int
+
+
+def align_upsampling(scores: CoordMap, target: CoordMap, factor: int, what: str) -> Alignment:
+    """Choose the kernel of an upsampling by ``factor`` and the crops aligning it with ``target``.
+
+    A transposed convolution with stride f, kernel k and padding p maps score cell c to
+    ``f c + (k - 1)/2 - p`` (:func:`~fcnseg.models.geometry.layer_coord_map`). With the scores
+    at ``x/S + a`` and the target grid at ``f x/S + b`` (x in image pixels), the upsampled cell
+    on the target's cell 0 is number ``e = f a - b + (k - 1)/2 - p``.
+
+    1. e must be an integer. f a - b is fixed by the backbone and p is an integer, so only the
+       kernel's parity matters: k = 2f when f a - b is a half-integer (VGG16: 64, 4), k = 2f - 1
+       when it is an integer (AlexNet's 63; ResNet's 3 and 15). Both are the bilinear kernel for
+       factor f (:func:`~fcnseg.models.upsample.bilinear_kernel`). Any other fraction cannot be
+       cropped into place: ValueError.
+    2. p = 0. Padding trims p cells from *both* ends; only the start needs trimming, while at
+       the far end the finer grid may reach past the last coarse cell (a ResNet's last stride-32
+       cell sits on pixel 32 (n - 1) <= H - 1), where only the kernel's tail reaches.
+    3. e >= 0: drop e cells from the upsampled scores; e < 0: drop -e from the target (a skip's
+       scores, as the reference crops pool4's by 5). The image cannot be cropped, so for the
+       final step e < 0 is an error.
+    """
+    if scores.scale * factor != target.scale:
+        raise ValueError(
+            f"{what}: upsampling scores at {scores} by {factor} does not reach the stride of"
+            f" {target}"
+        )
+    phase = factor * scores.shift - target.shift
+    if phase.denominator == 1:
+        kernel = 2 * factor - 1
+    elif phase.denominator == 2:
+        kernel = 2 * factor
+    else:
+        raise ValueError(
+            f"{what}: scores at {scores}, upsampled {factor}x, fall {phase} cells from {target};"
+            " no bilinear kernel (2f or 2f - 1) puts them on whole cells"
+        )
+    offset = phase + Fraction(kernel - 1, 2)
+    if target == IDENTITY and offset < 0:
+        raise ValueError(
+            f"{what}: the upsampled scores start {-offset} pixels inside the image; pad the"
+            " backbone's first layer so its last tap covers the image borders"
+        )
+    return Alignment(factor, kernel, max(int(offset), 0), max(-int(offset), 0))
+
+
+def _upsampling(channels: int, alignment: Alignment, learnable: bool) -> nn.ConvTranspose2d:
+    """A transposed convolution initialised to bilinear upsampling; frozen unless ``learnable``."""
+    layer = nn.ConvTranspose2d(
+        channels, channels, alignment.kernel, stride=alignment.factor, bias=False
+    )
+    with torch.no_grad():
+        layer.weight.copy_(bilinear_weight(channels, alignment.kernel))
+    layer.weight.requires_grad_(learnable)
+    return layer
 
 
 def _crop(x: Tensor, offset: int, height: int, width: int) -> Tensor:
     return x[:, :, offset : offset + height, offset : offset + width]
+
+
+def _overlap(score: Tensor, score_crop: int, skip: Tensor, skip_crop: int) -> tuple[Tensor, Tensor]:
+    """Upsampled scores and a skip's scores, cropped at their offsets to the part both cover.
+
+    For the nets here, which one ends first depends on the backbone, not the input size:
+    VGG16's reference scores (fc6 is unpadded) end inside pool4; "same"-padded nets' overhang
+    their skips or tie. The skip comes first in ``min`` so that ties resolve to it, and a
+    ``torch.jit.trace`` (which fixes the branch taken) stays right for every input size.
+    """
+    height = min(skip.shape[-2] - skip_crop, score.shape[-2] - score_crop)
+    width = min(skip.shape[-1] - skip_crop, score.shape[-1] - score_crop)
+    return _crop(score, score_crop, height, width), _crop(skip, skip_crop, height, width)
 
 
 class FCN(nn.Module):
@@ -42,7 +140,10 @@ class FCN(nn.Module):
 
     Layer names follow the reference: ``score_fr``, ``score_<tap>``, ``upscore2`` for the first
     2x upsampling, ``upscore_<tap>`` for later ones, and ``upscore<stride>`` for the final one
-    (plain ``upscore`` when there are no skips, as in voc-fcn32s).
+    (plain ``upscore`` when there are no skips, as in voc-fcn32s). Kernels and crops come from
+    :func:`align_upsampling`: ``alignments`` holds one per upsampling, ``skip_offsets`` the
+    crops of the skips, ``score_offsets`` those of the upsampled scores before each fusion, and
+    ``final_offset`` that of the final scores.
     """
 
     def __init__(
@@ -74,23 +175,30 @@ class FCN(nn.Module):
         # Walk coarse to fine, tracking where the running scores sit in the image.
         scores_map = backbone.coord_map(head)
         stride = head_tap.stride
-        self.skip_offsets: list[int] = []
+        alignments = []
         previous = None
         for tap_name in self.skips:
             tap = backbone.tap(tap_name)
             if tap.stride * 2 != stride:
                 raise ValueError(f"skip {tap_name} has stride {tap.stride}, expected {stride // 2}")
-            upscore = bilinear_upsampling(num_classes, 2, learnable_upsampling)
+            skip_map = backbone.coord_map(tap_name)
+            align = align_upsampling(scores_map, skip_map, 2, what=f"skip {tap_name}")
+            upscore = _upsampling(num_classes, align, learnable_upsampling)
             self.add_module("upscore2" if previous is None else f"upscore_{previous}", upscore)
             self.add_module(f"score_{tap_name}", self._score_layer(tap.channels))
-            scores_map = scores_map.then(layer_coord_map(upscore))
-            self.skip_offsets.append(crop_offset(backbone.coord_map(tap_name), scores_map))
+            alignments.append(align)
+            scores_map = CoordMap(skip_map.scale, skip_map.shift - align.target_crop)  # fused
             stride, previous = tap.stride, tap_name
-        final = bilinear_upsampling(num_classes, stride, learnable_upsampling)
+        align = align_upsampling(scores_map, IDENTITY, stride, what="final upsampling")
+        alignments.append(align)
         self.final_upscore_name = f"upscore{stride}" if self.skips else "upscore"
-        self.add_module(self.final_upscore_name, final)
-        scores_map = scores_map.then(layer_coord_map(final))
-        self.final_offset = crop_offset(scores_map, CoordMap())
+        self.add_module(
+            self.final_upscore_name, _upsampling(num_classes, align, learnable_upsampling)
+        )
+        self.alignments = tuple(alignments)
+        self.skip_offsets: list[int] = [a.target_crop for a in alignments[:-1]]
+        self.score_offsets: list[int] = [a.score_crop for a in alignments[:-1]]
+        self.final_offset = align.score_crop
 
     def _score_layer(self, channels: int) -> nn.Conv2d:
         score = nn.Conv2d(channels, self.num_classes, 1)
@@ -110,16 +218,34 @@ class FCN(nn.Module):
         features = self.backbone(x)
         score = self.score_fr(features[self.head])  # (N, K, H/32 + ..., W/32 + ...)
         upsampling = self.upsampling_layers()
-        for tap, upscore, offset in zip(self.skips, upsampling, self.skip_offsets):
-            score = upscore(score)  # (N, K, 2h + 2, 2w + 2)
+        for tap, upscore, score_crop, skip_crop in zip(
+            self.skips, upsampling, self.score_offsets, self.skip_offsets
+        ):
+            score = upscore(score)  # (N, K, 2h + k - 2, 2w + k - 2), k = 4 or 3
             skip = features[tap]
             scale = getattr(self, f"scale_{tap}", None)
             if scale is not None:
                 skip = skip * scale
             skip = getattr(self, f"score_{tap}")(skip)  # (N, K, finer h, finer w)
-            score = score + _crop(skip, offset, score.shape[-2], score.shape[-1])
+            score, skip = _overlap(score, score_crop, skip, skip_crop)  # both on the skip's grid
+            score = score + skip
         score = upsampling[-1](score)  # (N, K, >= H + offset, >= W + offset)
+        if (
+            score.shape[-2] - self.final_offset < height
+            or score.shape[-1] - self.final_offset < width
+        ):
+            raise RuntimeError(
+                f"scores of size {tuple(score.shape[-2:])} cropped at {self.final_offset} do not"
+                f" cover the {height} x {width} input"
+            )
         return _crop(score, self.final_offset, height, width)  # (N, K, H, W)
+
+
+def _named(model: FCN, arch: str, **settings: object) -> FCN:
+    """Record the builder and its arguments, so that :mod:`fcnseg.checkpoint` can rebuild it."""
+    model.arch = arch
+    model.settings = settings
+    return model
 
 
 def _vgg16_fcn(
@@ -131,20 +257,33 @@ def _vgg16_fcn(
     batch_norm: bool,
     learnable_upsampling: bool,
     dropout: float,
+    geometry: str,
     skip_scales: dict[str, float] | None = None,
 ) -> FCN:
-    backbone = VGG16(in_channels, width=width, batch_norm=batch_norm, dropout=dropout)
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry {geometry!r} is not one of {GEOMETRIES}")
+    fast = geometry == "fast"
+    backbone = VGG16(
+        in_channels,
+        width=width,
+        batch_norm=batch_norm,
+        dropout=dropout,
+        conv1_padding=FAST_CONV1_PAD if fast else CONV1_PAD,
+        # fast: (N, fc, h/32, w/32), fc6 keeps pool5's size and grid; weights are unchanged
+        fc6_padding=FAST_FC6_PAD if fast else 0,
+    )
     model = FCN(backbone, num_classes, "fc7", skips, skip_scales, learnable_upsampling)
-    model.arch = arch
-    model.settings = {
-        "num_classes": num_classes,
-        "in_channels": in_channels,
-        "width": width,
-        "batch_norm": batch_norm,
-        "learnable_upsampling": learnable_upsampling,
-        "dropout": dropout,
-    }
-    return model
+    return _named(
+        model,
+        arch,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        width=width,
+        batch_norm=batch_norm,
+        learnable_upsampling=learnable_upsampling,
+        dropout=dropout,
+        geometry=geometry,
+    )
 
 
 def fcn32s(
@@ -154,10 +293,22 @@ def fcn32s(
     batch_norm: bool = False,
     learnable_upsampling: bool = False,
     dropout: float = 0.5,
+    geometry: str = "reference",
 ) -> FCN:
-    """FCN-32s on VGG16 (voc-fcn32s): fc7 scores upsampled 32x in one step."""
+    """FCN-32s on VGG16 (voc-fcn32s): fc7 scores upsampled 32x in one step.
+
+    ``geometry="fast"`` drops the 100-pixel padding (see ``GEOMETRIES``); same parameters.
+    """
     return _vgg16_fcn(
-        "fcn32s", (), num_classes, in_channels, width, batch_norm, learnable_upsampling, dropout
+        "fcn32s",
+        (),
+        num_classes,
+        in_channels,
+        width,
+        batch_norm,
+        learnable_upsampling,
+        dropout,
+        geometry,
     )
 
 
@@ -168,6 +319,7 @@ def fcn16s(
     batch_norm: bool = False,
     learnable_upsampling: bool = False,
     dropout: float = 0.5,
+    geometry: str = "reference",
 ) -> FCN:
     """FCN-16s on VGG16 (voc-fcn16s): fc7 scores fused with pool4's, upsampled 16x."""
     return _vgg16_fcn(
@@ -179,6 +331,7 @@ def fcn16s(
         batch_norm,
         learnable_upsampling,
         dropout,
+        geometry,
     )
 
 
@@ -189,6 +342,7 @@ def fcn8s(
     batch_norm: bool = False,
     learnable_upsampling: bool = False,
     dropout: float = 0.5,
+    geometry: str = "reference",
 ) -> FCN:
     """FCN-8s on VGG16 (voc-fcn8s): fused with pool4's and then pool3's scores, upsampled 8x."""
     return _vgg16_fcn(
@@ -200,6 +354,7 @@ def fcn8s(
         batch_norm,
         learnable_upsampling,
         dropout,
+        geometry,
     )
 
 
@@ -210,6 +365,7 @@ def fcn8s_atonce(
     batch_norm: bool = False,
     learnable_upsampling: bool = False,
     dropout: float = 0.5,
+    geometry: str = "reference",
 ) -> FCN:
     """FCN-8s trained all at once (voc-fcn8s-atonce): pool4 x 0.01 and pool3 x 0.0001."""
     return _vgg16_fcn(
@@ -221,7 +377,136 @@ def fcn8s_atonce(
         batch_norm,
         learnable_upsampling,
         dropout,
+        geometry,
         skip_scales=AT_ONCE_SKIP_SCALES,
+    )
+
+
+def fcn_alexnet(
+    num_classes: int = 21,
+    in_channels: int = 3,
+    width: float = 1.0,
+    learnable_upsampling: bool = False,
+    dropout: float = 0.5,
+) -> FCN:
+    """FCN-AlexNet (voc-fcn-alexnet, Table 1): CaffeNet's fc7 scores upsampled 32x."""
+    backbone = AlexNet(in_channels, width=width, dropout=dropout)
+    model = FCN(backbone, num_classes, "fc7", (), None, learnable_upsampling)
+    return _named(
+        model,
+        "fcn_alexnet",
+        num_classes=num_classes,
+        in_channels=in_channels,
+        width=width,
+        learnable_upsampling=learnable_upsampling,
+        dropout=dropout,
+    )
+
+
+def fcn_googlenet(
+    num_classes: int = 21,
+    in_channels: int = 3,
+    width: float = 1.0,
+    learnable_upsampling: bool = False,
+    dropout: float = 0.4,
+) -> FCN:
+    """FCN-GoogLeNet (Table 1): inception_5b scores upsampled 32x, final average pool dropped."""
+    backbone = GoogLeNet(in_channels, width=width, dropout=dropout)
+    model = FCN(backbone, num_classes, "inception_5b", (), None, learnable_upsampling)
+    return _named(
+        model,
+        "fcn_googlenet",
+        num_classes=num_classes,
+        in_channels=in_channels,
+        width=width,
+        learnable_upsampling=learnable_upsampling,
+        dropout=dropout,
+    )
+
+
+def _fcn8s_on(
+    arch: str,
+    backbone: Backbone,
+    num_classes: int,
+    in_channels: int,
+    width: float,
+    learnable_upsampling: bool,
+) -> FCN:
+    """FCN-8s on a backbone whose taps are (stride 8, stride 16, stride 32), in that order."""
+    fine, middle, coarse = (tap.name for tap in backbone.taps)
+    model = FCN(backbone, num_classes, coarse, (middle, fine), None, learnable_upsampling)
+    return _named(
+        model,
+        arch,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        width=width,
+        learnable_upsampling=learnable_upsampling,
+    )
+
+
+def fcn8s_resnet18(
+    num_classes: int = 21,
+    in_channels: int = 3,
+    width: float = 1.0,
+    learnable_upsampling: bool = False,
+) -> FCN:
+    """FCN-8s on ResNet-18 with BatchNorm: layer4 scores fused with layer3's and layer2's."""
+    backbone = ResNet(18, in_channels, width)
+    return _fcn8s_on(
+        "fcn8s_resnet18", backbone, num_classes, in_channels, width, learnable_upsampling
+    )
+
+
+def fcn8s_resnet34(
+    num_classes: int = 21,
+    in_channels: int = 3,
+    width: float = 1.0,
+    learnable_upsampling: bool = False,
+) -> FCN:
+    """FCN-8s on ResNet-34 with BatchNorm: layer4 scores fused with layer3's and layer2's."""
+    backbone = ResNet(34, in_channels, width)
+    return _fcn8s_on(
+        "fcn8s_resnet34", backbone, num_classes, in_channels, width, learnable_upsampling
+    )
+
+
+def fcn8s_resnet50(
+    num_classes: int = 21,
+    in_channels: int = 3,
+    width: float = 1.0,
+    learnable_upsampling: bool = False,
+) -> FCN:
+    """FCN-8s on ResNet-50 with BatchNorm: layer4 scores fused with layer3's and layer2's."""
+    backbone = ResNet(50, in_channels, width)
+    return _fcn8s_on(
+        "fcn8s_resnet50", backbone, num_classes, in_channels, width, learnable_upsampling
+    )
+
+
+def fcn8s_resnet101(
+    num_classes: int = 21,
+    in_channels: int = 3,
+    width: float = 1.0,
+    learnable_upsampling: bool = False,
+) -> FCN:
+    """FCN-8s on ResNet-101 with BatchNorm: layer4 scores fused with layer3's and layer2's."""
+    backbone = ResNet(101, in_channels, width)
+    return _fcn8s_on(
+        "fcn8s_resnet101", backbone, num_classes, in_channels, width, learnable_upsampling
+    )
+
+
+def fcn8s_mobilenet_v3_large(
+    num_classes: int = 21,
+    in_channels: int = 3,
+    width: float = 1.0,
+    learnable_upsampling: bool = False,
+) -> FCN:
+    """FCN-8s on MobileNetV3-Large with BatchNorm: block 16's scores fused with blocks 12 and 6."""
+    backbone = MobileNetV3Large(in_channels, width)
+    return _fcn8s_on(
+        "fcn8s_mobilenet_v3_large", backbone, num_classes, in_channels, width, learnable_upsampling
     )
 
 
@@ -230,4 +515,11 @@ BUILDERS = {
     "fcn16s": fcn16s,
     "fcn8s": fcn8s,
     "fcn8s_atonce": fcn8s_atonce,
+    "fcn_alexnet": fcn_alexnet,
+    "fcn_googlenet": fcn_googlenet,
+    "fcn8s_resnet18": fcn8s_resnet18,
+    "fcn8s_resnet34": fcn8s_resnet34,
+    "fcn8s_resnet50": fcn8s_resnet50,
+    "fcn8s_resnet101": fcn8s_resnet101,
+    "fcn8s_mobilenet_v3_large": fcn8s_mobilenet_v3_large,
 }

@@ -40,6 +40,7 @@ class VGG16(Backbone):
         padding: padding of the other 3x3 convolutions (1; 0 gives "valid" convolutions).
         dropout: dropout probability after fc6 and fc7 (0.5 in the reference).
         fc_channels: width of fc6 and fc7 (default: 4096 times ``width``).
+        fc6_padding: padding of fc6 (0 in the reference; 3 keeps pool5's size and grid).
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class VGG16(Backbone):
         padding: int = 1,
         dropout: float = DROPOUT,
         fc_channels: int | None = None,
+        fc6_padding: int = 0,
     ) -> None:
         if width <= 0:
             raise ValueError(f"width must be > 0, got {width}")
@@ -76,7 +78,7 @@ class VGG16(Backbone):
             layers[f"pool{stage}"] = nn.MaxPool2d(2, stride=2, ceil_mode=True)  # (h/2^s, w/2^s)
             taps.append(Tap(f"pool{stage}", f"pool{stage}", channels, 2**stage))
         fc = fc_channels or scaled(FC_CHANNELS, width)
-        conv_relu("6", channels, fc, FC6_KERNEL, 0, conv="fc6")  # (N, fc, h/32 - 6, w/32 - 6)
+        conv_relu("6", channels, fc, FC6_KERNEL, fc6_padding, conv="fc6")  # (N, fc, h/32 - 6, w/32 - 6)
         layers["drop6"] = nn.Dropout(dropout)
         conv_relu("7", fc, fc, 1, 0, conv="fc7")
         layers["drop7"] = nn.Dropout(dropout)

@@ -1,0 +1,246 @@
+"""From a recipe to the pieces of a run: data, preprocessing, net, initialisation, optimiser.
+
+Initialisation (section 4.1, 4.2 of the paper): ``init`` names a torchvision-format VGG16
+classifier, whose convolutionalized weights fill the backbone (score layers stay zero), or an
+fcnseg checkpoint of a coarser net: staged training starts FCN-16s from FCN-32s and FCN-8s
+from FCN-16s by copying every entry whose name and shape match. The new skip score layers are
+zero-initialised, so the finer net starts out computing exactly what the coarser one did.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from fcnseg.checkpoint import FORMAT
+from fcnseg.data.by_name import open_dataset
+from fcnseg.data.common import DatasetError, SegmentationDataset
+from fcnseg.data.transforms import (
+    CaffeMeanSubtract,
+    ImageNetNormalize,
+    Normalize,
+    Normalizer,
+    RandomHorizontalFlip,
+    RandomScaleCrop,
+    Resize,
+    median_frequency_weights,
+)
+from fcnseg.models import BUILDERS
+from fcnseg.models.surgery import TransplantError, transplant_vgg16
+from fcnseg.recipe import Recipe, RecipeError
+
+logger = logging.getLogger(__name__)
+
+# "scale" preprocessing: raw 0..255 to about -2..2 without dataset statistics.
+SCALE_MEAN, SCALE_STD = 0.5, 0.25
+
+
+# --------------------------------------------------------------------------- data
+
+
+def open_splits(recipe: Recipe) -> tuple[SegmentationDataset, SegmentationDataset | None]:
+    """The train split and the validation split (``None`` when ``val_split`` is "")."""
+    train = open_dataset(recipe.dataset, recipe.root, recipe.train_split, **recipe.options)
+    if not recipe.val_split:
+        return train, None
+    name = recipe.val_dataset or recipe.dataset
+    options = recipe.val_options if recipe.val_dataset else recipe.options
+    val = open_dataset(name, recipe.val_root or recipe.root, recipe.val_split, **options)
+    if val.classes != train.classes or val.ignore_index != train.ignore_index:
+        raise DatasetError(
+            f"validation data ({name}, {val.num_classes} classes) does not share the train "
+            f"data's classes ({recipe.dataset}, {train.num_classes} classes)"
+        )
+    return train, val
+
+
+def make_normalizer(kind: str, channels: int) -> Normalizer:
+    """The preprocessing named by a recipe's ``preprocessing``, for ``channels`` input channels."""
+    if kind == "caffe":
+        return CaffeMeanSubtract()
+    if kind == "imagenet":
+        return ImageNetNormalize()
+    if kind == "scale":
+        return Normalize((SCALE_MEAN,) * channels, (SCALE_STD,) * channels, scale=1 / 255)
+    raise ValueError(f"unknown preprocessing {kind!r}")
+
+
+class TrainTransform:
+    """Preprocess, then augment with draws from the given generator: fixed resize, random
+    scale and crop (padding the label with ``ignore_index`` and the image with 0, the mean after
+    preprocessing), left-right flip."""
+
+    def __init__(self, recipe: Recipe, normalizer: Normalizer, ignore_index: int) -> None:
+        self.normalizer = normalizer
+        self.resize = Resize(recipe.resize) if recipe.resize != 1 else None
+        self.crop_size = tuple(recipe.crop_size)
+        self.scale_range = tuple(recipe.scale_range) or (1.0, 1.0)
+        self.flip = recipe.flip
+        self.ignore_index = ignore_index
+
+    def __call__(
+        self, image: Tensor, label: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        image, label = self.normalizer(image, label)
+        if self.resize is not None:
+            image, label = self.resize(image, label)
+        if self.crop_size:
+            crop = RandomScaleCrop(
+                self.crop_size, self.scale_range, self.ignore_index, 0.0, generator=generator
+            )
+            image, label = crop(image, label)
+        if self.flip:
+            image, label = RandomHorizontalFlip(0.5, generator=generator)(image, label)
+        return image, label
+
+
+def class_weights(dataset: SegmentationDataset, num_workers: int = 0) -> Tensor:
+    """Median-frequency weights (float32, one per class) over the split's raw labels."""
+    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers)
+    return median_frequency_weights(
+        (label for _, label in loader), dataset.num_classes, dataset.ignore_index
+    )
+
+
+# --------------------------------------------------------------------------- net
+
+
+def make_model(recipe: Recipe, num_classes: int, in_channels: int) -> nn.Module:
+    """The recipe's net; settings its builder does not take must be left at their defaults."""
+    builder = BUILDERS[recipe.net]
+    accepted = inspect.signature(builder).parameters
+    settings = {
+        "num_classes": num_classes,
+        "in_channels": in_channels,
+        "width": recipe.width,
+        "batch_norm": recipe.batch_norm,
+        "learnable_upsampling": recipe.learnable_upsampling,
+        "dropout": recipe.dropout,
+        "geometry": recipe.geometry,
+    }
+    defaults = Recipe()
+    for key in [k for k in settings if k not in accepted]:
+        if settings.pop(key) != getattr(defaults, key, None):
+            raise RecipeError(
+                f"recipe: net {recipe.net!r} has no '{key}' setting; leave it at its default "
+                f"({getattr(defaults, key)!r}). It takes: {', '.join(accepted)}"
+            )
+    return builder(**settings)
+
+
+@dataclass
+class InitReport:
+    """What ``init`` filled: ``copied`` names, ``mismatched`` ``(name, source shape, net
+    shape)``, ``untouched`` (net entries left as built), ``unused`` (source entries)."""
+
+    kind: str = "none"  # none | vgg16 | checkpoint | resume (weights from the run's last.pt)
+    source: str = ""
+    copied: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, list[int], list[int]]] = field(default_factory=list)
+    untouched: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.kind == "none":
+            return "init: none (random weights, zero score layers)"
+        if self.kind == "resume":
+            return f"init: resumed from {self.source}"
+        text = f"init: {self.kind} {self.source}: {len(self.copied)} tensors copied"
+        if self.mismatched:
+            text += f"; shape differs for {', '.join(name for name, _, _ in self.mismatched)}"
+        if self.untouched:
+            text += f"; kept as built: {', '.join(self.untouched)}"
+        if self.unused:
+            text += f"; unused from source: {', '.join(self.unused)}"
+        return text
+
+
+@torch.no_grad()
+def copy_matching(model: nn.Module, state: dict[str, Tensor], source: str = "") -> InitReport:
+    """Copy every entry of ``state`` whose name and shape match ``model``'s state dict."""
+    own = model.state_dict()
+    report = InitReport("checkpoint", source)
+    for name, value in state.items():
+        if name not in own:
+            report.unused.append(name)
+        elif own[name].shape != value.shape:
+            report.mismatched.append((name, list(value.shape), list(own[name].shape)))
+        else:
+            own[name].copy_(value)
+            report.copied.append(name)
+    report.untouched = [name for name in own if name not in state]
+    return report
+
+
+def initialize(model: nn.Module, init: str) -> InitReport:
+    """Apply a recipe's ``init``: "none", a VGG16 state-dict file or an fcnseg checkpoint."""
+    if init == "none":
+        return InitReport()
+    path = Path(init)
+    if not path.is_file():
+        raise FileNotFoundError(f"init weights file {path} does not exist")
+    try:
+        contents = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise TransplantError(f"cannot read init weights {path}: {error}") from error
+    if isinstance(contents, dict) and contents.get("format") == FORMAT:
+        report = copy_matching(model, contents["state_dict"], str(path))
+        if not report.copied:
+            raise TransplantError(f"init checkpoint {path} shares no parameter with {model.arch}")
+        return report
+    copied = transplant_vgg16(model, path)
+    untouched = [name for name in model.state_dict() if name not in copied]
+    return InitReport("vgg16", str(path), copied, untouched=untouched)
+
+
+# --------------------------------------------------------------------------- optimisation
+
+
+def make_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD or AdamW over the trainable parameters in two groups: weights, and 1-D parameters
+    (biases, norms) with ``bias_lr_mult`` and, unless ``bias_decay``, no weight decay (as the
+    reference's ``lr_mult: 2, decay_mult: 0`` on biases). Each group keeps its ``lr_mult``."""
+    weights = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    biases = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [
+        {"params": weights, "lr_mult": 1.0, "weight_decay": recipe.weight_decay},
+        {
+            "params": biases,
+            "lr_mult": recipe.bias_lr_mult,
+            "weight_decay": recipe.weight_decay if recipe.bias_decay else 0.0,
+        },
+    ]
+    groups = [g for g in groups if g["params"]]
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum)
+    return torch.optim.AdamW(groups, lr=recipe.lr, betas=(recipe.momentum, 0.999))
+
+
+ONECYCLE_DIV = 25.0  # onecycle starts at lr / 25 (torch's OneCycleLR default) ...
+ONECYCLE_FINAL_DIV = 1e4  # ... and ends at lr / 25 / 1e4
+
+
+def lr_factor(recipe: Recipe, iteration: int, total: int) -> float:
+    """The schedule's multiplier of ``lr`` at 0-based ``iteration`` of ``total``: a pure
+    function, so a resumed run needs no scheduler state."""
+    if recipe.schedule == "constant":
+        return 1.0
+    if recipe.schedule == "poly":
+        return (1 - iteration / total) ** recipe.poly_power
+    if recipe.schedule == "step":
+        return recipe.step_gamma ** (iteration // recipe.step_size)
+    # onecycle: cosine from 1/25 up to 1 over pct_start of the run, then cosine down to 1/25e4.
+    warm = max(1.0, recipe.pct_start * total - 1)
+    start, final = 1 / ONECYCLE_DIV, 1 / (ONECYCLE_DIV * ONECYCLE_FINAL_DIV)
+    if iteration <= warm:
+        low, high, t = start, 1.0, iteration / warm
+    else:
+        low, high, t = final, 1.0, 1 - (iteration - warm) / max(1.0, total - 1 - warm)
+    return low + (high - low) * (1 - math.cos(math.pi * min(max(t, 0.0), 1.0))) / 2

@@ -1,0 +1,222 @@
+"""Scoring a net on a dataset: the paper's four metrics (section 5) over whole images.
+
+As in the reference FCN evaluation, every image is scored whole (a batch of one, any size, no
+crop) and one confusion matrix is accumulated over the split (see ``metrics.py``);
+pixels labelled with the dataset's ``ignore_index`` count for nothing. Images are normalised
+as the checkpoint's metadata says (:func:`fcnseg.predict.normalizer_for`), and a net trained
+on resized images (``meta["input_scale"]``) scores resized images, its scores resized back to
+the label's size, so the metrics are always at the labels' full resolution.
+
+Also here: the metrics as a JSON-ready dict with per-class entries by name, and a figure of
+the row-normalised confusion matrix (row i: where the pixels of true class i went, so the
+diagonal is each class's accuracy).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fcnseg.data.transforms import IGNORE_INDEX
+from fcnseg.metrics import ConfusionMatrix
+from fcnseg.predict import (
+    Preprocess,
+    eval_mode,
+    in_channels_of,
+    input_scale_of,
+    normalizer_for,
+    num_classes_of,
+    predict_image,
+)
+
+logger = logging.getLogger(__name__)
+
+SUMMARY = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")  # the paper's four metrics
+ANNOTATE_MAX = 25  # write each cell's value into the figure up to this many classes
+TICKS_MAX = 100  # name every class on the axes up to this many classes
+
+
+def _check_class_count(model: nn.Module, dataset: Any, source: str) -> None:
+    classes, expected = num_classes_of(model), dataset.num_classes
+    if classes != expected:
+        raise ValueError(
+            f"{source} predicts {classes} classes but the dataset {dataset!r} has {expected}"
+        )
+
+
+def check_compatible(model: nn.Module, dataset: Any, source: str = "model") -> None:
+    """Raise unless the net has one output per dataset class; warn when names differ.
+
+    ``source`` names the model in messages, e.g. the checkpoint's path.
+    """
+    _check_class_count(model, dataset, source)
+    names = getattr(model, "meta", {}).get("classes")
+    if names is not None and list(names) != list(dataset.classes):
+        logger.warning(
+            "%s's class names differ from the dataset's (%s... vs %s...); scoring by index",
+            source,
+            list(names)[:3],
+            list(dataset.classes)[:3],
+        )
+
+
+def _where(dataset: Any, index: int) -> str:
+    """The image file of sample ``index`` when the dataset lists its files, for messages."""
+    files = getattr(dataset, "files", None)
+    try:
+        return str(files[index][0])
+    except (TypeError, IndexError, KeyError):
+        return f"sample {index}"
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Any,
+    device: str | torch.device = "cpu",
+    progress: Callable[..., Any] | None = None,
+    preprocess: Preprocess | None = None,
+    limit: int | None = None,
+) -> ConfusionMatrix:
+    """The confusion matrix of ``model`` over ``dataset`` (or its first ``limit`` samples).
+
+    ``dataset`` yields ``(image float (C, H, W) raw values, label int64 (H, W))`` and has
+    ``num_classes`` and ``ignore_index`` (as every reader in ``fcnseg.data`` does). The model
+    is moved to ``device`` and scored in eval mode (its mode is restored afterwards).
+    ``preprocess`` defaults to the checkpoint's (:func:`fcnseg.predict.normalizer_for`);
+    ``progress(total=n)`` makes a progress bar (e.g. ``tqdm``).
+    """
+    _check_class_count(model, dataset, "model")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 (images), got {limit}")
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    if preprocess is None:
+        preprocess = normalizer_for(model)
+    device = torch.device(device)
+    model.to(device)
+    channels, scale = in_channels_of(model), input_scale_of(model)
+    matrix = ConfusionMatrix(dataset.num_classes, getattr(dataset, "ignore_index", IGNORE_INDEX))
+    bar = progress(total=count) if progress is not None else None
+    try:
+        with eval_mode(model):
+            for index in range(count):
+                image, label = dataset[index]
+                if label.ndim != 2:
+                    raise ValueError(
+                        f"evaluate needs (H, W) labels; {dataset!r} gives shape "
+                        f"{tuple(label.shape)} (choose a single target, e.g. target=semantic)"
+                    )
+                if image.shape[0] != channels:
+                    raise ValueError(
+                        f"{_where(dataset, index)} has {image.shape[0]} channels; the net "
+                        f"takes {channels}"
+                    )
+                prediction = predict_image(model, image, preprocess, scale)  # (H, W) on device
+                matrix.update(prediction, label.to(device))
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    logger.info("evaluated %d images of %r", count, dataset)
+    return matrix
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def _number(value: float) -> float | None:
+    """``None`` for an undefined (nan) metric, so the JSON stays standard."""
+    return None if math.isnan(value) else float(value)
+
+
+def metrics_json(
+    metrics: dict[str, Any], classes: Sequence[str], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``extra``, then the four metrics, then ``per_class: {name: {"acc", "iu"}}``.
+
+    ``metrics`` is :meth:`ConfusionMatrix.compute`'s dict; undefined values become ``None``.
+    """
+    names = [str(name) for name in classes]
+    if len(names) != len(metrics["iu"]):
+        raise ValueError(f"{len(names)} class names for {len(metrics['iu'])} classes")
+    if len(set(names)) != len(names):
+        raise ValueError(f"class names repeat: {sorted({n for n in names if names.count(n) > 1})}")
+    payload = dict(extra or {})
+    taken = payload.keys() & {*SUMMARY, "per_class"}
+    if taken:
+        raise ValueError(f"extra keys {sorted(taken)} would overwrite metrics")
+    payload.update({key: _number(metrics[key]) for key in SUMMARY})
+    payload["per_class"] = {
+        name: {"acc": _number(acc), "iu": _number(iu)}
+        for name, acc, iu in zip(names, metrics["acc"], metrics["iu"], strict=True)
+    }
+    return payload
+
+
+def row_normalized(matrix: ConfusionMatrix | Tensor) -> Tensor:
+    """``n_ij / t_i`` as float64 (K, K); rows of classes without labelled pixels are ``nan``."""
+    counts = matrix.matrix if isinstance(matrix, ConfusionMatrix) else matrix
+    counts = counts.detach().double().cpu()
+    return counts / counts.sum(1, keepdim=True)
+
+
+def confusion_matrix_figure(
+    matrix: ConfusionMatrix | Tensor, classes: Sequence[str], path: str | os.PathLike
+) -> Path:
+    """Write a PNG of the row-normalised confusion matrix (true class down, predicted across).
+
+    Cells hold their value up to ``ANNOTATE_MAX`` classes; rows of classes without labelled
+    pixels are grey. Uses matplotlib's Agg canvas directly (no pyplot, no global backend).
+    """
+    try:
+        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError(
+            "the confusion-matrix figure needs matplotlib: pip install matplotlib"
+        ) from error
+    rates = row_normalized(matrix).numpy()
+    k = rates.shape[0]
+    if len(classes) != k:
+        raise ValueError(f"{len(classes)} class names for a {k} x {k} confusion matrix")
+    side = min(30.0, max(4.0, 0.4 * k + 2.5))  # inches
+    figure = Figure(figsize=(side + 1.0, side), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    colours = matplotlib.colormaps["Blues"].with_extremes(bad="0.85")
+    shown = axes.imshow(rates, cmap=colours, vmin=0.0, vmax=1.0, interpolation="nearest")
+    figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.02, label="fraction of true pixels")
+    if k <= TICKS_MAX:
+        axes.set_xticks(range(k), [str(c) for c in classes], rotation=90)
+        axes.set_yticks(range(k), [str(c) for c in classes])
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title("confusion matrix (rows normalised)")
+    if k <= ANNOTATE_MAX:
+        for i in range(k):
+            for j in range(k):
+                if not math.isnan(rates[i, j]):
+                    colour = "white" if rates[i, j] > 0.5 else "black"
+                    text = f"{rates[i, j]:.2f}"
+                    axes.text(j, i, text, ha="center", va="center", color=colour, fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+__all__ = [
+    "check_compatible",
+    "confusion_matrix_figure",
+    "evaluate",
+    "metrics_json",
+    "row_normalized",
+]

@@ -1,0 +1,367 @@
+"""Training recipes: every choice of a run in one validated dataclass, read from TOML.
+
+A recipe file is flat TOML whose keys are the fields of :class:`Recipe` (``recipes/*.toml``);
+command-line flags override single fields. Unknown keys, wrong types and values outside a
+field's range raise :class:`RecipeError` naming the key, the value and what is valid. Paths are
+taken as given (relative ones against the working folder of the run). "Unset" is spelled ``""``
+or ``[]`` so that a resolved recipe written back by :func:`dumps` is a recipe file again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as a package
+    import tomli as tomllib
+
+from fcnseg.data.by_name import DATASET_NAMES
+from fcnseg.losses import NORMALIZATIONS
+from fcnseg.models import BUILDERS, GEOMETRIES
+
+NETS = tuple(BUILDERS)
+PREPROCESSING = ("caffe", "imagenet", "scale")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("constant", "poly", "onecycle", "step")
+CLASS_WEIGHTS = ("none", "median_frequency")
+DEVICES = ("auto", "cpu", "cuda")
+AMP = ("none", "bf16", "fp16")
+MAX_SEED = 2**31 - 1
+
+# Fields a resumed run may change: they leave the weights' trajectory alone (``iterations``
+# and ``epochs`` lengthen a run; with ``poly`` or ``onecycle`` that reshapes the schedule ahead).
+RESUMABLE = frozenset(
+    {
+        "iterations",
+        "epochs",
+        "val_every",
+        "val_images",
+        "checkpoint_every",
+        "log_every",
+        "out",
+        "num_workers",
+        "device",
+        "root",
+        "val_root",
+    }
+)
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; the message names the source, the key and the valid values."""
+
+
+@dataclass
+class Recipe:
+    # ---- data (readers of fcnseg.data, by name)
+    dataset: str = "folder"  # reader: camvid | voc | sbd | nyud | siftflow | context | folder
+    root: str = ""  # the dataset's folder (required)
+    options: dict[str, Any] = field(default_factory=dict)  # reader options: voc {sbd_root}, ...
+    train_split: str = "train"  # e.g. train, trainval (SBD), train (CamVid)
+    val_split: str = "val"  # "" trains without validation
+    val_dataset: str = ""  # reader for validation if not `dataset` (VOC: train sbd, val voc)
+    val_root: str = ""  # its folder ("" = `root`)
+    val_options: dict[str, Any] = field(default_factory=dict)  # its options (used with val_dataset)
+    val_images: int = 0  # validate on the first N images only (0 = all), for quick checks
+    # ---- net (fcnseg.models builders)
+    net: str = "fcn8s"  # fcn32s | fcn16s | fcn8s | fcn8s_atonce (or another models.BUILDERS)
+    width: float = 1.0  # VGG16 channel multiplier (0.25: 16x cheaper)
+    batch_norm: bool = False  # BatchNorm after each convolution, for training from scratch
+    dropout: float = 0.5  # after fc6 and fc7 (0.5 in the reference)
+    learnable_upsampling: bool = False  # learn the bilinear-initialised deconvolutions
+    geometry: str = "reference"  # reference (conv1 padded by 100) | fast (unpadded, cheaper)
+    init: str = "none"  # "none", a torchvision VGG16 state-dict file, or an fcnseg checkpoint
+    # ---- input
+    preprocessing: str = "caffe"  # caffe (BGR minus ILSVRC mean) | imagenet | scale (x/255-.5)/.25
+    resize: float = 1.0  # fixed rescale of train and val images (e.g. 0.5 on a CPU)
+    flip: bool = False  # random left-right mirroring
+    scale_range: list[float] = field(default_factory=list)  # [low, high] random scale; needs crop
+    crop_size: list[int] = field(default_factory=list)  # [h, w] (or one int) random crops
+    batch_size: int = 1  # images per step and process (1: whole images, as in the paper)
+    # ---- optimisation
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 1e-4  # base learning rate (~1e-10 with loss = "sum" on VOC-sized images)
+    momentum: float = 0.9  # SGD momentum (0.99 in the reference), AdamW beta1
+    weight_decay: float = 5e-4  # L2 (SGD) or decoupled (AdamW) weight decay
+    bias_lr_mult: float = 1.0  # lr multiplier of 1-D parameters (biases, norms); reference: 2
+    bias_decay: bool = True  # weight decay on 1-D parameters (reference: none)
+    schedule: str = "constant"  # constant | poly | onecycle | step
+    poly_power: float = 0.9  # poly: lr * (1 - t/T) ** power
+    pct_start: float = 0.15  # onecycle: fraction of the run warming up (cosine)
+    step_size: int = 0  # step: multiply the lr by step_gamma every step_size iterations
+    step_gamma: float = 0.1  # step: the factor
+    loss: str = "mean"  # mean over labelled pixels | sum (the reference's unnormalised loss)
+    class_weights: str = "none"  # none | median_frequency (computed on the train split)
+    iterations: int = 0  # optimiser steps; give this or `epochs`
+    epochs: int = 0  # passes over the train split (sharded across processes)
+    # ---- bookkeeping
+    val_every: int = 0  # validate every N iterations (0: only at the end)
+    checkpoint_every: int = 0  # write last.pt every N iterations (0: at validations and the end)
+    log_every: int = 20  # one metrics-log line per N iterations, with their mean loss
+    seed: int = 0  # weights, data order and augmentation are functions of it
+    out: str = ""  # output folder (required)
+    num_workers: int = 0  # DataLoader worker processes
+    device: str = "auto"  # auto | cpu | cuda
+    amp: str = "none"  # none | bf16 | fp16: autocast (fp16 on CUDA only, with loss scaling)
+    channels_last: bool = False  # NHWC memory format (faster convolutions on recent GPUs)
+
+    def __post_init__(self) -> None:
+        _validate(self, "recipe")
+
+    def replace(self, source: str = "overrides", **changes: Any) -> Recipe:
+        """A copy with ``changes`` (typed values or command-line strings), validated."""
+        merged = dataclasses.asdict(self)
+        for key, value in changes.items():
+            merged[key] = parse_value(key, value, source) if isinstance(value, str) else value
+        return from_dict(merged, source)
+
+    def check_runnable(self) -> None:
+        """Raise unless the fields a run needs are set: ``root``, ``out`` and its length."""
+        missing = [key for key in ("root", "out") if not getattr(self, key)]
+        if missing:
+            flags = ", ".join(f"'{k}' (--{k})" for k in missing)
+            raise RecipeError(f"recipe: set {flags}")
+        if (self.iterations > 0) == (self.epochs > 0):
+            raise RecipeError(
+                f"recipe: give exactly one of 'iterations' and 'epochs' (> 0), got "
+                f"iterations={self.iterations}, epochs={self.epochs}"
+            )
+
+    def differences(self, other: Recipe) -> list[str]:
+        """Names of the fields whose values differ."""
+        return [f.name for f in FIELDS if getattr(self, f.name) != getattr(other, f.name)]
+
+
+FIELDS = dataclasses.fields(Recipe)
+FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Recipe)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "dataset": DATASET_NAMES,
+    "net": NETS,
+    "geometry": GEOMETRIES,
+    "preprocessing": PREPROCESSING,
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+    "loss": NORMALIZATIONS,
+    "class_weights": CLASS_WEIGHTS,
+    "device": DEVICES,
+    "amp": AMP,
+}
+
+
+def field_help() -> dict[str, str]:
+    """Each field's comment in this file, for ``--help`` (empty when the source is missing)."""
+    try:
+        source = inspect.getsource(Recipe)
+    except (OSError, TypeError):
+        return {}
+    return dict(re.findall(r"^    (\w+): [^#\n]*#\s*(.+)$", source, re.MULTILINE))
+
+
+def kind_of(name: str) -> str:
+    """The value kind of a field: ``str``, ``int``, ``float``, ``bool``, ``floats``, ``ints``,
+    ``table``."""
+    hint = FIELD_TYPES[name]
+    if hint in (str, int, float, bool):
+        return hint.__name__
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return "floats" if args == (float,) else "ints"
+    return "table"
+
+
+def _fail(source: str, key: str, message: str, value: Any) -> RecipeError:
+    return RecipeError(f"{source}: key '{key}' {message}, got {value!r}")
+
+
+def _check_type(key: str, value: Any, source: str) -> Any:
+    kind = kind_of(key)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise _fail(source, key, "must be true or false", value)
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(source, key, "must be an integer", value)
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _fail(source, key, "must be a number", value)
+        if not math.isfinite(value):
+            raise _fail(source, key, "must be finite", value)
+        return float(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise _fail(source, key, "must be a string", value)
+        return value
+    if kind in ("floats", "ints"):
+        if key == "crop_size" and isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if key == "crop_size" and isinstance(value, list | tuple) and len(value) == 1:
+            value = [value[0], value[0]]  # one int: a square
+        if not isinstance(value, list | tuple):
+            raise _fail(source, key, "must be a list ([] for none)", value)
+        for item in value:
+            ok = isinstance(item, int) and not isinstance(item, bool)
+            if kind == "floats":
+                ok = ok or isinstance(item, float) and math.isfinite(item)
+            if not ok:
+                raise _fail(source, key, f"must hold {kind[:-1]}s", value)
+        return [float(v) for v in value] if kind == "floats" else list(value)
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise _fail(source, key, "must be a table of options", value)
+    for option, item in value.items():
+        if not isinstance(item, str | int | float | bool):
+            raise _fail(source, f"{key}.{option}", "must be a string, number or boolean", item)
+    return dict(value)
+
+
+def _validate(recipe: Recipe, source: str) -> None:
+    """Check and normalise every field in place; raise :class:`RecipeError` on the first bad one."""
+    for f in FIELDS:
+        setattr(recipe, f.name, _check_type(f.name, getattr(recipe, f.name), source))
+    r = recipe
+    for key, valid in CHOICES.items():
+        if getattr(r, key) not in valid:
+            raise _fail(source, key, f"must be one of {', '.join(valid)}", getattr(r, key))
+    if r.val_dataset and r.val_dataset not in DATASET_NAMES:
+        raise _fail(source, "val_dataset", f"must be '' or one of {DATASET_NAMES}", r.val_dataset)
+    if r.val_options and not r.val_dataset:
+        raise _fail(source, "val_options", "needs val_dataset (else options apply)", r.val_options)
+
+    def need(key: str, ok: bool, what: str) -> None:
+        if not ok:
+            raise _fail(source, key, what, getattr(r, key))
+
+    need("width", r.width > 0, "must be > 0")
+    need("dropout", 0 <= r.dropout < 1, "must be in [0, 1)")
+    need("resize", r.resize > 0, "must be > 0")
+    need("scale_range", len(r.scale_range) in (0, 2), "must be [] or [low, high]")
+    if r.scale_range:
+        low, high = r.scale_range
+        need("scale_range", 0 < low <= high, "must be [low, high] with 0 < low <= high")
+        need("crop_size", bool(r.crop_size), "must be set with scale_range (random scales crop)")
+    need("crop_size", len(r.crop_size) in (0, 2), "must be [], one int or [height, width]")
+    need("crop_size", all(s >= 1 for s in r.crop_size), "must be >= 1 pixel")
+    need("batch_size", r.batch_size >= 1, "must be >= 1")
+    need("lr", r.lr > 0, "must be > 0")
+    need("momentum", 0 <= r.momentum < 1, "must be in [0, 1)")
+    need("weight_decay", r.weight_decay >= 0, "must be >= 0")
+    need("bias_lr_mult", r.bias_lr_mult >= 0, "must be >= 0")
+    need("poly_power", r.poly_power > 0, "must be > 0")
+    need("pct_start", 0 < r.pct_start < 1, "must be in (0, 1)")
+    need("step_size", r.step_size >= 0, "must be >= 0")
+    need("step_size", r.schedule != "step" or r.step_size > 0, "must be > 0 for schedule 'step'")
+    need("step_gamma", r.step_gamma > 0, "must be > 0")
+    for key in ("iterations", "epochs", "val_every", "val_images", "checkpoint_every"):
+        need(key, getattr(r, key) >= 0, "must be >= 0")
+    need("log_every", r.log_every >= 1, "must be >= 1")
+    need("num_workers", r.num_workers >= 0, "must be >= 0")
+    need("seed", 0 <= r.seed <= MAX_SEED, f"must be in 0..{MAX_SEED}")
+
+
+def from_dict(values: dict[str, Any], source: str = "recipe") -> Recipe:
+    """A validated recipe from a mapping of field names; unknown keys raise naming the valid."""
+    names = [f.name for f in FIELDS]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise RecipeError(
+            f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: "
+            f"{', '.join(names)}"
+        )
+    recipe = Recipe.__new__(Recipe)
+    for f in FIELDS:
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        setattr(recipe, f.name, values.get(f.name, default))
+    _validate(recipe, source)
+    return recipe
+
+
+def load(path: str | Path) -> Recipe:
+    """Read a TOML recipe file; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {path} does not exist")
+    if path.suffix.lower() != ".toml":
+        raise RecipeError(f"recipe file {path}: only TOML recipes (.toml) are read")
+    try:
+        values = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise RecipeError(f"recipe file {path} is not valid TOML: {error}") from error
+    return from_dict(values, source=str(path))
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def parse_value(key: str, text: str, source: str = "command line") -> Any:
+    """A field's value from command-line text: ``"1e-3"``, ``"true"``, ``"0.5,2"``, ``"k=v,..."``.
+
+    Lists are comma-separated (``""`` is empty); tables are ``key=value`` pairs, their values
+    parsed as TOML scalars where possible (``modality=hha``, ``year=2011``).
+    """
+    if key not in FIELD_TYPES:
+        raise RecipeError(f"{source}: unknown key {key!r}; valid keys: {', '.join(FIELD_TYPES)}")
+    kind = kind_of(key)
+    text = text.strip()
+    try:
+        if kind == "str":
+            return text
+        if kind == "bool":
+            if text.lower() not in _TRUE + _FALSE:
+                raise ValueError
+            return text.lower() in _TRUE
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        if kind == "ints":
+            return [int(p) for p in parts]
+        if kind == "floats":
+            return [float(p) for p in parts]
+        table = {}
+        for part in parts:
+            name, sep, value = part.partition("=")
+            if not sep or not name.strip():
+                raise ValueError
+            table[name.strip()] = _scalar(value.strip())
+        return table
+    except ValueError:
+        raise _fail(source, key, f"cannot be read as {kind}", text) from None
+
+
+def _scalar(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+
+
+def _toml_key(key: str) -> str:
+    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
+    return key if bare else _toml_value(key)
+
+
+def dumps(recipe: Recipe) -> str:
+    """The recipe as TOML, every field, in declaration order; :func:`load` reads it back."""
+    return "".join(f"{f.name} = {_toml_value(getattr(recipe, f.name))}\n" for f in FIELDS)

@@ -1,0 +1,181 @@
+"""The ``fcnseg`` command in-process: demo, eval and predict, their outputs and exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fcnseg
+from fcnseg.cli import main
+from fcnseg.data import open_dataset
+from fcnseg.demo import NORMALIZE as DEMO_NORMALIZE
+from fcnseg.evaluate import evaluate
+from test_evaluate import CLASSES, write_checkpoint, write_folder_dataset
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets run fastest on one thread (``--threads 1`` in every run below, too)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(*args: str) -> int:
+    return main(["--threads", "1", *map(str, args)])
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A tiny checkpoint and a tiny ``folder`` dataset with a ``val`` split."""
+    return write_checkpoint(tmp_path / "tiny.pt"), write_folder_dataset(tmp_path / "data")
+
+
+@pytest.mark.slow  # about 10 s: 3 steps, then scoring the 100 held-out images
+def test_demo_writes_figure_model_and_json(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert run("demo", "--iterations", 3, "--out", out, "--json", out / "x.json") == 0
+    assert "mean IU" in capsys.readouterr().out
+    assert (out / "demo_grid.png").is_file()
+    payload = json.loads((out / "x.json").read_text())
+    assert payload["config"]["iterations"] == 3 and 0 <= payload["metrics"]["pixel_acc"] <= 1
+    meta = fcnseg.load(out / "demo_fcn8s.pt").meta
+    assert meta["preprocessing"] == DEMO_NORMALIZE.spec() and meta["ignore_index"] == 255
+    assert meta["classes"] == payload["classes"]
+
+
+def test_eval_prints_and_writes_json_and_figure(files, tmp_path, capsys):
+    checkpoint, root = files
+    path = tmp_path / "results" / "val.json"
+    code = run("eval", "--checkpoint", checkpoint, "--dataset", "folder", "--root", root,
+               "--split", "val", "--json", path, "--device", "cpu")  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "mean IU" in printed and all(name in printed for name in CLASSES)
+    expected = evaluate(fcnseg.load(checkpoint), open_dataset("folder", root, "val")).compute()
+    payload = json.loads(path.read_text())
+    assert payload["mean_iu"] == pytest.approx(expected["mean_iu"])
+    assert payload["per_class"]["sky"]["iu"] == pytest.approx(expected["iu"][2])
+    assert payload["images"] == 3 and payload["split"] == "val"
+    assert (tmp_path / "results" / "val_confusion.png").is_file()
+
+
+def test_eval_limit_option_and_figure_path(files, tmp_path, capsys):
+    checkpoint, root = files
+    figure = tmp_path / "cm.png"
+    code = run("eval", "--checkpoint", checkpoint, "--dataset", "folder", "--root", root,
+               "--split", "val", "--limit", 1, "--option", "ignore_index=255",
+               "--figure", figure)  # fmt: skip
+    assert code == 0
+    assert "(1 of 3 images)" in capsys.readouterr().out
+    assert figure.is_file()
+
+
+def _eval_args(checkpoint, root, dataset="folder", *extra):
+    return ["eval", "--checkpoint", checkpoint, "--dataset", dataset, "--root", root,
+            "--split", "val", *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing checkpoint", "checkpoint {tmp}/missing.pt does not exist"),
+        ("text file", "{tmp}/notes.pt is not a torch checkpoint"),
+        ("foreign file", "{tmp}/foreign.pt is not an fcnseg checkpoint"),
+        ("dataset name", "unknown dataset 'nope'; known: camvid"),
+        ("dataset root", "--root {tmp}/nowhere: dataset folder not found"),
+        ("class count", "{tmp}/two.pt predicts 2 classes but the dataset"),
+        ("option syntax", "--option expects key=value, got 'year'"),
+        ("unknown option", "dataset 'folder' rejects --option {{'year': '2012'}}"),
+    ],
+)
+def test_eval_errors_exit_2_with_one_line(files, tmp_path, capsys, case, message):
+    checkpoint, root = files
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
+    args = {
+        "missing checkpoint": _eval_args(tmp_path / "missing.pt", root),
+        "text file": _eval_args(tmp_path / "notes.pt", root),
+        "foreign file": _eval_args(tmp_path / "foreign.pt", root),
+        "dataset name": _eval_args(checkpoint, root, "nope"),
+        "dataset root": _eval_args(checkpoint, tmp_path / "nowhere"),
+        "class count": _eval_args(write_checkpoint(tmp_path / "two.pt", num_classes=2), root),
+        "option syntax": _eval_args(checkpoint, root, "folder", "--option", "year"),
+        "unknown option": _eval_args(checkpoint, root, "folder", "--option", "year=2012"),
+    }[case]
+    assert run(*args) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("fcnseg eval: error: ")
+    assert message.format(tmp=tmp_path) in captured.err
+    assert captured.err.count("\n") == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+def test_eval_device_cuda_without_cuda(files, capsys):
+    assert run(*_eval_args(*files), "--device", "cuda") == 2
+    assert "--device cuda: CUDA is not available" in capsys.readouterr().err
+
+
+def _image(path, size=(11, 13), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    channels = {"RGB": 3, "L": 1}[mode]
+    array = np.random.default_rng(0).integers(0, 256, (size[0], size[1], channels), np.uint8)
+    Image.fromarray(array.squeeze(-1) if channels == 1 else array, mode).save(path)
+    return path
+
+
+def test_predict_writes_label_maps_and_overlays(files, tmp_path, capsys):
+    checkpoint, _ = files
+    one, grey = _image(tmp_path / "in" / "one.png"), _image(tmp_path / "grey.jpg", (7, 5), "L")
+    out = tmp_path / "out"
+    code = run("predict", "--checkpoint", checkpoint, tmp_path / "in", grey, "--out", out,
+               "--device", "cpu", "--alpha", 0.3)  # fmt: skip
+    assert code == 0
+    assert "wrote 2 label maps and overlays" in capsys.readouterr().out
+    with Image.open(out / "grey.png") as label, Image.open(out / "grey_overlay.png") as blend:
+        assert label.mode == "P" and label.size == blend.size == (5, 7)
+    assert (out / "one.png").is_file() and (out / "one_overlay.png").is_file()
+    assert one.is_file()
+
+
+def test_predict_reports_unreadable_images_and_exits_1(files, tmp_path, capsys):
+    checkpoint, _ = files
+    good = _image(tmp_path / "good.png")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    code = run("predict", "--checkpoint", checkpoint, broken, good, "--out", tmp_path / "out")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"fcnseg predict: error: cannot read image {broken}" in err
+    assert "1 of 2 images failed" in err
+    assert (tmp_path / "out" / "good.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing checkpoint", "checkpoint {tmp}/missing.pt does not exist"),
+        ("missing input", "input {tmp}/nothing.png does not exist"),
+        ("clash", "would both write {tmp}/out/x.png"),
+    ],
+)
+def test_predict_errors_exit_2(files, tmp_path, capsys, case, message):
+    checkpoint, _ = files
+    first, second = _image(tmp_path / "a" / "x.png"), _image(tmp_path / "b" / "x.jpg")
+    inputs = {
+        "missing checkpoint": [first],
+        "missing input": [first, tmp_path / "nothing.png"],
+        "clash": [first, second],
+    }[case]
+    if case == "missing checkpoint":
+        checkpoint = tmp_path / "missing.pt"
+    assert run("predict", "--checkpoint", checkpoint, *inputs, "--out", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fcnseg predict: error: ") and err.count("\n") == 1
+    assert message.format(tmp=tmp_path) in err
+    assert not (tmp_path / "out").exists()

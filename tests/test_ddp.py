@@ -1,0 +1,55 @@
+"""Two CPU processes under torchrun (gloo): sharded training, one writer, summed validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import fcnseg
+from fcnseg.checkpoint import read
+from fcnseg.data import open_dataset
+from fcnseg.data.transforms import normalizer_from_spec
+from fcnseg.engine import validate
+from fcnseg.recipe import dumps
+from test_engine import tiny_recipe, write_tiny_dataset
+
+
+@pytest.mark.slow
+def test_two_processes_train_and_validate_as_one(tmp_path):
+    data = write_tiny_dataset(tmp_path / "data", train=8, val=3)  # val 3: shards of 2 and 1
+    out = tmp_path / "run"
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(dumps(tiny_recipe(data, out, iterations=4, val_every=2, log_every=2)))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", "-m", "fcnseg.cli", "--threads", "1"]
+    command += ["train", "--recipe", str(recipe)]
+    done = subprocess.run(
+        command,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trained to iteration 4") == 1  # only rank 0 prints
+
+    assert json.loads((out / "run.json").read_text())["starts"][0]["processes"] == 2
+    training = read(out / "last.pt")["training"]
+    assert training["world_size"] == 2 and len(training["rng"]) == 2  # both ranks' RNG states
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records if "loss" in r] == [2, 4]  # one writer
+    last_val = [r for r in records if r.get("split") == "val"][-1]
+    assert last_val["iteration"] == 4
+
+    # The confusion matrices summed over the two shards equal one process scoring all images.
+    model = fcnseg.load(out / "last.pt")
+    val = open_dataset("folder", data, "val")
+    val.transform = normalizer_from_spec(model.meta["preprocessing"])
+    metrics = validate(model, val, torch.device("cpu"))
+    assert metrics["mean_iu"] == pytest.approx(last_val["mean_iu"], abs=1e-12)
+    assert metrics["pixel_acc"] == pytest.approx(last_val["pixel_acc"], abs=1e-12)

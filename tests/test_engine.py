@@ -1,0 +1,313 @@
+"""The training engine on a tiny on-disk dataset: loss, run files, NaN stop, init, weights, CLI.
+
+Nets are FCN-8s at width 1/16 on 24 x 24 images (three classes: two coloured squares on a
+dark background), on one thread: a step takes tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fcnseg
+from fcnseg.checkpoint import read
+from fcnseg.cli import main
+from fcnseg.data import open_dataset
+from fcnseg.data.transforms import median_frequency_weights
+from fcnseg.engine import (
+    ResumableBatchSampler,
+    TrainingDiverged,
+    copy_matching,
+    initialize,
+    lr_factor,
+    train,
+)
+from fcnseg.engine import loop as train_module
+from fcnseg.engine.build import make_model
+from fcnseg.recipe import Recipe, RecipeError, dumps, load
+from test_surgery import TorchvisionStyleVGG16, _randomize
+
+CLASSES = ["background", "red", "green"]
+
+
+def write_tiny_dataset(root: Path, train: int = 6, val: int = 2, size: int = 24) -> Path:
+    """A ``folder`` dataset: ``root/{images,labels}/{train,val}/NNN.png`` and classes.txt.
+
+    Each image is dark noise with a red and a green 8 x 8 square (classes 1 and 2); the top
+    row of every label is ignore (255).
+    """
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("".join(f"{name}\n" for name in CLASSES))
+    for split, count in (("train", train), ("val", val)):
+        for index in range(count):
+            image = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+            label = np.zeros((size, size), np.uint8)
+            for cls, channel in ((1, 0), (2, 1)):
+                top, left = rng.integers(0, size - 8, 2)
+                image[top : top + 8, left : left + 8, channel] = 220
+                label[top : top + 8, left : left + 8] = cls
+            label[0] = 255
+            for folder, array in (("images", image), ("labels", label)):
+                path = root / folder / split / f"{index:03d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(array).save(path)
+    return root
+
+
+def tiny_recipe(root: Path, out: Path, **changes) -> Recipe:
+    """A recipe for the tiny dataset: FCN-8s x 1/16 with BatchNorm, AdamW, 4 steps of 2."""
+    values = {
+        "dataset": "folder",
+        "root": str(root),
+        "out": str(out),
+        "net": "fcn8s",
+        "width": 1 / 16,
+        "batch_norm": True,
+        "dropout": 0.0,
+        "preprocessing": "scale",
+        "optimizer": "adamw",
+        "lr": 1e-2,
+        "weight_decay": 0.0,
+        "iterations": 4,
+        "batch_size": 2,
+        "log_every": 1,
+        "device": "cpu",
+    }
+    return Recipe(**{**values, **changes})
+
+
+def losses(out: Path) -> list[float]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [r["loss"] for r in map(json.loads, lines) if "loss" in r]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets run fastest on one thread (and the machine is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
+
+
+def test_training_lowers_the_loss_and_writes_the_run(data, tmp_path):
+    out = tmp_path / "run"
+    recipe = tiny_recipe(data, out, iterations=16, val_every=8, log_every=4)
+    result = train(recipe)
+
+    assert result.iteration == 16 and result.classes == CLASSES
+    seen = losses(out)
+    assert len(seen) == 4 and seen[-1] < 0.8 * seen[0]
+    for name in ("last.pt", "best.pt", "metrics.jsonl", "curves.png", "recipe.toml", "run.json"):
+        assert (out / name).is_file(), name
+    assert load(out / "recipe.toml") == recipe
+    start = json.loads((out / "run.json").read_text())["starts"][0]
+    assert start["processes"] == 1 and start["total_iterations"] == 16 and "git" in start
+    with Image.open(out / "curves.png") as png:
+        assert png.format == "PNG"
+
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in records if r.get("split") == "val"]
+    assert [r["iteration"] for r in val] == [8, 16]
+    assert all(0 <= r[k] <= 1 for r in val for k in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"))
+    assert result.best_mean_iu == max(r["mean_iu"] for r in val)
+
+    for name in ("last.pt", "best.pt"):
+        model = fcnseg.load(out / name)  # a usable model from either file
+        assert model.arch == "fcn8s" and model.settings["width"] == 1 / 16
+        assert model.meta["classes"] == CLASSES and model.meta["ignore_index"] == 255
+        assert model.meta["preprocessing"]["type"] == "Normalize"
+        assert model.meta["dataset"] == "folder" and len(model.meta["palette"]) == 3
+        training = read(out / name)["training"]
+        assert training["best_mean_iu"] == result.best_mean_iu
+        assert training["optimizer"]["state"] and training["recipe"]["iterations"] == 16
+    assert read(out / "last.pt")["training"]["iteration"] == 16
+    assert read(out / "best.pt")["training"]["iteration"] == result.best_iteration
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch):
+    calls = []
+    real_loss = train_module.segmentation_loss
+
+    def poisoned(*args, **kwargs):
+        calls.append(1)
+        loss = real_loss(*args, **kwargs)
+        return loss * math.nan if len(calls) == 4 else loss
+
+    monkeypatch.setattr(train_module, "segmentation_loss", poisoned)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=r"nan at iteration 4.*last\.pt \(iteration 2\)"):
+        train(tiny_recipe(data, out, iterations=10, checkpoint_every=2, val_split=""))
+    training = read(out / "last.pt")["training"]
+    assert training["iteration"] == 2
+    model = fcnseg.load(out / "last.pt")
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+    assert len(losses(out)) == 3 and all(math.isfinite(v) for v in losses(out))
+
+
+def test_an_infinite_learning_rate_diverges(data, tmp_path):
+    with pytest.raises(TrainingDiverged, match="at iteration"):
+        train(tiny_recipe(data, tmp_path / "run", optimizer="sgd", lr=1e30, iterations=20))
+
+
+def test_staged_init_copies_every_matching_entry(data, tmp_path):
+    coarse = fcnseg.fcn32s(num_classes=3, width=1 / 16, batch_norm=True)
+    with torch.no_grad():
+        for parameter in coarse.parameters():
+            parameter.normal_()
+    path = fcnseg.save(coarse, tmp_path / "fcn32s.pt")
+    fine = fcnseg.fcn16s(num_classes=3, width=1 / 16, batch_norm=True)
+    report = initialize(fine, str(path))
+
+    assert report.kind == "checkpoint" and not report.mismatched
+    assert "upscore.weight" in report.unused  # FCN-32s' 32x upsampling has no FCN-16s twin
+    assert {"score_pool4.weight", "upscore2.weight", "upscore16.weight"} <= set(report.untouched)
+    theirs, ours = coarse.state_dict(), fine.state_dict()
+    assert "backbone.conv1_1.weight" in report.copied and "score_fr.weight" in report.copied
+    for name in report.copied:
+        assert torch.equal(ours[name], theirs[name]), name
+    assert not fine.score_pool4.weight.any()  # zero: FCN-16s starts as FCN-32s
+
+    wider = fcnseg.fcn16s(num_classes=5, width=1 / 16, batch_norm=True)
+    mismatched = {name for name, _, _ in copy_matching(wider, theirs).mismatched}
+    assert mismatched == {"score_fr.weight", "score_fr.bias"}
+
+    out = tmp_path / "run"
+    result = train(tiny_recipe(data, out, net="fcn16s", init=str(path), iterations=1))
+    assert result.init.kind == "checkpoint" and "score_fr.weight" in result.init.copied
+    assert "init: checkpoint" in json.loads((out / "run.json").read_text())["starts"][0]["init"]
+
+
+def test_vgg16_init_transplants_the_backbone(tmp_path):
+    classifier = _randomize(TorchvisionStyleVGG16())  # width 1/16, fc 256
+    path = tmp_path / "vgg16.pth"
+    torch.save(classifier.state_dict(), path)
+    model = fcnseg.fcn8s(num_classes=3, width=1 / 16)
+    report = initialize(model, str(path))
+    assert report.kind == "vgg16" and "backbone.conv1_1.weight" in report.copied
+    assert torch.equal(model.backbone.conv1_1.weight, classifier.features[0].weight)
+    assert "score_fr.weight" in report.untouched
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        initialize(model, str(tmp_path / "missing.pth"))
+
+
+def test_median_frequency_class_weights_are_computed_on_the_train_split(data, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_recipe(data, out, iterations=1, class_weights="median_frequency", val_split=""))
+    assert not (out / "best.pt").exists()  # no validation, no best
+    stored = read(out / "last.pt")["training"]["class_weights"]
+    split = open_dataset("folder", data, "train")
+    expected = median_frequency_weights((label for _, label in split), 3, 255)
+    assert torch.equal(stored, expected) and stored[0] < stored[1]
+
+
+def test_schedules_are_pure_functions_of_the_iteration():
+    total = 40
+    recipe = Recipe(lr=0.1, iterations=total)
+    assert lr_factor(recipe, 17, total) == 1.0
+    poly = Recipe(schedule="poly", poly_power=0.9, iterations=total)
+    assert lr_factor(poly, 10, total) == pytest.approx(0.75**0.9)
+    step = Recipe(schedule="step", step_size=15, step_gamma=0.5, iterations=total)
+    assert [lr_factor(step, i, total) for i in (0, 14, 15, 39)] == [1, 1, 0.5, 0.25]
+
+    onecycle = Recipe(schedule="onecycle", pct_start=0.25, iterations=total)
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=0.1)
+    reference = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=0.1, total_steps=total, pct_start=0.25, cycle_momentum=False
+    )
+    for iteration in range(total):
+        expected = optimizer.param_groups[0]["lr"]
+        assert 0.1 * lr_factor(onecycle, iteration, total) == pytest.approx(expected, rel=1e-9)
+        optimizer.step()
+        reference.step()
+
+
+def test_batches_are_a_pure_function_of_seed_and_iteration():
+    sampler = ResumableBatchSampler(10, 3, seed=7, stop=12)
+    assert sampler.batches_per_epoch == 3  # the incomplete fourth batch is dropped
+    batches = list(sampler)
+    assert [sampler.batch(i) for i in range(12)] == batches
+    assert list(ResumableBatchSampler(10, 3, seed=7, start=5, stop=9)) == batches[5:9]
+    assert batches[:3] != batches[3:6]  # each epoch its own order
+    assert batches != list(ResumableBatchSampler(10, 3, seed=8, stop=12))
+
+    shards = [ResumableBatchSampler(10, 2, seed=7, rank=r, world_size=2).epoch(0) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 2
+    indices = [index for shard in shards for batch in shard for index, _ in batch]
+    assert len(set(indices)) == len(indices) == 8  # disjoint shards
+
+
+def test_bf16_autocast_and_channels_last_run_on_the_cpu(data, tmp_path, caplog):
+    result = train(tiny_recipe(data, tmp_path / "a", amp="bf16", channels_last=True, val_images=1))
+    assert math.isfinite(result.final_loss) and result.metrics is not None
+    with caplog.at_level(logging.WARNING, logger="fcnseg.engine.loop"):
+        result = train(tiny_recipe(data, tmp_path / "b", amp="fp16", iterations=1, val_split=""))
+    assert math.isfinite(result.final_loss) and "fp16' needs CUDA" in caplog.text
+
+
+def test_settings_a_net_does_not_take_are_refused():
+    make_model(Recipe(net="fcn8s_resnet18", width=0.125), 3, 3)  # defaults pass
+    with pytest.raises(RecipeError, match="'batch_norm'"):
+        make_model(Recipe(net="fcn8s_resnet18", batch_norm=True), 3, 3)
+
+
+def run_cli(*args) -> int:
+    return main(["--threads", "1", "train", *map(str, args)])
+
+
+def test_cli_trains_resumes_and_refuses_to_overwrite(data, tmp_path, capsys):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(dumps(tiny_recipe(data, tmp_path / "unused", val_split="")))
+    out = tmp_path / "run"
+    assert run_cli("--recipe", recipe, "--out", out, "--iterations", 2, "--no-batch-norm") == 0
+    assert "trained to iteration 2" in capsys.readouterr().out
+    assert load(out / "recipe.toml").batch_norm is False  # the flag overrode the recipe
+
+    assert run_cli("--recipe", recipe, "--out", out, "--iterations", 2) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert run_cli("--out", out, "--resume", "--iterations", 3) == 0  # recipe from the run
+    assert read(out / "last.pt")["training"]["iteration"] == 3
+    assert run_cli("--out", out, "--resume", "--lr", 0.5) == 2
+    assert "lr: 0.01 -> 0.5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--root", "{tmp}/nowhere"], "nowhere"),
+        (["--lr", "fast"], "'lr' cannot be read as float"),
+        (["--net", "fcn4s"], "'net' must be one of fcn32s"),
+        (["--out", ""], "set 'out'"),
+        (["--init", "{tmp}/vgg.pth"], "vgg.pth"),
+    ],
+)
+def test_cli_errors_name_the_bad_argument(data, tmp_path, capsys, args, message):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(dumps(tiny_recipe(data, tmp_path / "run")))
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert run_cli("--recipe", recipe, *args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_names_a_bad_recipe_file(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('net = "fcn8s"\nlearning_rate = 0.1\n')
+    assert run_cli("--recipe", bad) == 2
+    err = capsys.readouterr().err
+    assert "bad.toml" in err and "'learning_rate'" in err and "valid keys" in err
+    assert run_cli("--recipe", tmp_path / "absent.toml") == 2
+    assert "absent.toml does not exist" in capsys.readouterr().err
