@@ -387,7 +387,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 print(
                     "  not checked: onnxruntime is not installed"
                     if error is None
-                    else f"  onnxruntime matches the model to {error:.2g} at several sizes"
+                    else f"  onnxruntime matches the model (relative error {error:.1g})"
                 )
         if args.torchscript:
             path = export_torchscript(model, args.torchscript, verify=not args.no_verify)
@@ -403,16 +403,21 @@ def _add_interop(commands: argparse._SubParsersAction) -> None:
     imports = commands.add_parser(
         "import-caffe",
         help="convert an original FCN .caffemodel into an fcnseg checkpoint (no Caffe needed)",
-        description="Read a .caffemodel (either layout), infer the net (fcn32s/16s/8s/"
-        "8s_atonce, classes, input channels) from its layer names and shapes, fill it and save "
-        "it with the reference preprocessing. Prints what was inferred and what was left out.",
+        description="Read a .caffemodel (either layout), infer the net (fcn32s, fcn16s, fcn8s, "
+        "fcn8s_atonce, fcn_alexnet; classes, input channels) from its layer names and shapes, "
+        "fill it and save it with the reference preprocessing. Prints what was inferred and "
+        "what was left out. The .prototxt is not needed.",
         epilog="exit status: 0 written; 2 unreadable file or a net that does not fit.",
     )
     imports.add_argument("model", metavar="MODEL.caffemodel")
     imports.add_argument("--out", required=True, metavar="PATH", help="checkpoint to write (.pt)")
     imports.add_argument("--arch", default=None, help="default: inferred (needed for classifiers)")
     imports.add_argument(
-        "--num-classes", type=int, default=None, help="default: score_fr's (needed for classifiers)"
+        "--num-classes",
+        type=int,
+        default=None,
+        metavar="K",
+        help="default: score_fr's (needed for classifiers)",
     )
     imports.add_argument(
         "--dataset",
