@@ -324,7 +324,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_and_predict(commands)
     _add_models(commands)
     _add_interop(commands)
+    _add_bench(commands)
     return parser
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from fcnseg.bench import run
+
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
+    result = run(args.nets, sizes, args.repeats, quick=args.quick, net_width=args.width)
+    columns = ["kind", "impl", "net", "variant", "size", "batch", "ms", "img/s", "GFLOP/s"]
+    print(f"matmul {result['matmul GFLOP/s']:.1f} GFLOP/s, {result['threads']} threads")
+    for row in result["rows"]:
+        cells = [row.get(c, "-") for c in columns]
+        print("  ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells))
+    _write_json(args.json, result)
+    return 0
+
+
+def _add_bench(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser(
+        "bench", help="time our nets' forward, training step and metrics (see benchmarks/)"
+    )
+    bench.add_argument("--nets", nargs="+", default=["fcn32s", "fcn16s", "fcn8s"])
+    bench.add_argument("--sizes", nargs="+", default=["500x500", "360x480"], metavar="HxW")
+    bench.add_argument("--repeats", type=int, default=5)
+    bench.add_argument("--width", type=float, default=1.0, help="VGG16 channel multiplier")
+    bench.add_argument("--quick", action="store_true", help="batch 1, fewer variants")
+    bench.add_argument("--json", default=None, metavar="PATH", help="write the rows as JSON")
+    bench.set_defaults(run=cmd_bench)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -45,27 +45,7 @@ class ConfusionMatrix:
         Target values must be classes (0 .. num_classes - 1) or the ignore index; predictions
         must be classes.
         """
-        if pred.shape != target.shape:
-            raise ValueError(
-                f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}"
-            )
-        if pred.is_floating_point() or target.is_floating_point():
-            raise TypeError("pred and target must be integer tensors (class indices)")
-        k = self.num_classes
-        target = target.reshape(-1).long()
-        pred = pred.reshape(-1).to(target.device).long()
-        if self.ignore_index is not None:
-            keep = target != self.ignore_index
-            target, pred = target[keep], pred[keep]
-        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= k):
-            bad = target[(target < 0) | (target >= k)].unique()[:8].tolist()
-            raise ValueError(
-                f"target values {bad} are not classes 0..{k - 1} nor ignore ({self.ignore_index})"
-            )
-        if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= k):
-            bad = pred[(pred < 0) | (pred >= k)].unique()[:8].tolist()
-            raise ValueError(f"predicted values {bad} are not classes 0..{k - 1}")
-        counts = torch.bincount(target * k + pred, minlength=k * k).reshape(k, k)
+        counts = confusion_counts(pred, target, self.num_classes, self.ignore_index)
         if self.matrix.device != counts.device:
             self.matrix = self.matrix.to(counts.device)
         self.matrix += counts
@@ -97,6 +77,43 @@ class ConfusionMatrix:
             "acc": acc.tolist(),
             "iu": iu.tolist(),
         }
+
+
+def confusion_counts(
+    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None = 255
+) -> Tensor:
+    """Confusion matrix (K, K) int64 of one batch, ``n[i, j]`` = pixels of class i predicted j.
+
+    For K*K < 32767 the
+    pair index ``K t + p`` is built in int16 (no int64 copies), ignored pixels go to an extra
+    bin instead of being gathered out, and one ``bincount`` counts them all. Raises ValueError
+    on values that are not classes (or the ignore index, for targets).
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+    if pred.is_floating_point() or target.is_floating_point():
+        raise TypeError("pred and target must be integer tensors (class indices)")
+    k = num_classes
+    bins = k * k + 1  # the last one collects ignored pixels
+    index_dtype = torch.int16 if bins <= torch.iinfo(torch.int16).max else torch.int64
+    target = target.reshape(-1)
+    pred = pred.reshape(-1).to(target.device)
+    ignored = target == ignore_index if ignore_index is not None else None
+    if pred.numel():  # min/max reductions: one cheap pass each over the small integer maps
+        labelled = target if ignored is None else target.masked_fill(ignored, 0)
+        if int(pred.min()) < 0 or int(pred.max()) >= k:
+            bad = pred[(pred < 0) | (pred >= k)].unique()[:8].tolist()
+            raise ValueError(f"predicted values {bad} are not classes 0..{k - 1}")
+        if int(labelled.min()) < 0 or int(labelled.max()) >= k:
+            bad = labelled[(labelled < 0) | (labelled >= k)].unique()[:8].tolist()
+            raise ValueError(
+                f"target values {bad} are not classes 0..{k - 1} nor ignore ({ignore_index})"
+            )
+    index = target.to(index_dtype) * k + pred.to(index_dtype)  # (P,) in 0 .. k*k - 1
+    if ignored is not None:
+        index.masked_fill_(ignored, k * k)
+    counts = torch.bincount(index, minlength=bins)
+    return counts[: k * k].reshape(k, k)
 
 
 def _item(value: Tensor) -> float:

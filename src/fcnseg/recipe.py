@@ -100,6 +100,8 @@ class Recipe:
     step_gamma: float = 0.1  # step: the factor
     loss: str = "mean"  # mean over labelled pixels | sum (the reference's unnormalised loss)
     class_weights: str = "none"  # none | median_frequency (computed on the train split)
+    loss_sample_rate: float = 1.0  # keep each pixel's loss with this probability (1: all; 3.4)
+    loss_sample_rescale: bool = True  # sampled "sum" loss divided by the rate (unbiased)
     iterations: int = 0  # optimiser steps; give this or `epochs`
     epochs: int = 0  # passes over the train split (sharded across processes)
     # ---- bookkeeping
@@ -260,6 +262,7 @@ def _validate(recipe: Recipe, source: str) -> None:
     need("step_size", r.step_size >= 0, "must be >= 0")
     need("step_size", r.schedule != "step" or r.step_size > 0, "must be > 0 for schedule 'step'")
     need("step_gamma", r.step_gamma > 0, "must be > 0")
+    need("loss_sample_rate", 0 < r.loss_sample_rate <= 1, "must be in (0, 1]")
     for key in ("iterations", "epochs", "val_every", "val_images", "checkpoint_every"):
         need(key, getattr(r, key) >= 0, "must be >= 0")
     need("log_every", r.log_every >= 1, "must be >= 1")

@@ -64,7 +64,7 @@ def _pair(value: int | tuple[int, int]) -> int:
 
 
 def rarefy(net: nn.Sequential, start: str | None = None) -> nn.Sequential:
-    """A copy of ``net`` with every stride from layer ``start`` on removed and later filters dilated.
+    """A copy of ``net`` with the strides from layer ``start`` on removed, later filters dilated.
 
     Each convolution or max pooling at or after ``start`` (default: the first layer) with stride
     s gets stride 1; it and every later such layer is dilated (and its padding scaled) by the

@@ -17,7 +17,7 @@ def expected_label() -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    ("modality", "channels"), [("rgb", 3), ("depth", 1), ("hha", 3), ("rgbd", 4)]
+    ("modality", "channels"), [("rgb", 3), ("depth", 1), ("hha", 3), ("rgbd", 4), ("rgbhha", 6)]
 )
 def test_modalities(nyud_root: Path, modality: str, channels: int) -> None:
     data = NYUDv2(nyud_root, "train", modality=modality)
@@ -29,11 +29,13 @@ def test_modalities(nyud_root: Path, modality: str, channels: int) -> None:
     assert label.dtype == torch.int64 and torch.equal(label, expected_label())
     colour = torch.from_numpy(rgb(0)).permute(2, 0, 1).float()
     depth = torch.from_numpy(DEPTH_MM.astype(np.float32))[None]
+    hha = torch.from_numpy(rgb(100)).permute(2, 0, 1).float()
     expected = {
         "rgb": colour,
         "depth": depth,
-        "hha": torch.from_numpy(rgb(100)).permute(2, 0, 1).float(),
+        "hha": hha,
         "rgbd": torch.cat([colour, depth]),
+        "rgbhha": torch.cat([colour, hha]),
     }[modality]
     assert torch.equal(image, expected)
 
@@ -58,8 +60,8 @@ def test_transform_sees_all_channels(nyud_root: Path) -> None:
 
 
 def test_errors(nyud_root: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown modality 'rgbhha'; valid: rgb, depth, hha, rgbd"):
-        NYUDv2(nyud_root, modality="rgbhha")
+    with pytest.raises(ValueError, match="unknown modality 'rgbx'; valid: rgb, .*, rgbd, rgbhha"):
+        NYUDv2(nyud_root, modality="rgbx")
     with pytest.raises(DatasetError, match=r"NYUDv2 root folder not found: .*absent"):
         NYUDv2(tmp_path / "absent")
     (nyud_root / "data" / "hha" / "img_5004.png").unlink()

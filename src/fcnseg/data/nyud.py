@@ -87,6 +87,7 @@ NYUD_MODALITIES = {
     "depth": ("depth",),
     "hha": ("hha",),
     "rgbd": ("images", "depth"),
+    "rgbhha": ("images", "hha"),  # late fusion (fcn_latefusion): RGB then HHA
 }
 _CHANNELS = {"images": 3, "depth": 1, "hha": 3}
 
@@ -110,7 +111,8 @@ class NYUDv2(SegmentationDataset):
     """NYUDv2 with 40 classes; raw 0 (void) -> ``ignore_index``, raw k -> k-1.
 
     ``modality`` picks the input: "rgb" (3, H, W) 0..255; "depth" (1, H, W) the stored PNG
-    values, millimetres; "hha" (3, H, W) 0..255; "rgbd" (4, H, W) RGB then depth.
+    values, millimetres; "hha" (3, H, W) 0..255; "rgbd" (4, H, W) RGB then depth; "rgbhha"
+    (6, H, W) RGB then HHA.
     ``split="trainval"`` reads trainval.txt when present, else train.txt then val.txt.
     ``files`` pairs the first input of ``modality`` with the label; ``inputs`` lists all.
     Items: label int64 (H, W) in 0..39 or ``ignore_index``.
@@ -151,7 +153,7 @@ class NYUDv2(SegmentationDataset):
 
     @property
     def in_channels(self) -> int:
-        """Input channels for this modality (3, 1, 3 or 4)."""
+        """Input channels for this modality (3, 1, 3, 4 or 6)."""
         return sum(_CHANNELS[kind] for kind in self.sources)
 
     def _load(self, index: int) -> tuple[Tensor, Tensor]:

@@ -32,7 +32,7 @@ from fcnseg.data.transforms import (
     Resize,
     median_frequency_weights,
 )
-from fcnseg.models import BUILDERS
+from fcnseg.models import BUILDERS, TwoHeadedFCN
 from fcnseg.models.surgery import TransplantError, transplant_vgg16
 from fcnseg.recipe import Recipe, RecipeError
 
@@ -132,7 +132,13 @@ def make_model(recipe: Recipe, num_classes: int, in_channels: int) -> nn.Module:
                 f"recipe: net {recipe.net!r} has no '{key}' setting; leave it at its default "
                 f"({getattr(defaults, key)!r}). It takes: {', '.join(accepted)}"
             )
-    return builder(**settings)
+    model = builder(**settings)
+    if isinstance(model, TwoHeadedFCN):
+        raise RecipeError(
+            f"recipe: net {recipe.net!r} has two heads (semantic and geometric); the training "
+            "loop trains one-output nets (train it with fcnseg.multitask.two_headed_loss)"
+        )
+    return model
 
 
 @dataclass

@@ -31,6 +31,14 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest, "little"))
 
 
+def loss_sample_generator(seed: int, iteration: int, rank: int = 0) -> torch.Generator:
+    """The generator of one step's loss-sampling mask (section 3.4): ``(seed, iteration,
+    rank)`` hashed to a 32-bit seed, so a resumed run draws the masks an unbroken one would."""
+    key = f"fcnseg-loss:{seed}:{iteration}:{rank}".encode()
+    digest = hashlib.blake2b(key, digest_size=4).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little"))
+
+
 class ResumableBatchSampler(Sampler[list[Key]]):
     """Yields the batches of iterations ``start .. stop - 1`` of one process, as lists of keys.
 

@@ -52,7 +52,7 @@ from fcnseg.engine.build import (
     make_optimizer,
     open_splits,
 )
-from fcnseg.engine.data import KeyedSamples, ResumableBatchSampler
+from fcnseg.engine.data import KeyedSamples, ResumableBatchSampler, loss_sample_generator
 from fcnseg.engine.distributed import Processes
 from fcnseg.engine.log import MetricsLog, plot_curves
 from fcnseg.engine.state import capture_rng, restore_rng, seed_everything
@@ -375,9 +375,7 @@ class Trainer:
             group["lr"] = self.recipe.lr * group["lr_mult"] * factor
         with torch.autocast(self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None):
             scores = model(images)  # (N, K, H, W)
-        loss = segmentation_loss(
-            scores.float(), labels, self.ignore_index, self.weights, self.recipe.loss
-        )
+        loss = self._loss(scores.float(), labels)
         mean = distributed.all_reduce_sum(loss.detach().clone(), self.processes)
         value = mean.item() / self.processes.world_size
         if not math.isfinite(value):
@@ -393,6 +391,27 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return value
+
+    def _loss(self, scores: Tensor, labels: Tensor) -> Tensor:
+        """The recipe's loss: normalisation, class weights and, below a ``loss_sample_rate`` of
+        1, a Bernoulli mask drawn from ``(seed, iteration, rank)`` (section 3.4)."""
+        recipe = self.recipe
+        sampling = recipe.loss_sample_rate < 1
+        generator = (
+            loss_sample_generator(recipe.seed, self.iteration, self.processes.rank)
+            if sampling
+            else None
+        )
+        return segmentation_loss(
+            scores,
+            labels,
+            self.ignore_index,
+            self.weights,
+            recipe.loss,
+            sample_rate=recipe.loss_sample_rate if sampling else None,
+            rescale=recipe.loss_sample_rescale,
+            generator=generator,
+        )
 
     def _validate(self) -> dict[str, Any]:
         assert self.val_set is not None

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from fcnseg.models.backbones import VGG16, AlexNet, Backbone, GoogLeNet, MobileNetV3Large, ResNet
 from fcnseg.models.backbones.vgg import CONV1_PAD, FC6_KERNEL
 from fcnseg.models.geometry import IDENTITY, CoordMap
-from fcnseg.models.upsample import bilinear_weight
+from fcnseg.models.upsample import BilinearUpsample, bilinear_weight
 
 # Fixed skip scales of the at-once FCN-8s (PAMI 2016): the skip features are orders of
 # magnitude larger than fc7's, and the scales keep early training from being swamped by them.
@@ -100,7 +100,7 @@ def align_upsampling(scores: CoordMap, target: CoordMap, factor: int, what: str)
 
 def _upsampling(channels: int, alignment: Alignment, learnable: bool) -> nn.ConvTranspose2d:
     """A transposed convolution initialised to bilinear upsampling; frozen unless ``learnable``."""
-    layer = nn.ConvTranspose2d(
+    layer = BilinearUpsample(  # per-class fast path while diagonal and frozen
         channels, channels, alignment.kernel, stride=alignment.factor, bias=False
     )
     with torch.no_grad():

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from fcnseg.models.backbones.vgg import FC6_KERNEL, VGG16, VGG16_STAGES
 from fcnseg.models.fcn import FCN
+from fcnseg.models.fusion import LateFusion
 
 # Indices of the 13 convolutions in torchvision's ``vgg16().features``.
 TORCHVISION_VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
@@ -27,6 +28,11 @@ VGG16_CONV_NAMES = tuple(
     for stage, (convs, _) in enumerate(VGG16_STAGES, start=1)
     for index in range(1, convs + 1)
 )
+
+
+# How conv1_1 filters for input channels beyond the source's 3 (depth, HHA: early fusion) start:
+# "mean" of the RGB filters (the paper's NYUDv2 RGB-D net), or "zero" (RGB output unchanged).
+EXTRA_CHANNEL_INITS = ("mean", "zero")
 
 
 class TransplantError(ValueError):
@@ -102,19 +108,70 @@ def _copy_into(module: nn.Module, weights: Mapping[str, Tensor], prefix: str = "
     return filled
 
 
+def widen_conv1(weight: Tensor, in_channels: int, extra_channels: str) -> Tensor:
+    """conv1_1's ``weight`` (O x C x k x k) grown to ``in_channels`` inputs for early fusion.
+
+    The first C input channels keep their filters; each extra channel gets the mean of them
+    over the C inputs ("mean"), or zeros ("zero").
+    """
+    if extra_channels not in EXTRA_CHANNEL_INITS:
+        raise ValueError(
+            f"extra_channels must be one of {EXTRA_CHANNEL_INITS} or None, got {extra_channels!r}"
+        )
+    have = weight.shape[1]
+    if in_channels < have:
+        raise TransplantError(
+            f"conv1_1.weight: the source has {have} input channels, the net only {in_channels}"
+        )
+    extra = in_channels - have
+    if extra_channels == "mean":
+        grown = weight.mean(dim=1, keepdim=True).expand(-1, extra, -1, -1)  # (O, extra, k, k)
+    else:
+        grown = weight.new_zeros(weight.shape[0], extra, *weight.shape[2:])
+    return torch.cat([weight, grown], dim=1)  # (O, in_channels, k, k)
+
+
 @torch.no_grad()
-def transplant_vgg16(model: FCN, source: str | os.PathLike | Mapping[str, Tensor]) -> list[str]:
+def transplant_vgg16(
+    model: FCN | LateFusion,
+    source: str | os.PathLike | Mapping[str, Tensor],
+    extra_channels: str | None = None,
+) -> list[str]:
     """Fill an FCN's VGG16 backbone from a torchvision-format VGG16 classifier.
 
     ``source`` is a state dict or a local file holding one. The score layers are reset to
     zero, as the paper initialises them (section 4.3). Returns the names filled.
+
+    ``extra_channels``: for a net with more input channels than the source (RGB-D early
+    fusion, ``in_channels=4``), how to start conv1_1's filters for the extra ones: "mean" of
+    the RGB filters (the paper's NYUDv2 net) or "zero"; ``None`` refuses the mismatch.
+    A :class:`~fcnseg.models.fusion.LateFusion` net gets the source in each branch.
     """
+    if extra_channels is not None and extra_channels not in EXTRA_CHANNEL_INITS:
+        raise ValueError(
+            f"extra_channels must be one of {EXTRA_CHANNEL_INITS} or None, got {extra_channels!r}"
+        )
     state = source if isinstance(source, Mapping) else read_state_dict(source)
+    if isinstance(model, LateFusion):
+        return [
+            f"{name}.{key}"
+            for name, branch in (("rgb", model.rgb), ("hha", model.hha))
+            for key in transplant_vgg16(branch, state, extra_channels)
+        ]
     weights = from_torchvision_vgg16(state)
     backbone = model.backbone
     if not isinstance(backbone, VGG16):
         raise TransplantError(f"the model's backbone is {type(backbone).__name__}, not VGG16")
     own = backbone.state_dict()
+    conv1 = weights["conv1_1.weight"]
+    net_channels = own["conv1_1.weight"].shape[1] if "conv1_1.weight" in own else conv1.shape[1]
+    if extra_channels is not None and net_channels != conv1.shape[1]:
+        weights["conv1_1.weight"] = widen_conv1(conv1, net_channels, extra_channels)
+    elif extra_channels is None and net_channels > conv1.shape[1]:
+        raise TransplantError(
+            f"conv1_1.weight: the source has {conv1.shape[1]} input channels, the net"
+            f" {net_channels}; pass extra_channels='mean' (early fusion) or 'zero'"
+        )
     missing = [k for k in weights if not k.startswith("fc8.") and k not in own]
     if missing:
         raise TransplantError(

@@ -1,0 +1,39 @@
+"""Confusion-matrix counting per 500x500 label-map pair: ours against numpy and torchfcn.
+
+Rows: torchfcn's ``label_accuracy_score`` (re-implemented faithfully in ``fcnseg.bench``; the
+peers venv times the imported one), a plain numpy ``bincount``, ``ConfusionMatrix.update`` and
+the int16 single-pass ``fcnseg.metrics.confusion_counts``; each with its speed-up over the first
+two. Labels are uint8 as a data loader gives them; the target's top rows are ignore (255).
+
+    python benchmarks/bench_metrics.py [--size 500x500] [--classes 21] [--repeats 50]
+        [--threads N] [--json benchmarks/results/metrics.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from common import print_table, write_json
+
+from fcnseg.bench import metrics_rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", default="500x500")
+    parser.add_argument("--classes", type=int, default=21)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", default="benchmarks/results/metrics.json")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = tuple(int(v) for v in args.size.split("x"))
+    rows = metrics_rows(size, args.classes, args.repeats)
+    print_table(rows, ["impl", "size", "ms", "x vs torchfcn", "x vs numpy"])
+    write_json(args.json, "metrics", rows, args=vars(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+"""In-process speed and memory rows for ``fcnseg bench`` and benchmarks/bench_speed.py.
+
+Each row times one configuration after warm-up (median of ``repeats``), in eval mode under
+``torch.inference_mode`` for forward rows, and records its peak resident memory (CPU: the
+highest RSS a sampling thread saw during the row; CUDA: the allocator's peak), its FLOPs
+(``torch.utils.flop_counter`` on a meta-device copy, dense deconvolutions counted as the
+reference runs them) and the achieved GFLOP/s, to set against :func:`matmul_gflops`.
+
+Also here: the torchfcn <-> fcnseg weight mapping used to check that the nets agree, and a
+faithful copy of torchfcn's ``_fast_hist`` / ``label_accuracy_score`` for the metrics rows.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import cache
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
+
+from fcnseg.metrics import ConfusionMatrix, confusion_counts
+from fcnseg.models import BUILDERS
+from fcnseg.speed import bf16_supported, dense_upsampling, optimize_for_inference
+
+DEFAULT_NETS = ("fcn32s", "fcn16s", "fcn8s")
+DEFAULT_SIZES = ((500, 500), (360, 480))
+TRAIN_SIZE = (360, 480)
+# (label, geometry, options for optimize_for_inference, dense upsampling?)
+VARIANTS = {
+    "ref fp32 dense-up": ("reference", {"channels_last": False}, True),
+    "ref fp32": ("reference", {"channels_last": False}, False),
+    "ref fp32 cl": ("reference", {"channels_last": True}, False),
+    "fast fp32 cl": ("fast", {"channels_last": True}, False),
+    "fast bf16 cl": ("fast", {"channels_last": True, "dtype": torch.bfloat16}, False),
+    "fast fp32 compile": ("fast", {"channels_last": True, "compile": True}, False),
+}
+QUICK_VARIANTS = ("ref fp32 dense-up", "ref fp32", "fast fp32 cl", "fast bf16 cl")
+_VGG_PREFIXES = ("conv", "fc6", "fc7")
+
+
+# ----------------------------------------------------------------------- torchfcn weight mapping
+
+
+def from_torchfcn(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """torchfcn FCN32s/16s/8s state dict -> ours: VGG layers move under ``backbone.``.
+
+    The score and upscore layers already share the Caffe names. Both nets pad conv1_1 by 100,
+    so our ``geometry="reference"`` nets give the same scores on the mapped weights.
+    """
+    return {
+        (f"backbone.{key}" if key.startswith(_VGG_PREFIXES) else key): value
+        for key, value in state.items()
+    }
+
+
+def to_torchfcn(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Ours -> torchfcn (the inverse of :func:`from_torchfcn`); at-once scale buffers dropped."""
+    return {
+        key.removeprefix("backbone."): value
+        for key, value in state.items()
+        if not key.startswith("scale_")
+    }
+
+
+# ------------------------------------------------------------------------ timing and memory
+
+
+def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs, seconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        _sync()
+        start = time.perf_counter()
+        fn()
+        _sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE / 2**20
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def peak_memory(interval: float = 0.002) -> Iterator[dict[str, float]]:
+    """Yields a dict that holds ``peak_mib`` once the block ends (RSS on CPU, allocator on CUDA)."""
+    result: dict[str, float] = {}
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        yield result
+        result["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        return
+    peak = [_rss_mib()]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_mib())
+            stop.wait(interval)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        thread.join()
+        result["peak_mib"] = max(peak[0], _rss_mib())
+
+
+@cache
+def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
+    """This machine's float32 matmul rate (n x n by n x n), GFLOP/s, at the current threads."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / median_seconds(lambda: a @ b, repeats) / 1e9
+
+
+@cache
+def gflops(arch: str, height: int, width: int, geometry: str, net_width: float = 1.0) -> float:
+    """Forward FLOPs of one image, GFLOP (multiply-add = 2), counted on the meta device."""
+    with torch.device("meta"):
+        model = BUILDERS[arch](geometry=geometry, width=net_width).eval()
+        x = torch.empty(1, 3, height, width)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() / 1e9
+
+
+# --------------------------------------------------------------------------------- the rows
+
+
+def _size_label(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def forward_rows(
+    nets: Sequence[str] = DEFAULT_NETS,
+    sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
+    batches: Sequence[int] = (1, 8),
+    variants: Sequence[str] = tuple(VARIANTS),
+    repeats: int = 5,
+    net_width: float = 1.0,
+    num_classes: int = 21,
+) -> list[dict]:
+    """One row per net x size x batch x variant (see ``VARIANTS``): eval-mode forward time."""
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"variants {sorted(unknown)} are not among {list(VARIANTS)}")
+    rows = []
+    for arch in nets:
+        for label in variants:
+            geometry, options, dense = VARIANTS[label]
+            if options.get("dtype") == torch.bfloat16 and not bf16_supported():
+                label = f"{label} (emulated)"
+            torch.manual_seed(0)
+            model = BUILDERS[arch](num_classes=num_classes, width=net_width, geometry=geometry)
+            runner = optimize_for_inference(model, **options)
+            for size in sizes:
+                flops = gflops(arch, *size, geometry, net_width)
+                for batch in batches:
+                    x = torch.randn(batch, 3, *size)
+                    with dense_upsampling(model) if dense else _nothing():
+                        with peak_memory() as memory:
+                            seconds = median_seconds(lambda r=runner, x=x: r(x), repeats)
+                    rows.append(
+                        _row(arch, label, size, batch, seconds, flops * batch, memory)
+                        | {"kind": "forward", "impl": "fcnseg"}
+                    )
+    return rows
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _row(arch, label, size, batch, seconds, flops, memory) -> dict:
+    return {
+        "net": arch,
+        "variant": label,
+        "size": _size_label(size),
+        "batch": batch,
+        "ms": seconds * 1e3,
+        "img/s": batch / seconds,
+        "GFLOP": flops,
+        "GFLOP/s": flops / seconds,
+        "peak MiB": memory.get("peak_mib"),
+    }
+
+
+def train_step_seconds(
+    model: torch.nn.Module, size: tuple[int, int], repeats: int, num_classes: int
+) -> tuple[float, dict]:
+    """Median time of one SGD step (forward, summed cross-entropy, backward, update), batch 1."""
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=1e-10, momentum=0.99)
+    x = torch.randn(1, 3, *size)
+    target = torch.randint(0, num_classes, (1, *size))
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(
+            model(x), target, ignore_index=255, reduction="sum"
+        )
+        loss.backward()
+        optimizer.step()
+
+    with peak_memory() as memory:
+        seconds = median_seconds(step, repeats)
+    return seconds, memory
+
+
+def train_rows(
+    nets: Sequence[str] = ("fcn8s",),
+    size: tuple[int, int] = TRAIN_SIZE,
+    repeats: int = 3,
+    net_width: float = 1.0,
+    num_classes: int = 21,
+) -> list[dict]:
+    """One training-step row per net and geometry (reference, fast; fp32, NCHW)."""
+    rows = []
+    for arch in nets:
+        for geometry in ("reference", "fast"):
+            torch.manual_seed(0)
+            model = BUILDERS[arch](num_classes=num_classes, width=net_width, geometry=geometry)
+            seconds, memory = train_step_seconds(model, size, repeats, num_classes)
+            flops = 3 * gflops(arch, *size, geometry, net_width)  # forward + ~2x backward
+            label = "ref fp32" if geometry == "reference" else "fast fp32"
+            rows.append(
+                _row(arch, label, size, 1, seconds, flops, memory)
+                | {"kind": "train", "impl": "fcnseg"}
+            )
+    return rows
+
+
+# ------------------------------------------------------------------------------ the metrics
+
+
+def fast_hist(label_true: np.ndarray, label_pred: np.ndarray, n_class: int) -> np.ndarray:
+    """torchfcn.utils._fast_hist, verbatim in substance."""
+    mask = (label_true >= 0) & (label_true < n_class)
+    return np.bincount(
+        n_class * label_true[mask].astype(int) + label_pred[mask], minlength=n_class**2
+    ).reshape(n_class, n_class)
+
+
+def label_accuracy_score(label_trues, label_preds, n_class: int) -> tuple[float, ...]:
+    """torchfcn.utils.label_accuracy_score: accumulate float histograms, then the four scores."""
+    hist = np.zeros((n_class, n_class))
+    for lt, lp in zip(label_trues, label_preds):
+        hist += fast_hist(lt.flatten(), lp.flatten(), n_class)
+    acc = np.diag(hist).sum() / hist.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc_cls = np.nanmean(np.diag(hist) / hist.sum(axis=1))
+        iu = np.diag(hist) / (hist.sum(axis=1) + hist.sum(axis=0) - np.diag(hist))
+    mean_iu = np.nanmean(iu)
+    freq = hist.sum(axis=1) / hist.sum()
+    fwavacc = (freq[freq > 0] * iu[freq > 0]).sum()
+    return acc, acc_cls, mean_iu, fwavacc
+
+
+def label_maps(
+    size: tuple[int, int] = (500, 500), num_classes: int = 21, seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    """A random (prediction, target) uint8 pair; the target's top 4% rows are ignore (255)."""
+    generator = torch.Generator().manual_seed(seed)
+    pred = torch.randint(0, num_classes, size, generator=generator, dtype=torch.uint8)
+    target = torch.randint(0, num_classes, size, generator=generator, dtype=torch.uint8)
+    target[: size[0] // 25] = 255
+    return pred, target
+
+
+def metrics_rows(
+    size: tuple[int, int] = (500, 500), num_classes: int = 21, repeats: int = 20
+) -> list[dict]:
+    """Time per label-map pair of each way to count a confusion matrix (and score it)."""
+    pred, target = label_maps(size, num_classes)
+    k = num_classes
+    p_np, t_np = pred.numpy().astype(np.int64), target.numpy().astype(np.int64)
+    matrix = ConfusionMatrix(k)
+
+    def numpy_bincount() -> None:
+        keep = t_np != 255
+        np.bincount(k * t_np[keep] + p_np[keep], minlength=k * k)
+
+    ways = {
+        "torchfcn label_accuracy_score": lambda: label_accuracy_score([t_np], [p_np], k),
+        "numpy bincount": numpy_bincount,
+        "ConfusionMatrix.update (uint8)": lambda: matrix.update(pred, target),
+        "metrics.confusion_counts (uint8)": lambda: confusion_counts(pred, target, k),
+    }
+    rows = []
+    for name, fn in ways.items():
+        seconds = median_seconds(fn, repeats, warmup=2)
+        rows.append(
+            {"kind": "metrics", "impl": name, "size": _size_label(size), "ms": 1e3 * seconds}
+        )
+    base = {row["impl"]: row["ms"] for row in rows}
+    for row in rows:
+        row["x vs torchfcn"] = base["torchfcn label_accuracy_score"] / row["ms"]
+        row["x vs numpy"] = base["numpy bincount"] / row["ms"]
+    return rows
+
+
+def run(
+    nets: Sequence[str] = DEFAULT_NETS,
+    sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
+    repeats: int = 5,
+    quick: bool = False,
+    batches: Sequence[int] = (1, 8),
+    train: bool = True,
+    metrics: bool = True,
+    net_width: float = 1.0,
+) -> dict:
+    """All in-process rows: forward (per variant), training step, metrics; plus the machine.
+
+    ``quick``: batch 1 only, the variants in ``QUICK_VARIANTS``, two repeats.
+    """
+    if quick:
+        batches, repeats = (1,), min(repeats, 2)
+    variants = QUICK_VARIANTS if quick else tuple(VARIANTS)
+    rows = forward_rows(nets, sizes, batches, variants, repeats, net_width)
+    if train:
+        rows += train_rows(nets[-1:], TRAIN_SIZE, max(1, repeats // 2), net_width)
+    if metrics:
+        rows += metrics_rows(repeats=5 if quick else 20)
+    return {
+        "matmul GFLOP/s": matmul_gflops(),
+        "threads": torch.get_num_threads(),
+        "bf16 native": bf16_supported(),
+        "rows": rows,
+    }

@@ -1,0 +1,239 @@
+"""One backbone, two heads: semantic and geometric labelling of SIFT Flow (section 5).
+
+SIFT Flow labels every pixel twice: one of 33 semantic classes (bridge, building, ...) and
+one of 3 geometric classes (sky, horizontal, vertical). The paper trains "a two-headed version
+of FCN-16s with semantic and geometric prediction layers and losses", which does as well on
+both tasks as two separate nets at nearly the cost of one. The reference siftflow-fcn nets
+give each head its own score layers, skips and upsampling, suffixed ``_sem`` and ``_geo``
+(``score_fr_sem``, ``upscore2_sem``, ``score_pool4_sem``, ... ``upscore8_geo``); the layers
+here carry exactly those names.
+
+``forward`` returns a dict ``{"semantic": N x K_sem x H x W, "geometric": N x K_geo x H x W}``:
+the heads are named where they are used, and ``torch.onnx.export`` flattens it to two outputs.
+The summed loss and the per-head confusion matrices are in :mod:`fcnseg.multitask`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from fcnseg.models.backbones import VGG16, Backbone
+from fcnseg.models.backbones.vgg import CONV1_PAD
+from fcnseg.models.fcn import (
+    FAST_CONV1_PAD,
+    FAST_FC6_PAD,
+    GEOMETRIES,
+    Alignment,
+    _crop,
+    _named,
+    _overlap,
+    _upsampling,
+    align_upsampling,
+)
+from fcnseg.models.geometry import IDENTITY, CoordMap
+
+# Output name -> the suffix of its layers in the reference nets.
+HEADS = {"semantic": "_sem", "geometric": "_geo"}
+
+
+def plan_upsampling(backbone: Backbone, head: str, skips: Sequence[str]) -> tuple[Alignment, ...]:
+    """The alignments of FCN's skips on ``backbone``, coarse to fine, then the final one.
+
+    The same walk as :class:`~fcnseg.models.fcn.FCN`'s: each skip must halve the stride; the
+    fused scores sit on the skip's grid, shifted by its crop.
+    """
+    scores_map = backbone.coord_map(head)
+    stride = backbone.tap(head).stride
+    alignments = []
+    for tap_name in skips:
+        tap = backbone.tap(tap_name)
+        if tap.stride * 2 != stride:
+            raise ValueError(f"skip {tap_name} has stride {tap.stride}, expected {stride // 2}")
+        skip_map = backbone.coord_map(tap_name)
+        align = align_upsampling(scores_map, skip_map, 2, what=f"skip {tap_name}")
+        alignments.append(align)
+        scores_map = CoordMap(skip_map.scale, skip_map.shift - align.target_crop)  # fused
+        stride = tap.stride
+    alignments.append(align_upsampling(scores_map, IDENTITY, stride, what="final upsampling"))
+    return tuple(alignments)
+
+
+class TwoHeadedFCN(nn.Module):
+    """An FCN with one backbone and a semantic and a geometric head.
+
+    ``forward(N x C x H x W) -> {"semantic": N x K_sem x H x W, "geometric": N x K_geo x H x W}``.
+
+    Args:
+        backbone: returns the taps named by ``head`` and ``skips``.
+        num_classes: semantic classes (33 on SIFT Flow).
+        num_geometric: geometric classes (3: sky, horizontal, vertical).
+        head, skips, learnable_upsampling: as for :class:`~fcnseg.models.fcn.FCN`.
+
+    Each head has its own zero-initialised score layers and bilinear upsampling, named as the
+    reference's with ``_sem`` or ``_geo`` appended (``score_fr_sem``, ``upscore2_geo``,
+    ``score_pool4_sem``, ``upscore_pool4_geo``, ``upscore8_sem``). Both heads read the same
+    taps, so they share ``alignments``, ``skip_offsets``, ``score_offsets``, ``final_offset``.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int = 33,
+        num_geometric: int = 3,
+        head: str = "fc7",
+        skips: Sequence[str] = ("pool4", "pool3"),
+        learnable_upsampling: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_classes = {"semantic": num_classes, "geometric": num_geometric}
+        for output, count in self.num_classes.items():
+            if count < 1:
+                raise ValueError(f"{output} classes must be >= 1, got {count}")
+        self.backbone = backbone
+        self.head = head
+        self.skips = tuple(skips)
+        self.alignments = plan_upsampling(backbone, head, self.skips)
+        self.skip_offsets: list[int] = [a.target_crop for a in self.alignments[:-1]]
+        self.score_offsets: list[int] = [a.score_crop for a in self.alignments[:-1]]
+        self.final_offset = self.alignments[-1].score_crop
+        # Upsampling layer names before the suffix, coarse to fine, as FCN names them:
+        # upscore2, upscore_<tap>, ..., then upscore<stride> (plain upscore without skips).
+        names, previous = [], None
+        for tap in self.skips:
+            names.append("upscore2" if previous is None else f"upscore_{previous}")
+            previous = tap
+        final_stride = backbone.tap(previous or head).stride
+        names.append(f"upscore{final_stride}" if self.skips else "upscore")
+        self.upsampling_names = tuple(names)
+
+        for output, suffix in HEADS.items():
+            count = self.num_classes[output]
+            self.add_module(f"score_fr{suffix}", _score_layer(backbone.tap(head).channels, count))
+            for tap in self.skips:
+                layer = _score_layer(backbone.tap(tap).channels, count)
+                self.add_module(f"score_{tap}{suffix}", layer)
+            for name, align in zip(self.upsampling_names, self.alignments):
+                self.add_module(f"{name}{suffix}", _upsampling(count, align, learnable_upsampling))
+
+    def _scores(self, features: dict[str, Tensor], suffix: str, height: int, width: int) -> Tensor:
+        """One head's scores (N, K, H, W), computed as :class:`~fcnseg.models.fcn.FCN` does."""
+        score = getattr(self, f"score_fr{suffix}")(features[self.head])  # (N, K, H/32+, W/32+)
+        upsampling = [getattr(self, f"{name}{suffix}") for name in self.upsampling_names]
+        for tap, upscore, score_crop, skip_crop in zip(
+            self.skips, upsampling, self.score_offsets, self.skip_offsets
+        ):
+            score = upscore(score)  # (N, K, 2h + k - 2, 2w + k - 2)
+            skip = getattr(self, f"score_{tap}{suffix}")(features[tap])  # (N, K, finer h, w)
+            score, skip = _overlap(score, score_crop, skip, skip_crop)  # on the skip's grid
+            score = score + skip
+        score = upsampling[-1](score)  # (N, K, >= H + offset, >= W + offset)
+        return _crop(score, self.final_offset, height, width)  # (N, K, H, W)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        height, width = x.shape[-2:]
+        features = self.backbone(x)  # computed once, read by both heads
+        return {
+            output: self._scores(features, suffix, height, width)
+            for output, suffix in HEADS.items()
+        }
+
+
+def _score_layer(channels: int, num_classes: int) -> nn.Conv2d:
+    score = nn.Conv2d(channels, num_classes, 1)
+    nn.init.zeros_(score.weight)  # section 4.3: zero-initialised class scores
+    nn.init.zeros_(score.bias)
+    return score
+
+
+def _vgg16_two_headed(
+    arch: str,
+    skips: Sequence[str],
+    num_classes: int,
+    num_geometric: int,
+    in_channels: int,
+    width: float,
+    batch_norm: bool,
+    learnable_upsampling: bool,
+    dropout: float,
+    geometry: str,
+) -> TwoHeadedFCN:
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry {geometry!r} is not one of {GEOMETRIES}")
+    fast = geometry == "fast"
+    backbone = VGG16(
+        in_channels,
+        width=width,
+        batch_norm=batch_norm,
+        dropout=dropout,
+        conv1_padding=FAST_CONV1_PAD if fast else CONV1_PAD,
+        fc6_padding=FAST_FC6_PAD if fast else 0,
+    )
+    model = TwoHeadedFCN(backbone, num_classes, num_geometric, "fc7", skips, learnable_upsampling)
+    return _named(
+        model,
+        arch,
+        num_classes=num_classes,
+        num_geometric=num_geometric,
+        in_channels=in_channels,
+        width=width,
+        batch_norm=batch_norm,
+        learnable_upsampling=learnable_upsampling,
+        dropout=dropout,
+        geometry=geometry,
+    )
+
+
+def fcn16s_two_headed(
+    num_classes: int = 33,
+    num_geometric: int = 3,
+    in_channels: int = 3,
+    width: float = 1.0,
+    batch_norm: bool = False,
+    learnable_upsampling: bool = False,
+    dropout: float = 0.5,
+    geometry: str = "reference",
+) -> TwoHeadedFCN:
+    """Two-headed FCN-16s on VGG16 (siftflow-fcn16s, the paper's SIFT Flow net)."""
+    return _vgg16_two_headed(
+        "fcn16s_two_headed",
+        ("pool4",),
+        num_classes,
+        num_geometric,
+        in_channels,
+        width,
+        batch_norm,
+        learnable_upsampling,
+        dropout,
+        geometry,
+    )
+
+
+def fcn8s_two_headed(
+    num_classes: int = 33,
+    num_geometric: int = 3,
+    in_channels: int = 3,
+    width: float = 1.0,
+    batch_norm: bool = False,
+    learnable_upsampling: bool = False,
+    dropout: float = 0.5,
+    geometry: str = "reference",
+) -> TwoHeadedFCN:
+    """Two-headed FCN-8s on VGG16 (siftflow-fcn8s): semantic and geometric scores at once.
+
+    ``forward`` returns ``{"semantic": N x num_classes x H x W, "geometric": N x num_geometric
+    x H x W}``; ``geometry`` as for :func:`~fcnseg.models.fcn.fcn8s`.
+    """
+    return _vgg16_two_headed(
+        "fcn8s_two_headed",
+        ("pool4", "pool3"),
+        num_classes,
+        num_geometric,
+        in_channels,
+        width,
+        batch_norm,
+        learnable_upsampling,
+        dropout,
+        geometry,
+    )

@@ -1,0 +1,93 @@
+"""Training and scoring two-headed nets (SIFT Flow, section 5): one loss, two confusion matrices.
+
+:class:`~fcnseg.models.multitask.TwoHeadedFCN` returns ``{"semantic": scores, "geometric":
+scores}``; SIFT Flow with ``target="both"`` gives labels (2, H, W), semantic then geometric
+(N x 2 x H x W once batched). The paper trains the heads with the sum of their two per-pixel
+losses, each skipping its own void pixels, and reports each task's metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from fcnseg.losses import segmentation_loss
+from fcnseg.metrics import ConfusionMatrix
+from fcnseg.models.multitask import HEADS
+
+LABEL_ORDER = tuple(HEADS)  # ("semantic", "geometric"): the order of SiftFlow's label maps
+
+
+def _split_labels(labels: Tensor) -> dict[str, Tensor]:
+    """N x 2 x H x W labels to one N x H x W map per head."""
+    if labels.ndim != 4 or labels.shape[1] != len(LABEL_ORDER):
+        raise ValueError(
+            f"labels of shape {tuple(labels.shape)}: expected (N, 2, H, W),"
+            f" {' then '.join(LABEL_ORDER)} (siftflow's target='both', batched)"
+        )
+    return {head: labels[:, i] for i, head in enumerate(LABEL_ORDER)}
+
+
+def two_headed_loss(
+    scores: Mapping[str, Tensor],
+    labels: Tensor,
+    ignore_index: int = 255,
+    weights: Mapping[str, Tensor | None] | None = None,
+    normalize: str = "mean",
+    sample_rate: float | None = None,
+    rescale: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The semantic plus the geometric :func:`~fcnseg.losses.segmentation_loss`.
+
+    Args:
+        scores: ``{"semantic": N x K_sem x H x W, "geometric": N x K_geo x H x W}``.
+        labels: N x 2 x H x W, semantic then geometric; ``ignore_index`` marks void in each.
+        weights: optional per-class weights per head, e.g. ``{"semantic": median_freq}``.
+        normalize, sample_rate, rescale, generator: as for ``segmentation_loss``, per head
+            (with sampling each head draws its own mask, in head order, from ``generator``).
+    """
+    missing = [head for head in LABEL_ORDER if head not in scores]
+    if missing:
+        raise ValueError(f"scores lack {missing}; a two-headed net gives {list(LABEL_ORDER)}")
+    weights = weights or {}
+    per_head = _split_labels(labels)
+    return sum(
+        segmentation_loss(
+            scores[head],
+            per_head[head],
+            ignore_index,
+            weights.get(head),
+            normalize,
+            sample_rate,
+            rescale,
+            generator,
+        )
+        for head in LABEL_ORDER
+    )
+
+
+class TwoHeadedConfusion:
+    """One :class:`~fcnseg.metrics.ConfusionMatrix` per head, fed from scores and N x 2 x H x W
+    labels; ``compute()`` gives ``{"semantic": metrics, "geometric": metrics}``."""
+
+    def __init__(self, num_classes: int = 33, num_geometric: int = 3, ignore_index: int = 255):
+        self.matrices = {
+            "semantic": ConfusionMatrix(num_classes, ignore_index),
+            "geometric": ConfusionMatrix(num_geometric, ignore_index),
+        }
+
+    def update(self, scores: Mapping[str, Tensor], labels: Tensor) -> None:
+        """Add a batch: ``scores[head]`` N x K x H x W, ``labels`` N x 2 x H x W."""
+        per_head = _split_labels(labels)
+        for head, matrix in self.matrices.items():
+            matrix.update(scores[head].argmax(1), per_head[head])
+
+    def reset(self) -> None:
+        for matrix in self.matrices.values():
+            matrix.reset()
+
+    def compute(self) -> dict[str, dict[str, float | list[float]]]:
+        return {head: matrix.compute() for head, matrix in self.matrices.items()}

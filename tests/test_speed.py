@@ -1,0 +1,169 @@
+"""Fast paths: each equal (or, for bfloat16, close) to the reference path on tiny inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import fcnseg
+from fcnseg.bench import from_torchfcn, label_accuracy_score, label_maps, to_torchfcn
+from fcnseg.metrics import ConfusionMatrix, confusion_counts
+from fcnseg.models.upsample import BilinearUpsample, bilinear_upsampling
+from fcnseg.speed import dense_upsampling, optimize_for_inference
+
+ROOT = Path(__file__).resolve().parents[1]
+NETS = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"]
+
+
+def _random_scores(model: torch.nn.Module) -> torch.nn.Module:
+    """Nonzero score layers (they start at zero), so outputs depend on every layer."""
+    for name, p in model.named_parameters():
+        if name.startswith("score_"):
+            torch.nn.init.normal_(p, std=0.1)
+    return model
+
+
+def _net(arch: str, geometry: str = "reference") -> torch.nn.Module:
+    model = getattr(fcnseg.models, arch)(num_classes=5, width=1 / 16, geometry=geometry)
+    return _random_scores(model).eval()
+
+
+@pytest.mark.parametrize("factor", [2, 8, 32])
+def test_per_class_upsampling_equals_dense(factor):
+    layer = bilinear_upsampling(6, factor)
+    assert isinstance(layer, BilinearUpsample) and layer._diagonal() is not None
+    x = torch.randn(2, 6, 5, 7)
+    fast = layer(x)
+    with dense_upsampling(layer):
+        dense = layer(x)
+    assert fast.shape == dense.shape
+    torch.testing.assert_close(fast, dense, rtol=0, atol=1e-6)
+
+
+def test_dense_path_for_learned_or_nondiagonal_weights():
+    learned = bilinear_upsampling(3, 2, learnable=True)
+    assert learned._diagonal() is None  # grad mode on: the off-diagonal grads are wanted
+    with torch.no_grad():
+        assert learned._diagonal() is not None  # inference: diagonal weights are exact
+        learned.weight[0, 1] += 1.0  # learned cross-class terms: must stay dense
+        assert learned._diagonal() is None  # cache keyed on the version counter
+    frozen = bilinear_upsampling(3, 2)
+    state = {"weight": torch.randn_like(frozen.weight)}
+    frozen.load_state_dict(state)
+    assert frozen._diagonal() is None
+    x = torch.randn(1, 3, 4, 4)
+    expected = torch.nn.functional.conv_transpose2d(x, state["weight"], stride=2)
+    torch.testing.assert_close(frozen(x), expected)
+
+
+def test_state_dict_keeps_dense_shapes():
+    state = fcnseg.models.fcn8s(num_classes=5, width=1 / 16).state_dict()
+    assert state["upscore8.weight"].shape == (5, 5, 16, 16)
+    assert not any("diagonal" in key for key in state)
+
+
+@pytest.mark.parametrize("arch", NETS)
+@pytest.mark.parametrize("geometry", ["reference", "fast"])
+def test_channels_last_and_grouped_match_reference(arch, geometry):
+    model = _net(arch, geometry)
+    x = torch.randn(1, 3, 37, 45)
+    with torch.no_grad(), dense_upsampling(model):
+        expected = model(x)
+    runner = optimize_for_inference(model, channels_last=True)
+    torch.testing.assert_close(runner(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_bfloat16_close():
+    model = _net("fcn8s")
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+    got = optimize_for_inference(model, dtype=torch.bfloat16)(x)
+    assert got.dtype == torch.float32
+    scale = expected.abs().max()
+    assert (got - expected).abs().max() <= 0.05 * scale
+
+
+def test_compile_failure_falls_back(monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = _net("fcn32s")
+    x = torch.randn(1, 3, 24, 24)
+    with caplog.at_level(logging.WARNING, logger="fcnseg.speed"):
+        runner = optimize_for_inference(model, compile=True)
+    assert not runner.compiled and "torch.compile" in caplog.text
+    with torch.no_grad():
+        torch.testing.assert_close(runner(x), model(x))
+
+
+def test_compile_error_on_first_call_falls_back(monkeypatch, caplog):
+    def failing_forward(x):
+        raise RuntimeError("backend exploded")
+
+    monkeypatch.setattr(torch, "compile", lambda model: failing_forward)
+    model = _net("fcn32s")
+    runner = optimize_for_inference(model, channels_last=False, compile=True)
+    assert runner.compiled
+    x = torch.randn(1, 3, 24, 24)
+    with caplog.at_level(logging.WARNING, logger="fcnseg.speed"):
+        y = runner(x)
+    assert not runner.compiled and "backend exploded" in caplog.text
+    with torch.no_grad():
+        torch.testing.assert_close(y, model(x))
+
+
+def test_float16_on_cpu_names_the_alternatives():
+    with pytest.raises(ValueError, match="bfloat16"):
+        optimize_for_inference(_net("fcn32s"), dtype=torch.float16)
+
+
+def _plain_fcn8s():
+    path = ROOT / "benchmarks" / "baselines" / "plain_fcn8s.py"
+    spec = importlib.util.spec_from_file_location("plain_fcn8s", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PlainFCN8s
+
+
+def test_plain_fcn8s_equals_ours_on_the_same_weights():
+    ours = _random_scores(fcnseg.models.fcn8s(num_classes=4)).eval()
+    plain = _plain_fcn8s()(num_classes=4).eval()
+    plain.load_state_dict(to_torchfcn(ours.state_dict()))
+    assert from_torchfcn(plain.state_dict()).keys() == ours.state_dict().keys()
+    x = torch.randn(1, 3, 40, 52)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), ours(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
+def test_confusion_counts_equal_the_references(dtype):
+    pred, target = label_maps((50, 60), num_classes=7)
+    pred, target = pred.to(dtype), target.to(dtype)
+    counts = confusion_counts(pred, target, 7)
+    matrix = ConfusionMatrix(7)
+    matrix.update(pred, target)
+    assert torch.equal(counts, matrix.matrix)
+    # torchfcn's scores from the same counts (its mask drops 255 as out of range)
+    t, p = target.numpy().astype(np.int64), pred.numpy().astype(np.int64)
+    acc, acc_cls, mean_iu, fwavacc = label_accuracy_score([t], [p], 7)
+    metrics = matrix.compute()
+    assert metrics["pixel_acc"] == pytest.approx(acc)
+    assert metrics["mean_acc"] == pytest.approx(acc_cls)
+    assert metrics["mean_iu"] == pytest.approx(mean_iu)
+    assert metrics["fw_iu"] == pytest.approx(fwavacc)
+
+
+def test_confusion_counts_reject_bad_values():
+    pred = torch.tensor([0, 1, 2])
+    with pytest.raises(ValueError, match=r"target values \[9\]"):
+        confusion_counts(pred, torch.tensor([0, 9, 255]), 3)
+    with pytest.raises(ValueError, match=r"predicted values \[3\]"):
+        confusion_counts(torch.tensor([0, 3, 1]), torch.tensor([0, 1, 255]), 3)
+    assert confusion_counts(pred, torch.tensor([0, 1, 255]), 3).sum() == 2
