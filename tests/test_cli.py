@@ -17,15 +17,6 @@ from fcnseg.evaluate import evaluate
 from test_evaluate import CLASSES, write_checkpoint, write_folder_dataset
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets run fastest on one thread (``--threads 1`` in every run below, too)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def run(*args: str) -> int:
     return main(["--threads", "1", *map(str, args)])
 

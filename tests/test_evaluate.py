@@ -29,15 +29,6 @@ NORMALIZE = Normalize(mean=(128.0,) * 3, std=(64.0,) * 3)
 SIZES = [(17, 23), (20, 30), (9, 12)]  # (H, W) of the dataset's images
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets run fastest on one thread, above all on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_model(num_classes: int = 3, in_channels: int = 3) -> nn.Module:
     """A width-1/16 FCN-8s whose predictions vary over the pixels of a random image.
 

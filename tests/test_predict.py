@@ -21,15 +21,6 @@ from fcnseg.predict import (
 from test_evaluate import NORMALIZE, PALETTE, tiny_model, write_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets run fastest on one thread, above all on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def model(tmp_path):
     return fcnseg.load(write_checkpoint(tmp_path / "tiny.pt"))

@@ -30,15 +30,6 @@ ALL = [(arch, {}) for arch in BUILDERS if arch not in MULTI] + [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: with other processes on the cores, extra threads only spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(arch, **kwargs):
     return BUILDERS[arch](num_classes=3, width=1 / 16, **kwargs)
 

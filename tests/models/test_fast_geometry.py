@@ -12,15 +12,6 @@ from fcnseg.models import BUILDERS
 VGG = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: with other processes on the cores, extra threads only spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(arch, geometry, **kwargs):
     return BUILDERS[arch](num_classes=3, width=1 / 16, geometry=geometry, **kwargs)
 

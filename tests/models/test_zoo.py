@@ -9,14 +9,6 @@ from fcnseg.models.backbones.googlenet import Inception
 from fcnseg.models.backbones.resnet import Bottleneck
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize(
     ("arch", "rf", "output_stride"),
     [

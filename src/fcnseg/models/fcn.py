@@ -201,10 +201,7 @@ class FCN(nn.Module):
         self.final_offset = align.score_crop
 
     def _score_layer(self, channels: int) -> nn.Conv2d:
-        score = nn.Conv2d(channels, self.num_classes, 1)
-        nn.init.zeros_(score.weight)  # section 4.3: zero-initialised class scores
-        nn.init.zeros_(score.bias)
-        return score
+        return score_layer(channels, self.num_classes)
 
     def upsampling_layers(self) -> list[nn.ConvTranspose2d]:
         """The transposed convolutions, coarse to fine."""
@@ -241,11 +238,37 @@ class FCN(nn.Module):
         return _crop(score, self.final_offset, height, width)  # (N, K, H, W)
 
 
+def score_layer(channels: int, num_classes: int) -> nn.Conv2d:
+    """A 1x1 class-scoring convolution, zero-initialised as in the paper (section 4.3)."""
+    score = nn.Conv2d(channels, num_classes, 1)
+    nn.init.zeros_(score.weight)
+    nn.init.zeros_(score.bias)
+    return score
+
+
 def _named(model: FCN, arch: str, **settings: object) -> FCN:
     """Record the builder and its arguments, so that :mod:`fcnseg.checkpoint` can rebuild it."""
     model.arch = arch
     model.settings = settings
     return model
+
+
+def vgg16_backbone(
+    in_channels: int, width: float, batch_norm: bool, dropout: float, geometry: str
+) -> VGG16:
+    """The VGG16 of the FCN builders in the ``"reference"`` or ``"fast"`` geometry."""
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry {geometry!r} is not one of {GEOMETRIES}")
+    fast = geometry == "fast"
+    return VGG16(
+        in_channels,
+        width=width,
+        batch_norm=batch_norm,
+        dropout=dropout,
+        conv1_padding=FAST_CONV1_PAD if fast else CONV1_PAD,
+        # fast: (N, fc, h/32, w/32), fc6 keeps pool5's size and grid; weights are unchanged
+        fc6_padding=FAST_FC6_PAD if fast else 0,
+    )
 
 
 def _vgg16_fcn(
@@ -260,18 +283,7 @@ def _vgg16_fcn(
     geometry: str,
     skip_scales: dict[str, float] | None = None,
 ) -> FCN:
-    if geometry not in GEOMETRIES:
-        raise ValueError(f"geometry {geometry!r} is not one of {GEOMETRIES}")
-    fast = geometry == "fast"
-    backbone = VGG16(
-        in_channels,
-        width=width,
-        batch_norm=batch_norm,
-        dropout=dropout,
-        conv1_padding=FAST_CONV1_PAD if fast else CONV1_PAD,
-        # fast: (N, fc, h/32, w/32), fc6 keeps pool5's size and grid; weights are unchanged
-        fc6_padding=FAST_FC6_PAD if fast else 0,
-    )
+    backbone = vgg16_backbone(in_channels, width, batch_norm, dropout, geometry)
     model = FCN(backbone, num_classes, "fc7", skips, skip_scales, learnable_upsampling)
     return _named(
         model,

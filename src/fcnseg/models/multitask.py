@@ -19,18 +19,16 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from fcnseg.models.backbones import VGG16, Backbone
-from fcnseg.models.backbones.vgg import CONV1_PAD
+from fcnseg.models.backbones import Backbone
 from fcnseg.models.fcn import (
-    FAST_CONV1_PAD,
-    FAST_FC6_PAD,
-    GEOMETRIES,
     Alignment,
     _crop,
     _named,
     _overlap,
     _upsampling,
     align_upsampling,
+    score_layer,
+    vgg16_backbone,
 )
 from fcnseg.models.geometry import IDENTITY, CoordMap
 
@@ -110,9 +108,9 @@ class TwoHeadedFCN(nn.Module):
 
         for output, suffix in HEADS.items():
             count = self.num_classes[output]
-            self.add_module(f"score_fr{suffix}", _score_layer(backbone.tap(head).channels, count))
+            self.add_module(f"score_fr{suffix}", score_layer(backbone.tap(head).channels, count))
             for tap in self.skips:
-                layer = _score_layer(backbone.tap(tap).channels, count)
+                layer = score_layer(backbone.tap(tap).channels, count)
                 self.add_module(f"score_{tap}{suffix}", layer)
             for name, align in zip(self.upsampling_names, self.alignments):
                 self.add_module(f"{name}{suffix}", _upsampling(count, align, learnable_upsampling))
@@ -140,13 +138,6 @@ class TwoHeadedFCN(nn.Module):
         }
 
 
-def _score_layer(channels: int, num_classes: int) -> nn.Conv2d:
-    score = nn.Conv2d(channels, num_classes, 1)
-    nn.init.zeros_(score.weight)  # section 4.3: zero-initialised class scores
-    nn.init.zeros_(score.bias)
-    return score
-
-
 def _vgg16_two_headed(
     arch: str,
     skips: Sequence[str],
@@ -159,17 +150,7 @@ def _vgg16_two_headed(
     dropout: float,
     geometry: str,
 ) -> TwoHeadedFCN:
-    if geometry not in GEOMETRIES:
-        raise ValueError(f"geometry {geometry!r} is not one of {GEOMETRIES}")
-    fast = geometry == "fast"
-    backbone = VGG16(
-        in_channels,
-        width=width,
-        batch_norm=batch_norm,
-        dropout=dropout,
-        conv1_padding=FAST_CONV1_PAD if fast else CONV1_PAD,
-        fc6_padding=FAST_FC6_PAD if fast else 0,
-    )
+    backbone = vgg16_backbone(in_channels, width, batch_norm, dropout, geometry)
     model = TwoHeadedFCN(backbone, num_classes, num_geometric, "fc7", skips, learnable_upsampling)
     return _named(
         model,
