@@ -2,7 +2,7 @@
 
 Everything is made in code (``fcnseg.data.synthetic``), so it needs no download. With the
 defaults it trains a width-1/8 FCN-8s with BatchNorm for 500 iterations of 4 whole images
-(about two minutes on two cores) and scores held-out images of sizes it trained on.
+(two to three minutes on two cores) and scores held-out images of sizes it trained on.
 """
 
 from __future__ import annotations
