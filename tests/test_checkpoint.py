@@ -70,3 +70,34 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
         atomic_save({"v": Unsaveable()}, path)
     assert torch.load(path, weights_only=True) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_load_in_the_other_geometry_keeps_the_weights(tmp_path):
+    model = fcnseg.fcn8s(num_classes=3, width=1 / 16, geometry="fast").eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    path = fcnseg.save(model, tmp_path / "fast.pt")
+    reference = fcnseg.load(path, geometry="reference").eval()
+    assert reference.settings["geometry"] == "reference"
+    assert fcnseg.load(path).settings["geometry"] == "fast"
+    for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(a, b), name
+    x = torch.randn(1, 3, 37, 45)
+    with torch.no_grad():
+        fast_scores, reference_scores = model(x), reference(x)
+    # both give image-sized scores; the padding differs, so the values do too
+    assert fast_scores.shape == reference_scores.shape == (1, 3, 37, 45)
+    assert not torch.allclose(fast_scores, reference_scores)
+    built = fcnseg.fcn8s(num_classes=3, width=1 / 16, geometry="reference").eval()
+    built.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(reference_scores, built(x), rtol=0, atol=0)
+
+
+def test_geometry_override_errors_name_the_file(tmp_path):
+    path = fcnseg.save(fcnseg.models.fcn_alexnet(num_classes=3, width=1 / 16), tmp_path / "a.pt")
+    with pytest.raises(CheckpointError, match=r"a\.pt: fcn_alexnet has no geometry choice"):
+        fcnseg.load(path, geometry="fast")
+    path = fcnseg.save(fcnseg.fcn8s(num_classes=3, width=1 / 16), tmp_path / "v.pt")
+    with pytest.raises(CheckpointError, match="geometry 'wide' is not one of"):
+        fcnseg.load(path, geometry="wide")

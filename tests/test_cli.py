@@ -106,6 +106,28 @@ def test_eval_errors_exit_2_with_one_line(files, tmp_path, capsys, case, message
     assert captured.err.count("\n") == 1
 
 
+def test_eval_in_bfloat16_and_the_other_geometry(files, tmp_path, capsys):
+    checkpoint, root = files
+    dataset = open_dataset("folder", root, "val")
+    for extra, model, dtype in [
+        (["--precision", "bf16"], fcnseg.load(checkpoint), torch.bfloat16),
+        (["--geometry", "fast"], fcnseg.load(checkpoint, geometry="fast"), None),
+    ]:
+        path = tmp_path / "x.json"
+        assert run(*_eval_args(checkpoint, root), "--json", path, *extra) == 0
+        assert extra[1] in capsys.readouterr().out
+        payload = json.loads(path.read_text())
+        expected = evaluate(model, dataset, dtype=dtype).compute()
+        assert payload["mean_iu"] == pytest.approx(expected["mean_iu"])
+        assert payload["precision"] == (extra[1] if extra[0] == "--precision" else "fp32")
+        assert payload["geometry"] == (extra[1] if extra[0] == "--geometry" else "reference")
+
+
+def test_eval_fp16_on_the_cpu_is_refused(files, capsys):
+    assert run(*_eval_args(*files), "--device", "cpu", "--precision", "fp16") == 2
+    assert "--precision fp16 needs --device cuda" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
 def test_eval_device_cuda_without_cuda(files, capsys):
     assert run(*_eval_args(*files), "--device", "cuda") == 2
@@ -132,6 +154,17 @@ def test_predict_writes_label_maps_and_overlays(files, tmp_path, capsys):
         assert label.mode == "P" and label.size == blend.size == (5, 7)
     assert (out / "one.png").is_file() and (out / "one_overlay.png").is_file()
     assert one.is_file()
+
+
+def test_predict_in_bfloat16_and_the_fast_geometry(files, tmp_path, capsys):
+    checkpoint, _ = files
+    _image(tmp_path / "in" / "odd.png", (17, 9))
+    out = tmp_path / "out"
+    code = run("predict", "--checkpoint", checkpoint, tmp_path / "in", "--out", out,
+               "--device", "cpu", "--precision", "bf16", "--geometry", "fast")  # fmt: skip
+    assert code == 0
+    with Image.open(out / "odd.png") as label:
+        assert label.mode == "P" and label.size == (9, 17)
 
 
 def test_predict_reports_unreadable_images_and_exits_1(files, tmp_path, capsys):

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fcnseg.models import BUILDERS
+from fcnseg.models import BUILDERS, GEOMETRIES
 
 FORMAT = "fcnseg"
 VERSION = 1
@@ -83,13 +83,28 @@ def model_record(model: nn.Module, **meta: Any) -> dict[str, Any]:
     }
 
 
-def build(contents: dict[str, Any], source: str = "checkpoint") -> nn.Module:
-    """Rebuild the net a checkpoint describes and load its weights."""
+def build(
+    contents: dict[str, Any], source: str = "checkpoint", geometry: str | None = None
+) -> nn.Module:
+    """Rebuild the net a checkpoint describes and load its weights.
+
+    ``geometry`` ("reference" or "fast") rebuilds a VGG16 FCN in the other geometry: the same
+    weights with or without conv1's 100-pixel padding (see :data:`fcnseg.models.GEOMETRIES`).
+    """
     arch = contents["arch"]
     if arch not in BUILDERS:
         raise CheckpointError(f"{source} names arch {arch!r}; known: {sorted(BUILDERS)}")
+    settings = dict(contents["settings"])
+    if geometry is not None:
+        if "geometry" not in settings:
+            raise CheckpointError(
+                f"{source}: {arch} has no geometry choice (only the VGG16 FCNs have one)"
+            )
+        if geometry not in GEOMETRIES:
+            raise CheckpointError(f"geometry {geometry!r} is not one of {GEOMETRIES}")
+        settings["geometry"] = geometry
     try:
-        model = BUILDERS[arch](**contents["settings"])
+        model = BUILDERS[arch](**settings)
         model.load_state_dict(contents["state_dict"])
     except (TypeError, RuntimeError) as error:
         raise CheckpointError(f"{source} does not fit {arch}: {error}") from error
@@ -102,6 +117,11 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
     return atomic_save(model_record(model, **meta), path)
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Load a net saved by :func:`save` (or a training checkpoint); ``model.meta`` holds meta."""
-    return build(read(path, map_location), source=str(path))
+def load(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", geometry: str | None = None
+) -> nn.Module:
+    """Load a net saved by :func:`save` (or a training checkpoint); ``model.meta`` holds meta.
+
+    ``geometry``: rebuild a VGG16 FCN in this geometry instead of its own (see :func:`build`).
+    """
+    return build(read(path, map_location), source=str(path), geometry=geometry)

@@ -144,13 +144,13 @@ def _pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _load_model(path: str, device: torch.device) -> torch.nn.Module:
+def _load_model(path: str, device: torch.device, geometry: str | None = None) -> torch.nn.Module:
     """``checkpoint.load`` onto ``device``; a load error keeps only its first line (torch's
     unpickling errors run to many lines), which names the file."""
     from fcnseg.checkpoint import CheckpointError, load
 
     try:
-        return load(path).to(device)
+        return load(path, geometry=geometry).to(device)
     except CheckpointError as error:
         raise CheckpointError(str(error).strip().splitlines()[0]) from None
 
@@ -175,16 +175,26 @@ def _dataset_options(pairs: list[str]) -> dict[str, str | int]:
     return options
 
 
+def _precision(name: str, device: torch.device) -> torch.dtype | None:
+    """``--precision`` as an autocast dtype (None: float32); fp16 only on CUDA."""
+    from fcnseg.predict import PRECISIONS
+
+    if name == "fp16" and device.type != "cuda":
+        raise ValueError("--precision fp16 needs --device cuda; use bf16 on the CPU")
+    return PRECISIONS[name]
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from fcnseg.data import open_dataset
     from fcnseg.evaluate import check_compatible, confusion_matrix_figure, evaluate, metrics_json
     from fcnseg.predict import normalizer_for
 
     device = _pick_device(args.device)
+    dtype = _precision(args.precision, device)
     options = _dataset_options(args.option)
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    model = _load_model(args.checkpoint, device)
+    model = _load_model(args.checkpoint, device, args.geometry)
     root = Path(args.root)
     if not root.is_dir():
         raise FileNotFoundError(f"--root {root}: dataset folder not found")
@@ -197,7 +207,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     print(
         f"fcnseg eval: {args.checkpoint} on {args.dataset} {args.split} "
-        f"({count} of {len(dataset)} images) on {device}"
+        f"({count} of {len(dataset)} images) on {device}, {args.precision}"
+        + (f", {args.geometry} geometry" if args.geometry else "")
     )
     matrix = evaluate(
         model,
@@ -206,6 +217,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         progress=lambda total: tqdm(total=total, desc="eval", unit="img"),
         preprocess=preprocess,
         limit=args.limit,
+        dtype=dtype,
     )
     metrics = matrix.compute()
     print(format_report(metrics, dataset.classes))
@@ -217,6 +229,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "options": options,
         "images": count,
         "ignore_index": dataset.ignore_index,
+        "precision": args.precision,
+        "geometry": getattr(model, "settings", {}).get("geometry"),
     }
     payload = metrics_json(metrics, dataset.classes, extra)
     payload["confusion_matrix"] = matrix.matrix.cpu().tolist()  # n_ij: true i, predicted j
@@ -233,7 +247,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from fcnseg.predict import normalizer_for, predict_files
 
     device = _pick_device(args.device)
-    model = _load_model(args.checkpoint, device)
+    dtype = _precision(args.precision, device)
+    model = _load_model(args.checkpoint, device, args.geometry)
     result = predict_files(
         model,
         args.inputs,
@@ -241,6 +256,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         preprocess=normalizer_for(model, source=args.checkpoint),
         alpha=args.alpha,
         progress=lambda total: tqdm(total=total, desc="predict", unit="img"),
+        dtype=dtype,
     )
     print(f"wrote {len(result.written)} label maps and overlays to {args.out}")
     for _, message in result.failed:
@@ -250,6 +266,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"fcnseg predict: {len(result.failed)} of {total} images failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _add_speed_options(command: argparse.ArgumentParser) -> None:
+    from fcnseg.models import GEOMETRIES
+    from fcnseg.predict import PRECISIONS
+
+    command.add_argument(
+        "--precision",
+        choices=list(PRECISIONS),
+        default="fp32",
+        help="arithmetic of the net: fp32, or autocast to bf16 (CPU/GPU) or fp16 (GPU)",
+    )
+    command.add_argument(
+        "--geometry",
+        choices=GEOMETRIES,
+        default=None,
+        help="rebuild a VGG16 FCN in this geometry, same weights (default: the checkpoint's)",
+    )
 
 
 def _add_eval_and_predict(commands: argparse._SubParsersAction) -> None:
@@ -282,6 +316,7 @@ def _add_eval_and_predict(commands: argparse._SubParsersAction) -> None:
         help="confusion-matrix PNG (default with --json: <json stem>_confusion.png beside it)",
     )
     evaluate.add_argument("--device", choices=DEVICES, default="auto")
+    _add_speed_options(evaluate)
     evaluate.add_argument("--limit", type=int, default=None, metavar="N", help="first N images")
     evaluate.set_defaults(run=cmd_eval)
 
@@ -299,6 +334,7 @@ def _add_eval_and_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--checkpoint", required=True, help="fcnseg model file (.pt)")
     predict.add_argument("--out", required=True, metavar="DIR", help="output folder")
     predict.add_argument("--device", choices=DEVICES, default="auto")
+    _add_speed_options(predict)
     predict.add_argument(
         "--alpha", type=float, default=0.5, help="colour share of the overlay, 0..1"
     )

@@ -83,6 +83,7 @@ def evaluate(
     progress: Callable[..., Any] | None = None,
     preprocess: Preprocess | None = None,
     limit: int | None = None,
+    dtype: torch.dtype | None = None,
 ) -> ConfusionMatrix:
     """The confusion matrix of ``model`` over ``dataset`` (or its first ``limit`` samples).
 
@@ -90,7 +91,8 @@ def evaluate(
     ``num_classes`` and ``ignore_index`` (as every reader in ``fcnseg.data`` does). The model
     is moved to ``device`` and scored in eval mode (its mode is restored afterwards).
     ``preprocess`` defaults to the checkpoint's (:func:`fcnseg.predict.normalizer_for`);
-    ``progress(total=n)`` makes a progress bar (e.g. ``tqdm``).
+    ``progress(total=n)`` makes a progress bar (e.g. ``tqdm``); ``dtype`` (bfloat16, or
+    float16 on CUDA) scores under autocast.
     """
     _check_class_count(model, dataset, "model")
     if limit is not None and limit < 1:
@@ -117,7 +119,7 @@ def evaluate(
                         f"{_where(dataset, index)} has {image.shape[0]} channels; the net "
                         f"takes {channels}"
                     )
-                prediction = predict_image(model, image, preprocess, scale)  # (H, W) on device
+                prediction = predict_image(model, image, preprocess, scale, dtype)  # (H, W)
                 matrix.update(prediction, label.to(device))
                 if bar is not None:
                     bar.update(1)

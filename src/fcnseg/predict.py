@@ -34,7 +34,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,25 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+# ``--precision`` names: None runs float32; the others run the net under autocast.
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+
+def autocast_to(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+    """Autocast to ``dtype`` on ``device`` (nothing for None or float32); float16 needs CUDA."""
+    if dtype is None or dtype == torch.float32:
+        return nullcontext()
+    if dtype == torch.float16 and device.type != "cuda":
+        raise ValueError("float16 inference needs a CUDA device; use bfloat16 on the CPU")
+    if dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"autocast dtype must be bfloat16 or float16, got {dtype}")
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def _device_of(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
@@ -161,7 +180,11 @@ def _device_of(model: nn.Module) -> torch.device:
 
 @torch.inference_mode()
 def predict_image(
-    model: nn.Module, image: Tensor, preprocess: Preprocess, scale: float = 1.0
+    model: nn.Module,
+    image: Tensor,
+    preprocess: Preprocess,
+    scale: float = 1.0,
+    dtype: torch.dtype | None = None,
 ) -> Tensor:
     """The label map of one image: int64 ``(H, W)`` class indices, on the model's device.
 
@@ -170,6 +193,7 @@ def predict_image(
     such as :func:`normalizer_for` returns) and scored whole, as a batch of one. With
     ``scale`` != 1 (a net trained on resized images, :func:`input_scale_of`) the image is
     resized by it first and the scores resized back to ``(H, W)``, both bilinearly.
+    ``dtype`` (bfloat16, or float16 on CUDA) runs the net under autocast; None: float32.
     """
     if image.ndim != 3:
         raise ValueError(f"image must be C x H x W, got shape {tuple(image.shape)}")
@@ -179,13 +203,15 @@ def predict_image(
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a finite number > 0, got {scale}")
     size = image.shape[-2:]
+    device = _device_of(model)
     with eval_mode(model):
-        x = image.to(device=_device_of(model), dtype=torch.float32)
+        x = image.to(device=device, dtype=torch.float32)
         x = preprocess(x, None)[0][None]  # (1, C, H, W)
         if scale != 1:
             scaled = [max(1, math.floor(side * scale + 0.5)) for side in size]
             x = F.interpolate(x, size=scaled, mode="bilinear", align_corners=False)
-        scores = model(x)  # (1, K, h, w)
+        with autocast_to(device, dtype):
+            scores = model(x).float()  # (1, K, h, w)
         if scores.shape[-2:] != size:
             scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
     return scores.argmax(1)[0]  # (H, W)
@@ -266,11 +292,13 @@ def predict_files(
     preprocess: Preprocess | None = None,
     alpha: float = 0.5,
     progress: Callable[..., Any] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> PredictResult:
     """Predict every image of ``inputs`` (files and folders) into ``out_dir``; see the module doc.
 
     ``preprocess`` defaults to :func:`normalizer_for` ``(model)``; ``alpha`` (0..1) is the
-    colour's share of the overlay; ``progress(total=n)`` makes a progress bar (e.g. ``tqdm``).
+    colour's share of the overlay; ``progress(total=n)`` makes a progress bar (e.g. ``tqdm``);
+    ``dtype`` as in :func:`predict_image`.
     Images are read as RGB (grey and RGBA converted), so the net must take 3 channels. Setup
     problems (inputs, names, alpha, channels) raise before anything is written.
     """
@@ -300,7 +328,7 @@ def predict_files(
                     result.failed.append((image_path, str(error)))
                     logger.debug("skipped %s: %s", image_path, error)
                 else:
-                    label = predict_image(model, image, preprocess, scale).cpu()  # (H, W)
+                    label = predict_image(model, image, preprocess, scale, dtype).cpu()  # (H, W)
                     label_image(label, palette).save(label_path)
                     Image.fromarray(overlay(image, label, palette, alpha)).save(overlay_path)
                     result.written.append((image_path, label_path, overlay_path))
@@ -314,7 +342,9 @@ def predict_files(
 
 
 __all__ = [
+    "PRECISIONS",
     "PredictResult",
+    "autocast_to",
     "class_names",
     "eval_mode",
     "in_channels_of",

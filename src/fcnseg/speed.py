@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from fcnseg.models.upsample import BilinearUpsample
+from fcnseg.predict import autocast_to
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,7 @@ class InferenceRunner:
         self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, Tensor, Tensor]] = {}
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype is None or self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return autocast_to(self.device, self.dtype)
 
     def _run(self, x: Tensor) -> Tensor:
         with self._autocast():
