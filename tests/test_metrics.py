@@ -5,8 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from fcnseg.metrics import ConfusionMatrix
+from fcnseg.metrics import ConfusionMatrix, confusion_counts
 
 
 def test_matrix_and_metrics_by_hand():
@@ -100,3 +102,48 @@ def test_bad_inputs():
         cm.update(torch.zeros(2, dtype=torch.long), torch.tensor([0, 7]))
     with pytest.raises(ValueError, match=r"predicted values \[3\]"):
         cm.update(torch.tensor([3, 0]), torch.tensor([0, 1]))
+
+
+def _reference_counts(pred: np.ndarray, target: np.ndarray, k: int, ignore) -> np.ndarray:
+    keep = target != ignore if ignore is not None else np.ones(target.shape, bool)
+    pairs = k * target[keep].astype(np.int64) + pred[keep]
+    return np.bincount(pairs, minlength=k * k).reshape(k, k)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    k=st.integers(1, 40),
+    ignore=st.sampled_from([255, -1, 0, 100, -(10**9), None]),
+    dtype=st.sampled_from([torch.uint8, torch.int16, torch.int32, torch.int64]),
+    seed=st.integers(0, 2**16),
+)
+def test_counts_equal_numpy_for_any_ignore_value_and_dtype(k, ignore, dtype, seed):
+    if ignore is not None and 0 <= ignore < k:
+        ignore = None if ignore == 0 else ignore + k  # an ignore index must not be a class
+    lowest, highest = (torch.iinfo(dtype).min, torch.iinfo(dtype).max)
+    if ignore is not None and not lowest <= ignore <= highest:
+        ignore = highest
+    rng = np.random.default_rng(seed)
+    target = rng.integers(0, k, (3, 17, 19))
+    if ignore is not None:
+        target[rng.random(target.shape) < 0.2] = ignore
+    pred = rng.integers(0, k, target.shape)
+    counts = confusion_counts(
+        torch.from_numpy(pred).to(dtype), torch.from_numpy(target).to(dtype), k, ignore
+    )
+    assert counts.dtype == torch.int64 and counts.shape == (k, k)
+    np.testing.assert_array_equal(counts.numpy(), _reference_counts(pred, target, k, ignore))
+
+
+@pytest.mark.parametrize("ignore", [255, -1, -(10**9)])
+def test_invalid_target_values_are_named_whatever_the_ignore_index(ignore):
+    target = torch.tensor([0, 1, ignore, 9, 3, -5, 9])
+    with pytest.raises(ValueError, match=r"target values \[-5, 3, 9\] are not classes 0..2"):
+        confusion_counts(torch.zeros(7, dtype=torch.long), target, 3, ignore)
+    with pytest.raises(ValueError, match=r"target values \[255\]"):
+        confusion_counts(torch.zeros(2, dtype=torch.uint8), torch.tensor([255, 1]), 3, None)
+
+
+def test_empty_batch_counts_nothing():
+    empty = torch.zeros(0, 5, dtype=torch.long)
+    assert confusion_counts(empty, empty, 4).equal(torch.zeros(4, 4, dtype=torch.long))

@@ -79,41 +79,76 @@ class ConfusionMatrix:
         }
 
 
+# Most bins a count may use: (rows of target values) x classes. Past it (a target holding
+# values far apart, e.g. an ignore index of -10**6) the ignored pixels are masked out first.
+MAX_BINS = 1 << 22
+
+
 def confusion_counts(
     pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None = 255
 ) -> Tensor:
     """Confusion matrix (K, K) int64 of one batch, ``n[i, j]`` = pixels of class i predicted j.
 
-    For K*K < 32767 the
-    pair index ``K t + p`` is built in int16 (no int64 copies), ignored pixels go to an extra
-    bin instead of being gathered out, and one ``bincount`` counts them all. Raises ValueError
-    on values that are not classes (or the ignore index, for targets).
+    One ``bincount`` over the pair index ``K (t - t0) + p`` counts every pixel, ignored ones
+    and invalid ones included, in a table with one row per target value from
+    ``t0 = min(t, 0)`` to ``max(t, K - 1)``: the rows of the classes are the matrix, the
+    ignore index's row is dropped and any other non-empty row names an invalid target value.
+    So no mask is built and nothing is gathered; the index is int16 when it fits. Raises
+    ValueError on values that are not classes (or the ignore index, for targets).
     """
     if pred.shape != target.shape:
         raise ValueError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
     if pred.is_floating_point() or target.is_floating_point():
         raise TypeError("pred and target must be integer tensors (class indices)")
     k = num_classes
-    bins = k * k + 1  # the last one collects ignored pixels
-    index_dtype = torch.int16 if bins <= torch.iinfo(torch.int16).max else torch.int64
     target = target.reshape(-1)
     pred = pred.reshape(-1).to(target.device)
-    ignored = target == ignore_index if ignore_index is not None else None
-    if pred.numel():  # min/max reductions: one cheap pass each over the small integer maps
-        labelled = target if ignored is None else target.masked_fill(ignored, 0)
-        if int(pred.min()) < 0 or int(pred.max()) >= k:
-            bad = pred[(pred < 0) | (pred >= k)].unique()[:8].tolist()
-            raise ValueError(f"predicted values {bad} are not classes 0..{k - 1}")
-        if int(labelled.min()) < 0 or int(labelled.max()) >= k:
-            bad = labelled[(labelled < 0) | (labelled >= k)].unique()[:8].tolist()
+    if not pred.numel():
+        return torch.zeros(k, k, dtype=torch.int64, device=target.device)
+    low, high = (int(v) for v in torch.aminmax(pred))
+    if low < 0 or high >= k:
+        bad = pred[(pred < 0) | (pred >= k)].unique()[:8].tolist()
+        raise ValueError(f"predicted values {bad} are not classes 0..{k - 1}")
+    low, high = (int(v) for v in torch.aminmax(target))
+    first, last = min(low, 0), max(high, k - 1)  # target values of the table's rows
+    rows = last - first + 1
+    if rows * k > MAX_BINS:
+        return _confusion_counts_masked(pred, target, k, ignore_index)
+    index_dtype = torch.int16 if rows * k <= torch.iinfo(torch.int16).max else torch.int32
+    shifted = target if first == 0 else target - first  # values 0 .. rows - 1, any int dtype
+    index = shifted.to(index_dtype) * k + pred.to(index_dtype)
+    table = torch.bincount(index, minlength=rows * k).view(rows, k)
+    if rows > k:  # values beyond the classes: only the ignore index may hold pixels
+        counted = table.sum(1)
+        counted[-first : k - first] = 0  # the classes' rows
+        if ignore_index is not None and first <= ignore_index <= last:
+            counted[ignore_index - first] = 0
+        if bool(counted.any()):
+            bad = (counted.nonzero().flatten() + first)[:8].tolist()
             raise ValueError(
                 f"target values {bad} are not classes 0..{k - 1} nor ignore ({ignore_index})"
             )
-    index = target.to(index_dtype) * k + pred.to(index_dtype)  # (P,) in 0 .. k*k - 1
-    if ignored is not None:
-        index.masked_fill_(ignored, k * k)
-    counts = torch.bincount(index, minlength=bins)
-    return counts[: k * k].reshape(k, k)
+    return table[-first : k - first]
+
+
+def _confusion_counts_masked(
+    pred: Tensor, target: Tensor, k: int, ignore_index: int | None
+) -> Tensor:
+    """:func:`confusion_counts` for targets whose values span too many rows: the ignored
+    pixels are set aside with a mask, the rest must be classes."""
+    keep = (
+        target != ignore_index
+        if ignore_index is not None
+        else torch.ones_like(target, dtype=torch.bool)
+    )
+    labelled = target[keep]
+    if labelled.numel() and (int(labelled.min()) < 0 or int(labelled.max()) >= k):
+        bad = labelled[(labelled < 0) | (labelled >= k)].unique()[:8].tolist()
+        raise ValueError(
+            f"target values {bad} are not classes 0..{k - 1} nor ignore ({ignore_index})"
+        )
+    index = labelled.long() * k + pred[keep].long()
+    return torch.bincount(index, minlength=k * k).view(k, k)
 
 
 def _item(value: Tensor) -> float:
