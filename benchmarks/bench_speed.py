@@ -8,7 +8,8 @@ row's time is divided by torchfcn's for the same net, size and batch ("x torchfc
 is faster) and, for fcn8s, by the plain baseline's ("x plain").
 
     python benchmarks/bench_speed.py [--sizes 500x500 360x480] [--nets fcn32s fcn16s fcn8s]
-        [--repeats 5] [--threads N] [--quick] [--peers benchmarks/results/peers.json]
+        [--repeats 5] [--threads N] [--quick] [--batches 1 8] [--variants ...]
+        [--peers benchmarks/results/peers.json]
         [--json benchmarks/results/speed.json]
 """
 
@@ -79,6 +80,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="batch 1, fewer variants")
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument(
+        "--variants", nargs="+", default=None, choices=list(bench.VARIANTS), metavar="VARIANT",
+        help=f"default: all ({', '.join(bench.VARIANTS)}); --quick: {bench.QUICK_VARIANTS}",
+    )  # fmt: skip
     parser.add_argument("--width", type=float, default=1.0, help="VGG16 channel multiplier")
     parser.add_argument("--peers", default="benchmarks/results/peers.json")
     parser.add_argument("--json", default="benchmarks/results/speed.json")
@@ -86,9 +92,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
-    batches = (1,) if args.quick else (1, 8)
+    batches = (1,) if args.quick else tuple(args.batches)
     result = bench.run(
-        args.nets, sizes, args.repeats, quick=args.quick, batches=batches, net_width=args.width
+        args.nets,
+        sizes,
+        args.repeats,
+        quick=args.quick,
+        batches=batches,
+        net_width=args.width,
+        variants=args.variants,
     )
     rows = result.pop("rows")
     if args.width == 1.0:

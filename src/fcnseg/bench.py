@@ -330,14 +330,17 @@ def run(
     train: bool = True,
     metrics: bool = True,
     net_width: float = 1.0,
+    variants: Sequence[str] | None = None,
 ) -> dict:
     """All in-process rows: forward (per variant), training step, metrics; plus the machine.
 
-    ``quick``: batch 1 only, the variants in ``QUICK_VARIANTS``, two repeats.
+    ``quick``: batch 1 only, two repeats and, unless ``variants`` names them, the variants in
+    ``QUICK_VARIANTS`` (default: all of ``VARIANTS``).
     """
     if quick:
         batches, repeats = (1,), min(repeats, 2)
-    variants = QUICK_VARIANTS if quick else tuple(VARIANTS)
+    if variants is None:
+        variants = QUICK_VARIANTS if quick else tuple(VARIANTS)
     rows = forward_rows(nets, sizes, batches, variants, repeats, net_width)
     if train:
         rows += train_rows(nets[-1:], TRAIN_SIZE, max(1, repeats // 2), net_width)
