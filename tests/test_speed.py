@@ -14,7 +14,12 @@ import fcnseg
 from fcnseg.bench import from_torchfcn, label_accuracy_score, label_maps, to_torchfcn
 from fcnseg.metrics import ConfusionMatrix, confusion_counts
 from fcnseg.models.upsample import BilinearUpsample, bilinear_upsampling
-from fcnseg.speed import dense_upsampling, optimize_for_inference
+from fcnseg.speed import (
+    MatmulConv2d,
+    dense_upsampling,
+    matmul_convolutions,
+    optimize_for_inference,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NETS = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"]
@@ -167,3 +172,59 @@ def test_confusion_counts_reject_bad_values():
     with pytest.raises(ValueError, match=r"predicted values \[3\]"):
         confusion_counts(torch.tensor([0, 3, 1]), torch.tensor([0, 1, 255]), 3)
     assert confusion_counts(pred, torch.tensor([0, 1, 255]), 3).sum() == 2
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, padding, dilation, bias",
+    [(7, 1, 3, 1, True), (7, 1, 0, 1, False), (5, 2, 1, 1, True), (3, 1, 2, 2, True)],
+)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_matmul_convolution_equals_conv2d(kernel, stride, padding, dilation, bias, channels_last):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 10, kernel, stride, padding, dilation, bias=bias)
+    x = torch.randn(3, 6, 13, 11, requires_grad=True)
+    if channels_last:
+        conv.to(memory_format=torch.channels_last)
+        x = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    expected = conv(x)
+    grads = torch.autograd.grad(expected.square().sum(), [x, conv.weight])
+    conv.__class__ = MatmulConv2d
+    got = conv(x)
+    assert got.shape == expected.shape
+    assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    for a, b in zip(torch.autograd.grad(got.square().sum(), [x, conv.weight]), grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_convolution_splits_large_batches(monkeypatch):
+    conv = torch.nn.Conv2d(4, 5, 3, padding=1)
+    x = torch.randn(5, 4, 6, 7)
+    expected = conv(x)
+    monkeypatch.setattr("fcnseg.speed.MATMUL_CHUNK_BYTES", 4 * 36 * 42 * 2)  # 2 images a chunk
+    conv.__class__ = MatmulConv2d
+    torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_matmul_convolution_too_small_input_gives_conv2d_error():
+    conv = torch.nn.Conv2d(4, 5, 9)
+    conv.__class__ = MatmulConv2d
+    with pytest.raises(RuntimeError, match="Kernel size can't be greater than actual input"):
+        conv(torch.randn(1, 4, 5, 5))
+
+
+@pytest.mark.parametrize("arch", ["fcn8s", "fcn_alexnet"])
+def test_matmul_convolutions_swaps_fc6_only_and_keeps_outputs(arch):
+    torch.manual_seed(0)
+    model = _random_scores(fcnseg.models.BUILDERS[arch](num_classes=3, width=1 / 4)).eval()
+    keys = list(model.state_dict())
+    x = torch.randn(1, 3, 67, 75)
+    with torch.no_grad():
+        expected = model(x)
+    assert matmul_convolutions(model) == 1
+    swapped = [n for n, m in model.named_modules() if isinstance(m, MatmulConv2d)]
+    assert swapped == ["backbone.fc6"] and list(model.state_dict()) == keys
+    runner = optimize_for_inference(model)  # swaps by default; fc6 is already swapped
+    torch.testing.assert_close(runner(x), expected, rtol=1e-4, atol=1e-4)
+    assert matmul_convolutions(model, enable=False) == 1
+    assert not any(isinstance(m, MatmulConv2d) for m in model.modules())

@@ -5,6 +5,10 @@
   records), channels-last tensors (oneDNN's preferred layout on CPU, tensor cores' on GPU),
   optional reduced precision via autocast, optional ``torch.compile`` with a logged fallback to
   eager, and on CUDA optional CUDA graphs per input shape.
+- Large-kernel convolutions on small maps (fc6: 7 x 7 x 512 -> 4096 over pool5's cells) run
+  as one matrix multiply over their unfolded windows (:class:`MatmulConv2d`, swapped in by
+  :func:`matmul_convolutions`): the same sums in another order, and on the CPU much faster
+  than the direct convolution oneDNN picks for them.
 - The per-class bilinear upsampling lives in :class:`fcnseg.models.upsample.BilinearUpsample`
   and is on by default; :func:`dense_upsampling` switches it off to measure or compare.
 - Scoring: :class:`fcnseg.metrics.ConfusionMatrix` counts with one int16 ``bincount`` pass
@@ -51,6 +55,75 @@ def dense_upsampling(model: nn.Module) -> Iterator[None]:
     finally:
         for m, value in zip(layers, saved):
             m.per_class = value
+
+
+# Which convolutions :func:`matmul_convolutions` swaps: windows of at least this many cells
+# over at least this many channels (VGG16's and AlexNet's fc6; not a 3 x 3 or an RGB conv1).
+MATMUL_MIN_KERNEL_AREA = 25
+MATMUL_MIN_IN_CHANNELS = 64
+# Unfolded windows of at most this many bytes at a time (the batch is split beyond it).
+MATMUL_CHUNK_BYTES = 256 * 2**20
+
+
+class MatmulConv2d(nn.Conv2d):
+    """A ``Conv2d`` computed as im2col + one matrix multiply; parameters and names unchanged.
+
+    ``F.unfold`` lays each output cell's window out as a row of ``C kh kw`` values; the rows
+    times the flattened kernels ``(C kh kw, O)`` are the outputs, returned channels-last for
+    a channels-last input. Grouped or non-zero-padded convolutions fall back to ``Conv2d``.
+    """
+
+    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if self.groups != 1 or self.padding_mode != "zeros" or isinstance(self.padding, str):
+            return super()._conv_forward(input, weight, bias)
+        n, _, h, w = input.shape
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (
+            self.kernel_size, self.stride, self.padding, self.dilation
+        )  # fmt: skip
+        out_h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        if out_h < 1 or out_w < 1:  # let Conv2d raise its error
+            return super()._conv_forward(input, weight, bias)
+        kernels = weight.reshape(self.out_channels, -1).t()  # (C kh kw, O)
+        window_bytes = kernels.shape[0] * out_h * out_w * input.element_size()
+        step = max(1, MATMUL_CHUNK_BYTES // max(1, window_bytes))
+        outputs = []
+        for start in range(0, n, step):
+            windows = nn.functional.unfold(
+                input[start : start + step], (kh, kw), (dh, dw), (ph, pw), (sh, sw)
+            )  # (n', C kh kw, L)
+            rows = windows.transpose(1, 2)  # (n', L, C kh kw)
+            out = rows @ kernels if bias is None else torch.matmul(rows, kernels).add_(bias)
+            outputs.append(out)  # (n', L, O)
+        out = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+        out = out.view(n, out_h, out_w, self.out_channels).permute(0, 3, 1, 2)  # NHWC strides
+        if input.is_contiguous(memory_format=torch.channels_last):
+            return out
+        return out.contiguous()
+
+
+def matmul_convolutions(model: nn.Module, enable: bool = True) -> int:
+    """Make ``model``'s large-kernel ``Conv2d`` layers :class:`MatmulConv2d` (in place; or back
+    to ``Conv2d`` with ``enable=False``); returns how many were changed.
+
+    Large: at least ``MATMUL_MIN_KERNEL_AREA`` kernel cells over ``MATMUL_MIN_IN_CHANNELS``
+    input channels, ungrouped. Weights, names and ``state_dict`` are untouched.
+    """
+    changed = 0
+    for module in model.modules():
+        if enable and type(module) is nn.Conv2d:
+            kh, kw = module.kernel_size
+            if (
+                kh * kw >= MATMUL_MIN_KERNEL_AREA
+                and module.in_channels >= MATMUL_MIN_IN_CHANNELS
+                and module.groups == 1
+            ):
+                module.__class__ = MatmulConv2d
+                changed += 1
+        elif not enable and type(module) is MatmulConv2d:
+            module.__class__ = nn.Conv2d
+            changed += 1
+    return changed
 
 
 class InferenceRunner:
@@ -132,6 +205,7 @@ def optimize_for_inference(
     dtype: torch.dtype | None = None,
     compile: bool = False,
     cuda_graphs: bool = False,
+    matmul_convs: bool = True,
 ) -> InferenceRunner:
     """Put ``model`` in eval mode (in place) and return a fast ``runner(x) -> scores``.
 
@@ -143,8 +217,11 @@ def optimize_for_inference(
             warning says so.
         compile: ``torch.compile`` the model; on failure, log a warning and run eagerly.
         cuda_graphs: on CUDA, capture one graph per input shape (fixed sizes only).
+        matmul_convs: run large-kernel convolutions (fc6) as matrix multiplies
+            (:func:`matmul_convolutions`; equal to float tolerance).
     """
     model.eval()
+    matmul_convolutions(model, matmul_convs)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     device = next(model.parameters()).device
