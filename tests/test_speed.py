@@ -176,7 +176,15 @@ def test_confusion_counts_reject_bad_values():
 
 @pytest.mark.parametrize(
     "kernel, stride, padding, dilation, bias",
-    [(7, 1, 3, 1, True), (7, 1, 0, 1, False), (5, 2, 1, 1, True), (3, 1, 2, 2, True)],
+    [
+        (7, 1, 3, 1, True),
+        (7, 1, 0, 1, False),
+        (5, 2, 1, 1, True),
+        (3, 1, 2, 2, True),
+        (1, 1, 0, 1, True),
+        (1, 1, 0, 1, False),
+        (1, 2, 0, 1, True),
+    ],
 )
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_matmul_convolution_equals_conv2d(kernel, stride, padding, dilation, bias, channels_last):
@@ -197,13 +205,9 @@ def test_matmul_convolution_equals_conv2d(kernel, stride, padding, dilation, bia
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_matmul_convolution_splits_large_batches(monkeypatch):
-    conv = torch.nn.Conv2d(4, 5, 3, padding=1)
-    x = torch.randn(5, 4, 6, 7)
-    expected = conv(x)
-    monkeypatch.setattr("fcnseg.speed.MATMUL_CHUNK_BYTES", 4 * 36 * 42 * 2)  # 2 images a chunk
-    conv.__class__ = MatmulConv2d
-    torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)
+def test_matmul_threshold_takes_vgg16_fc6_and_fc7_only():
+    fc6, fc7, conv5 = 4096 * 512 * 7 * 7, 4096 * 4096, 512 * 512 * 3 * 3
+    assert fc6 > fc7 >= fcnseg.speed.MATMUL_MIN_WEIGHTS > conv5
 
 
 def test_matmul_convolution_too_small_input_gives_conv2d_error():
@@ -214,17 +218,19 @@ def test_matmul_convolution_too_small_input_gives_conv2d_error():
 
 
 @pytest.mark.parametrize("arch", ["fcn8s", "fcn_alexnet"])
-def test_matmul_convolutions_swaps_fc6_only_and_keeps_outputs(arch):
+def test_matmul_convolutions_swaps_fc6_and_fc7_and_keeps_outputs(arch, monkeypatch):
     torch.manual_seed(0)
     model = _random_scores(fcnseg.models.BUILDERS[arch](num_classes=3, width=1 / 4)).eval()
+    # at full width fc6 and fc7 pass the threshold; at this width, the threshold is fc7's size
+    monkeypatch.setattr("fcnseg.speed.MATMUL_MIN_WEIGHTS", model.backbone.fc7.weight.numel())
     keys = list(model.state_dict())
     x = torch.randn(1, 3, 67, 75)
     with torch.no_grad():
         expected = model(x)
-    assert matmul_convolutions(model) == 1
+    assert matmul_convolutions(model) == 2
     swapped = [n for n, m in model.named_modules() if isinstance(m, MatmulConv2d)]
-    assert swapped == ["backbone.fc6"] and list(model.state_dict()) == keys
-    runner = optimize_for_inference(model)  # swaps by default; fc6 is already swapped
+    assert swapped == ["backbone.fc6", "backbone.fc7"] and list(model.state_dict()) == keys
+    runner = optimize_for_inference(model)  # swaps by default; they are already swapped
     torch.testing.assert_close(runner(x), expected, rtol=1e-4, atol=1e-4)
-    assert matmul_convolutions(model, enable=False) == 1
+    assert matmul_convolutions(model, enable=False) == 2
     assert not any(isinstance(m, MatmulConv2d) for m in model.modules())

@@ -5,10 +5,11 @@
   records), channels-last tensors (oneDNN's preferred layout on CPU, tensor cores' on GPU),
   optional reduced precision via autocast, optional ``torch.compile`` with a logged fallback to
   eager, and on CUDA optional CUDA graphs per input shape.
-- Large-kernel convolutions on small maps (fc6: 7 x 7 x 512 -> 4096 over pool5's cells) run
-  as one matrix multiply over their unfolded windows (:class:`MatmulConv2d`, swapped in by
-  :func:`matmul_convolutions`): the same sums in another order, and on the CPU much faster
-  than the direct convolution oneDNN picks for them.
+- Convolutions with huge weights on small maps (fc6: 7 x 7 x 512 -> 4096, fc7: 4096 -> 4096,
+  over pool5's cells) run as one matrix multiply over their unfolded windows
+  (:class:`MatmulConv2d`, swapped in by :func:`matmul_convolutions`): the same sums in another
+  order, and on the CPU much faster than oneDNN's convolution, which reorders the weights on
+  every call.
 - The per-class bilinear upsampling lives in :class:`fcnseg.models.upsample.BilinearUpsample`
   and is on by default; :func:`dense_upsampling` switches it off to measure or compare.
 - Scoring: :class:`fcnseg.metrics.ConfusionMatrix` counts with one int16 ``bincount`` pass
@@ -57,20 +58,21 @@ def dense_upsampling(model: nn.Module) -> Iterator[None]:
             m.per_class = value
 
 
-# Which convolutions :func:`matmul_convolutions` swaps: windows of at least this many cells
-# over at least this many channels (VGG16's and AlexNet's fc6; not a 3 x 3 or an RGB conv1).
-MATMUL_MIN_KERNEL_AREA = 25
-MATMUL_MIN_IN_CHANNELS = 64
-# Unfolded windows of at most this many bytes at a time (the batch is split beyond it).
-MATMUL_CHUNK_BYTES = 256 * 2**20
+# Which convolutions :func:`matmul_convolutions` swaps: ungrouped ones with at least this many
+# weights (VGG16's fc6 and fc7: 103 M and 17 M; AlexNet's too; no 3 x 3 conv of VGG16, 2.4 M
+# at most). On the CPU oneDNN reorders a convolution's weights on every call, which for these
+# costs more than the multiply itself on the few cells of pool5; a matrix multiply reads them
+# as they are.
+MATMUL_MIN_WEIGHTS = 1 << 22
 
 
 class MatmulConv2d(nn.Conv2d):
     """A ``Conv2d`` computed as im2col + one matrix multiply; parameters and names unchanged.
 
-    ``F.unfold`` lays each output cell's window out as a row of ``C kh kw`` values; the rows
-    times the flattened kernels ``(C kh kw, O)`` are the outputs, returned channels-last for
-    a channels-last input. Grouped or non-zero-padded convolutions fall back to ``Conv2d``.
+    ``F.unfold`` lays each output cell's window out as a column of ``C kh kw`` values (a 1 x 1
+    convolution's windows are the pixels themselves); the flattened kernels ``(O, C kh kw)``
+    times the columns are the outputs, returned channels-last for a channels-last input.
+    Grouped or non-zero-padded convolutions fall back to ``Conv2d``; autograd works.
     """
 
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -84,41 +86,41 @@ class MatmulConv2d(nn.Conv2d):
         out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
         if out_h < 1 or out_w < 1:  # let Conv2d raise its error
             return super()._conv_forward(input, weight, bias)
-        kernels = weight.reshape(self.out_channels, -1).t()  # (C kh kw, O)
-        window_bytes = kernels.shape[0] * out_h * out_w * input.element_size()
-        step = max(1, MATMUL_CHUNK_BYTES // max(1, window_bytes))
-        outputs = []
-        for start in range(0, n, step):
-            windows = nn.functional.unfold(
-                input[start : start + step], (kh, kw), (dh, dw), (ph, pw), (sh, sw)
-            )  # (n', C kh kw, L)
-            rows = windows.transpose(1, 2)  # (n', L, C kh kw)
-            out = rows @ kernels if bias is None else torch.matmul(rows, kernels).add_(bias)
-            outputs.append(out)  # (n', L, O)
-        out = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
-        out = out.view(n, out_h, out_w, self.out_channels).permute(0, 3, 1, 2)  # NHWC strides
+        kernels = weight.reshape(self.out_channels, -1)  # (O, C kh kw); a view if contiguous
+        column = None if bias is None else bias[:, None]
+        one_by_one = (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0)
+        cells = []
+        for image in input:  # one image's windows at a time: less memory
+            if one_by_one:  # the pixels are the windows: a view, transposed if channels-last
+                windows = image.reshape(image.shape[0], h * w)
+            else:
+                windows = nn.functional.unfold(image[None], (kh, kw), (dh, dw), (ph, pw), (sh, sw))[
+                    0
+                ]
+            # (O, C kh kw) @ (C kh kw, L): the orientation BLAS runs fastest here
+            cells.append(
+                kernels @ windows if column is None else torch.addmm(column, kernels, windows)
+            )
+        out = torch.stack(cells).view(n, self.out_channels, out_h, out_w)
         if input.is_contiguous(memory_format=torch.channels_last):
-            return out
-        return out.contiguous()
+            return out.contiguous(memory_format=torch.channels_last)
+        return out
 
 
 def matmul_convolutions(model: nn.Module, enable: bool = True) -> int:
     """Make ``model``'s large-kernel ``Conv2d`` layers :class:`MatmulConv2d` (in place; or back
     to ``Conv2d`` with ``enable=False``); returns how many were changed.
 
-    Large: at least ``MATMUL_MIN_KERNEL_AREA`` kernel cells over ``MATMUL_MIN_IN_CHANNELS``
-    input channels, ungrouped. Weights, names and ``state_dict`` are untouched.
+    Large: ungrouped, with at least ``MATMUL_MIN_WEIGHTS`` weights. Weights, names and
+    ``state_dict`` are untouched.
     """
     changed = 0
     for module in model.modules():
         if enable and type(module) is nn.Conv2d:
-            kh, kw = module.kernel_size
-            if (
-                kh * kw >= MATMUL_MIN_KERNEL_AREA
-                and module.in_channels >= MATMUL_MIN_IN_CHANNELS
-                and module.groups == 1
-            ):
+            if module.groups == 1 and module.weight.numel() >= MATMUL_MIN_WEIGHTS:
                 module.__class__ = MatmulConv2d
+                # (O, C, kh, kw) in that order, as the unfolded windows are: no copy per call
+                module.weight.data = module.weight.data.contiguous()
                 changed += 1
         elif not enable and type(module) is MatmulConv2d:
             module.__class__ = nn.Conv2d
@@ -217,13 +219,13 @@ def optimize_for_inference(
             warning says so.
         compile: ``torch.compile`` the model; on failure, log a warning and run eagerly.
         cuda_graphs: on CUDA, capture one graph per input shape (fixed sizes only).
-        matmul_convs: run large-kernel convolutions (fc6) as matrix multiplies
+        matmul_convs: run convolutions with huge weights (fc6, fc7) as matrix multiplies
             (:func:`matmul_convolutions`; equal to float tolerance).
     """
     model.eval()
-    matmul_convolutions(model, matmul_convs)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    matmul_convolutions(model, matmul_convs)  # after: it keeps their weights as they are
     device = next(model.parameters()).device
     if dtype == torch.float16 and device.type == "cpu":
         raise ValueError("dtype float16 is GPU-only here; use torch.bfloat16 or None on CPU")
