@@ -8,7 +8,8 @@ row's time is divided by torchfcn's for the same net, size and batch ("x torchfc
 is faster) and, for fcn8s, by the plain baseline's ("x plain").
 
     python benchmarks/bench_speed.py [--sizes 500x500 360x480] [--nets fcn32s fcn16s fcn8s]
-        [--repeats 5] [--threads N] [--quick] [--batches 1 8] [--variants ...]
+        [--repeats 5] [--threads N] [--quick] [--batches 1 8] [--variants ...] [--no-train]
+        [--no-metrics]
         [--peers benchmarks/results/peers.json]
         [--json benchmarks/results/speed.json]
 """
@@ -33,7 +34,7 @@ COLUMNS = ["kind", "impl", "net", "variant", "size", "batch", "ms", "img/s", "GF
 METRIC_COLUMNS = ["impl", "size", "ms", "x vs torchfcn", "x vs numpy"]
 
 
-def plain_rows(sizes, batches, repeats) -> list[dict]:
+def plain_rows(sizes, batches, repeats, train=True) -> list[dict]:
     """The obvious FCN-8s: eval, inference_mode, NCHW fp32 forward; one training step."""
     model = PlainFCN8s().eval()
     rows = []
@@ -47,6 +48,8 @@ def plain_rows(sizes, batches, repeats) -> list[dict]:
                 bench._row("fcn8s", "plain fp32", size, batch, seconds, flops * batch, memory)
                 | {"kind": "forward", "impl": "plain"}
             )
+    if not train:
+        return rows
     seconds, memory = bench.train_step_seconds(model, bench.TRAIN_SIZE, max(1, repeats // 2), 21)
     flops = 3 * bench.gflops("fcn8s", *bench.TRAIN_SIZE, "reference")
     rows.append(
@@ -81,6 +84,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="batch 1, fewer variants")
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--no-train", action="store_true", help="skip the training-step rows")
+    parser.add_argument("--no-metrics", action="store_true", help="skip the metrics rows")
     parser.add_argument(
         "--variants", nargs="+", default=None, choices=list(bench.VARIANTS), metavar="VARIANT",
         help=f"default: all ({', '.join(bench.VARIANTS)}); --quick: {bench.QUICK_VARIANTS}",
@@ -101,10 +106,12 @@ def main() -> None:
         batches=batches,
         net_width=args.width,
         variants=args.variants,
+        train=not args.no_train,
+        metrics=not args.no_metrics,
     )
     rows = result.pop("rows")
     if args.width == 1.0:
-        rows += plain_rows(sizes, batches, 2 if args.quick else args.repeats)
+        rows += plain_rows(sizes, batches, 2 if args.quick else args.repeats, not args.no_train)
     peers = Path(args.peers)
     peer_info = {}
     if peers.exists():

@@ -2,7 +2,7 @@
 
     .venv-peers/bin/python benchmarks/peers/run_peers.py [--sizes 500x500 360x480]
         [--nets fcn32s fcn16s fcn8s] [--repeats 5] [--threads N] [--quick]
-        [--torchvision] [--json benchmarks/results/peers.json]
+        [--torchvision] [--json benchmarks/results/peers.json] [--parity-only]
 
 torchfcn 1.9.7 (installed --no-deps by setup.sh): its models do ``import fcn`` (chainer's
 package, which fails under numpy 2) only for download helpers, and its package __init__ pulls
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import sys
 import types
 from pathlib import Path
@@ -50,11 +51,13 @@ def import_torchfcn() -> types.SimpleNamespace:
     return types.SimpleNamespace(classes=classes, label_accuracy_score=utils.label_accuracy_score)
 
 
-def parity(torchfcn: types.SimpleNamespace) -> float | None:
-    """max |ours - torchfcn| of fcn8s scores on the same (random) weights, or None."""
+def parity(torchfcn: types.SimpleNamespace) -> dict[str, float] | None:
+    """max |ours - torchfcn| of fcn8s scores on the same (random) weights, or None: our net
+    as built ("plain") and through the "ref fp32" fast path that bench_speed.py times."""
     try:
         from fcnseg.bench import to_torchfcn
         from fcnseg.models import fcn8s
+        from fcnseg.speed import optimize_for_inference
     except ImportError as error:
         print(f"parity check skipped: {error}")
         return None
@@ -67,7 +70,13 @@ def parity(torchfcn: types.SimpleNamespace) -> float | None:
     theirs.load_state_dict(to_torchfcn(ours.state_dict()))
     x = torch.randn(1, 3, 64, 80)
     with torch.inference_mode():
-        return float((ours(x) - theirs(x)).abs().max())
+        expected, plain = theirs(x), ours(x)
+    fast = optimize_for_inference(ours, channels_last=False)(x)  # fc6, fc7 as matmuls
+    return {
+        "plain": float((plain - expected).abs().max()),
+        "ref fp32": float((fast - expected).abs().max()),
+        "scale": float(expected.abs().max()),
+    }
 
 
 def _torchvision_out(model: torch.nn.Module):
@@ -85,9 +94,21 @@ def main() -> None:
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--torchvision", action="store_true", help="also fcn_resnet50")
     parser.add_argument("--json", default="benchmarks/results/peers.json")
+    parser.add_argument(
+        "--parity-only", action="store_true",
+        help="only check fcn8s parity and record it in the existing --json file",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.parity_only:
+        diff = parity(import_torchfcn())
+        print(f"fcn8s parity, max |ours - torchfcn| on the same weights: {diff}")
+        path = Path(args.json)
+        payload = json.loads(path.read_text())
+        payload["parity_max_abs_diff"] = diff
+        path.write_text(json.dumps(payload, indent=2) + "\n")
+        return
     if args.quick:
         args.batches, args.repeats = [1], min(args.repeats, 2)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]

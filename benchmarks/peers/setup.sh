@@ -3,7 +3,7 @@
 #
 #   benchmarks/peers/setup.sh [--torchvision] [VENV]     (default VENV: .venv-peers)
 #
-# torch==2.13.0 (CPU wheel from /opt/wheels, via pip's find-links) + numpy + scipy, and
+# torch==2.13.0 (CPU wheel from /opt/wheels, via pip's find-links) + numpy + scipy + pillow, and
 # torchfcn 1.9.7 from PyPI with --no-deps: its declared deps pull in chainer's `fcn` package,
 # which does not import under numpy 2; run_peers.py registers a stand-in `fcn` module instead.
 # --torchvision: also install torchvision for fcn_resnet50. It needs torch 2.14.1, which on this
@@ -25,7 +25,7 @@ python=${PYTHON:-python3}
 echo '*' > "$venv/.gitignore"  # keep the venv out of git status without editing .gitignore
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check)
 
-"${pip[@]}" "torch==2.13.0" numpy scipy
+"${pip[@]}" "torch==2.13.0" numpy scipy pillow  # pillow: fcnseg's imports, for the parity check
 "${pip[@]}" --no-deps "torchfcn==1.9.7"
 if [[ $with_torchvision == 1 ]]; then
   "${pip[@]}" "torch==2.14.1" torchvision
