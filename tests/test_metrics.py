@@ -147,3 +147,11 @@ def test_invalid_target_values_are_named_whatever_the_ignore_index(ignore):
 def test_empty_batch_counts_nothing():
     empty = torch.zeros(0, 5, dtype=torch.long)
     assert confusion_counts(empty, empty, 4).equal(torch.zeros(4, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("dtype", [torch.int16, torch.int64, torch.uint8])
+def test_counting_leaves_its_inputs_alone(dtype):
+    pred, target = torch.tensor([[0, 1], [2, 1]], dtype=dtype), torch.tensor([[1, 1], [0, 2]])
+    saved = pred.clone(), target.clone()
+    confusion_counts(pred, target.to(dtype), 3)
+    assert torch.equal(pred, saved[0]) and torch.equal(target, saved[1])
