@@ -4,6 +4,9 @@ Rows: torchfcn's ``label_accuracy_score`` (re-implemented faithfully in ``fcnseg
 peers venv times the imported one), a plain numpy ``bincount``, ``ConfusionMatrix.update`` and
 the int16 single-pass ``fcnseg.metrics.confusion_counts``; each with its speed-up over the first
 two. Labels are uint8 as a data loader gives them; the target's top rows are ignore (255).
+glibc is told to keep freed memory (``common.steady_malloc``): in a fresh process numpy's
+megabyte temporaries otherwise fault in new pages on every call, which makes it look 4x
+slower than it is in a long-running evaluation.
 
     python benchmarks/bench_metrics.py [--size 500x500] [--classes 21] [--repeats 50]
         [--threads N] [--json benchmarks/results/metrics.json]
@@ -14,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import print_table, write_json
+from common import print_table, steady_malloc, write_json
 
 from fcnseg.bench import metrics_rows
 
@@ -29,10 +32,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    steady = steady_malloc()  # page faults on fresh temporaries would slow numpy the most
     size = tuple(int(v) for v in args.size.split("x"))
     rows = metrics_rows(size, args.classes, args.repeats)
     print_table(rows, ["impl", "size", "ms", "x vs torchfcn", "x vs numpy"])
-    write_json(args.json, "metrics", rows, args=vars(args))
+    write_json(args.json, "metrics", rows, steady_malloc=steady, args=vars(args))
 
 
 if __name__ == "__main__":

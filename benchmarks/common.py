@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import platform
 import resource
@@ -25,6 +26,19 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def steady_malloc(size: int = 256 * 2**20) -> bool:
+    """Keep freed blocks up to ``size`` bytes in glibc's heap instead of returning them to the
+    OS (``mallopt`` M_MMAP_THRESHOLD / M_TRIM_THRESHOLD), so that timings of code that makes
+    megabyte temporaries (numpy's ``bincount`` path) measure the work, not page faults on
+    fresh memory. Returns False where glibc's ``mallopt`` is not available."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, size)) and bool(libc.mallopt(m_trim_threshold, size))
 
 
 def peak_rss_mib() -> float:

@@ -116,7 +116,7 @@ def confusion_counts(
         return _confusion_counts_masked(pred, target, k, ignore_index)
     index_dtype = torch.int16 if rows * k <= torch.iinfo(torch.int16).max else torch.int32
     shifted = target if first == 0 else target - first  # values 0 .. rows - 1, any int dtype
-    index = pred.to(index_dtype, copy=True).add_(shifted, alpha=k)  # k t + p; pred untouched
+    index = pred.to(index_dtype, copy=True).add_(shifted.to(index_dtype), alpha=k)  # k t + p
     table = torch.bincount(index, minlength=rows * k).view(rows, k)
     if rows > k:  # values beyond the classes: only the ignore index may hold pixels
         counted = table.sum(1)
