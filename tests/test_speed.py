@@ -12,12 +12,15 @@ import torch
 
 import fcnseg
 from fcnseg.bench import from_torchfcn, label_accuracy_score, label_maps, to_torchfcn
+from fcnseg.data.transforms import ImageNetNormalize
 from fcnseg.metrics import ConfusionMatrix, confusion_counts
 from fcnseg.models.upsample import BilinearUpsample, bilinear_upsampling
+from fcnseg.predict import predict_image
 from fcnseg.speed import (
     MatmulConv2d,
     dense_upsampling,
     matmul_convolutions,
+    matmul_convolutions_during,
     optimize_for_inference,
 )
 
@@ -234,3 +237,25 @@ def test_matmul_convolutions_swaps_fc6_and_fc7_and_keeps_outputs(arch, monkeypat
     torch.testing.assert_close(runner(x), expected, rtol=1e-4, atol=1e-4)
     assert matmul_convolutions(model, enable=False) == 2
     assert not any(isinstance(m, MatmulConv2d) for m in model.modules())
+
+
+def test_matmul_convolutions_during_restores_only_what_it_swapped(monkeypatch):
+    monkeypatch.setattr("fcnseg.speed.MATMUL_MIN_WEIGHTS", 1)
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Conv2d(3, 4, 1))
+    model[1].__class__ = MatmulConv2d  # swapped before: stays swapped
+    with matmul_convolutions_during(model):
+        assert [type(m) for m in model] == [MatmulConv2d, MatmulConv2d]
+    assert [type(m) for m in model] == [torch.nn.Conv2d, MatmulConv2d]
+
+
+def test_predict_image_runs_fc6_as_matmul_on_the_cpu_and_gives_the_same_labels(monkeypatch):
+    model = _random_scores(fcnseg.fcn8s(num_classes=3, width=1 / 8)).eval()
+    monkeypatch.setattr("fcnseg.speed.MATMUL_MIN_WEIGHTS", model.backbone.fc6.weight.numel())
+    image = torch.rand(3, 41, 53) * 255
+    seen = []
+    model.backbone.fc6.register_forward_hook(lambda m, i, o: seen.append(type(m)))
+    labels = predict_image(model, image, ImageNetNormalize())
+    assert seen == [MatmulConv2d] and type(model.backbone.fc6) is torch.nn.Conv2d
+    with torch.no_grad():
+        expected = model(ImageNetNormalize()(image, None)[0][None]).argmax(1)[0]
+    assert torch.equal(labels, expected)

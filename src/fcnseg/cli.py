@@ -177,7 +177,7 @@ def _dataset_options(pairs: list[str]) -> dict[str, str | int]:
 
 def _precision(name: str, device: torch.device) -> torch.dtype | None:
     """``--precision`` as an autocast dtype (None: float32); fp16 only on CUDA."""
-    from fcnseg.predict import PRECISIONS
+    from fcnseg.speed import PRECISIONS
 
     if name == "fp16" and device.type != "cuda":
         raise ValueError("--precision fp16 needs --device cuda; use bf16 on the CPU")
@@ -270,7 +270,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _add_speed_options(command: argparse.ArgumentParser) -> None:
     from fcnseg.models import GEOMETRIES
-    from fcnseg.predict import PRECISIONS
+    from fcnseg.speed import PRECISIONS
 
     command.add_argument(
         "--precision",

@@ -34,7 +34,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from fcnseg.data.common import IMAGE_EXTENSIONS, DatasetError, read_rgb
 from fcnseg.data.palettes import voc_palette
 from fcnseg.data.transforms import CaffeMeanSubtract, Normalizer, normalizer_from_spec
+from fcnseg.speed import autocast_to, matmul_convolutions_during
 from fcnseg.visualize import label_image, overlay
 
 logger = logging.getLogger(__name__)
@@ -154,25 +155,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-# ``--precision`` names: None runs float32; the others run the net under autocast.
-PRECISIONS: dict[str, torch.dtype | None] = {
-    "fp32": None,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
-
-
-def autocast_to(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
-    """Autocast to ``dtype`` on ``device`` (nothing for None or float32); float16 needs CUDA."""
-    if dtype is None or dtype == torch.float32:
-        return nullcontext()
-    if dtype == torch.float16 and device.type != "cuda":
-        raise ValueError("float16 inference needs a CUDA device; use bfloat16 on the CPU")
-    if dtype not in (torch.bfloat16, torch.float16):
-        raise ValueError(f"autocast dtype must be bfloat16 or float16, got {dtype}")
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def _device_of(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
@@ -204,7 +186,9 @@ def predict_image(
         raise ValueError(f"scale must be a finite number > 0, got {scale}")
     size = image.shape[-2:]
     device = _device_of(model)
-    with eval_mode(model):
+    # on the CPU fc6/fc7 run as matrix multiplies (fcnseg.speed.MatmulConv2d): same scores
+    fast = matmul_convolutions_during(model) if device.type == "cpu" else nullcontext()
+    with eval_mode(model), fast:
         x = image.to(device=device, dtype=torch.float32)
         x = preprocess(x, None)[0][None]  # (1, C, H, W)
         if scale != 1:
@@ -342,9 +326,7 @@ def predict_files(
 
 
 __all__ = [
-    "PRECISIONS",
     "PredictResult",
-    "autocast_to",
     "class_names",
     "eval_mode",
     "in_channels_of",

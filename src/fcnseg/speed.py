@@ -9,7 +9,8 @@
   over pool5's cells) run as one matrix multiply over their unfolded windows
   (:class:`MatmulConv2d`, swapped in by :func:`matmul_convolutions`): the same sums in another
   order, and on the CPU much faster than oneDNN's convolution, which reorders the weights on
-  every call.
+  every call. ``predict_image`` (so ``fcnseg eval`` and ``predict``) uses it on the CPU too,
+  through :func:`matmul_convolutions_during`.
 - The per-class bilinear upsampling lives in :class:`fcnseg.models.upsample.BilinearUpsample`
   and is on by default; :func:`dense_upsampling` switches it off to measure or compare.
 - Scoring: :class:`fcnseg.metrics.ConfusionMatrix` counts with one int16 ``bincount`` pass
@@ -28,9 +29,29 @@ import torch
 from torch import Tensor, nn
 
 from fcnseg.models.upsample import BilinearUpsample
-from fcnseg.predict import autocast_to
 
 log = logging.getLogger(__name__)
+
+
+# ``--precision`` names: None runs float32; the others run the net under autocast.
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+
+def autocast_to(
+    device: torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` on ``device`` (nothing for None or float32); float16 needs CUDA."""
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    if dtype == torch.float16 and device.type != "cuda":
+        raise ValueError("float16 inference needs a CUDA device; use bfloat16 on the CPU")
+    if dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"autocast dtype must be bfloat16 or float16, got {dtype}")
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def bf16_supported(device: torch.device | str = "cpu") -> bool:
@@ -128,6 +149,19 @@ def matmul_convolutions(model: nn.Module, enable: bool = True) -> int:
     return changed
 
 
+@contextlib.contextmanager
+def matmul_convolutions_during(model: nn.Module) -> Iterator[nn.Module]:
+    """:func:`matmul_convolutions` for a block; the layers it swapped are ``Conv2d`` after."""
+    swapped = [m for m in model.modules() if type(m) is nn.Conv2d]
+    matmul_convolutions(model)
+    swapped = [m for m in swapped if type(m) is MatmulConv2d]
+    try:
+        yield model
+    finally:
+        for module in swapped:
+            module.__class__ = nn.Conv2d
+
+
 class InferenceRunner:
     """``runner(x) -> scores``: a model prepared by :func:`optimize_for_inference`.
 
@@ -207,7 +241,7 @@ def optimize_for_inference(
     dtype: torch.dtype | None = None,
     compile: bool = False,
     cuda_graphs: bool = False,
-    matmul_convs: bool = True,
+    matmul_convs: bool | None = None,
 ) -> InferenceRunner:
     """Put ``model`` in eval mode (in place) and return a fast ``runner(x) -> scores``.
 
@@ -220,13 +254,16 @@ def optimize_for_inference(
         compile: ``torch.compile`` the model; on failure, log a warning and run eagerly.
         cuda_graphs: on CUDA, capture one graph per input shape (fixed sizes only).
         matmul_convs: run convolutions with huge weights (fc6, fc7) as matrix multiplies
-            (:func:`matmul_convolutions`; equal to float tolerance).
+            (:func:`matmul_convolutions`; equal to float tolerance). Default: on the CPU,
+            where it was measured to pay; not on GPUs, where it was not measured.
     """
     model.eval()
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    matmul_convolutions(model, matmul_convs)  # after: it keeps their weights as they are
     device = next(model.parameters()).device
+    if matmul_convs is None:
+        matmul_convs = device.type == "cpu"
+    matmul_convolutions(model, matmul_convs)  # after: it keeps their weights as they are
     if dtype == torch.float16 and device.type == "cpu":
         raise ValueError("dtype float16 is GPU-only here; use torch.bfloat16 or None on CPU")
     if dtype == torch.bfloat16 and not bf16_supported(device):
