@@ -20,7 +20,7 @@ import fcnseg
 from fcnseg.checkpoint import read
 from fcnseg.cli import main
 from fcnseg.data import open_dataset
-from fcnseg.data.transforms import median_frequency_weights
+from fcnseg.data.class_weights import median_frequency_weights
 from fcnseg.engine import (
     ResumableBatchSampler,
     TrainingDiverged,

@@ -9,20 +9,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import default_collate
 
+from fcnseg.data.class_weights import ClassCounts, class_pixel_counts, median_frequency_weights
 from fcnseg.data.transforms import (
     CAFFE_MEAN_BGR,
     CaffeMeanSubtract,
     CenterCrop,
-    ClassCounts,
     Compose,
     ImageNetNormalize,
     Normalize,
     RandomHorizontalFlip,
     RandomScaleCrop,
     Resize,
-    class_pixel_counts,
     collate_pad,
-    median_frequency_weights,
 )
 
 IGNORE = 255

@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from fcnseg.checkpoint import save
+from fcnseg.data.class_weights import median_frequency_weights
 from fcnseg.data.palettes import voc_palette
 from fcnseg.data.sampling import SizeGroupedBatchSampler
 from fcnseg.data.synthetic import SyntheticShapes
-from fcnseg.data.transforms import Normalize, median_frequency_weights
+from fcnseg.data.transforms import Normalize
 from fcnseg.metrics import ConfusionMatrix
 from fcnseg.models import fcn8s
 from fcnseg.visualize import comparison_grid

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from fcnseg.checkpoint import FORMAT
 from fcnseg.data.by_name import open_dataset
+from fcnseg.data.class_weights import median_frequency_weights
 from fcnseg.data.common import DatasetError, SegmentationDataset
 from fcnseg.data.transforms import (
     CaffeMeanSubtract,
@@ -30,7 +31,6 @@ from fcnseg.data.transforms import (
     RandomHorizontalFlip,
     RandomScaleCrop,
     Resize,
-    median_frequency_weights,
 )
 from fcnseg.models import BUILDERS, TwoHeadedFCN
 from fcnseg.models.surgery import TransplantError, transplant_vgg16
