@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fcnseg.models import BUILDERS, GEOMETRIES
+from fcnseg.models import BUILDERS
 
 FORMAT = "fcnseg"
 VERSION = 1
@@ -89,7 +89,8 @@ def build(
     """Rebuild the net a checkpoint describes and load its weights.
 
     ``geometry`` ("reference" or "fast") rebuilds a VGG16 FCN in the other geometry: the same
-    weights with or without conv1's 100-pixel padding (see :data:`fcnseg.models.GEOMETRIES`).
+    weights with or without conv1's 100-pixel padding (see :data:`fcnseg.models.GEOMETRIES`); an
+    unknown one is an error naming ``source``.
     """
     arch = contents["arch"]
     if arch not in BUILDERS:
@@ -100,13 +101,11 @@ def build(
             raise CheckpointError(
                 f"{source}: {arch} has no geometry choice (only the VGG16 FCNs have one)"
             )
-        if geometry not in GEOMETRIES:
-            raise CheckpointError(f"geometry {geometry!r} is not one of {GEOMETRIES}")
         settings["geometry"] = geometry
-    try:
+    try:  # the builder checks the settings (ValueError), load_state_dict the shapes
         model = BUILDERS[arch](**settings)
         model.load_state_dict(contents["state_dict"])
-    except (TypeError, RuntimeError) as error:
+    except (TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{source} does not fit {arch}: {error}") from error
     model.meta = dict(contents.get("meta", {}))
     return model
