@@ -1,6 +1,7 @@
 """The four metrics against hand-computed confusion matrices."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -8,7 +9,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fcnseg import pair_counts
 from fcnseg.metrics import ConfusionMatrix, confusion_counts
+
+# Both counters where numba is installed: the compiled loop and torch.bincount.
+COUNTERS = [False, True] if pair_counts.available() else [False]
 
 
 def test_matrix_and_metrics_by_hand():
@@ -116,8 +121,9 @@ def _reference_counts(pred: np.ndarray, target: np.ndarray, k: int, ignore) -> n
     ignore=st.sampled_from([255, -1, 0, 100, -(10**9), None]),
     dtype=st.sampled_from([torch.uint8, torch.int16, torch.int32, torch.int64]),
     seed=st.integers(0, 2**16),
+    compiled=st.sampled_from(COUNTERS),
 )
-def test_counts_equal_numpy_for_any_ignore_value_and_dtype(k, ignore, dtype, seed):
+def test_counts_equal_numpy_for_any_ignore_value_and_dtype(k, ignore, dtype, seed, compiled):
     if ignore is not None and 0 <= ignore < k:
         ignore = None if ignore == 0 else ignore + k  # an ignore index must not be a class
     lowest, highest = (torch.iinfo(dtype).min, torch.iinfo(dtype).max)
@@ -129,19 +135,41 @@ def test_counts_equal_numpy_for_any_ignore_value_and_dtype(k, ignore, dtype, see
         target[rng.random(target.shape) < 0.2] = ignore
     pred = rng.integers(0, k, target.shape)
     counts = confusion_counts(
-        torch.from_numpy(pred).to(dtype), torch.from_numpy(target).to(dtype), k, ignore
+        torch.from_numpy(pred).to(dtype), torch.from_numpy(target).to(dtype), k, ignore, compiled
     )
     assert counts.dtype == torch.int64 and counts.shape == (k, k)
     np.testing.assert_array_equal(counts.numpy(), _reference_counts(pred, target, k, ignore))
 
 
+@pytest.mark.parametrize("compiled", COUNTERS)
 @pytest.mark.parametrize("ignore", [255, -1, -(10**9)])
-def test_invalid_target_values_are_named_whatever_the_ignore_index(ignore):
+def test_invalid_target_values_are_named_whatever_the_ignore_index(ignore, compiled):
     target = torch.tensor([0, 1, ignore, 9, 3, -5, 9])
     with pytest.raises(ValueError, match=r"target values \[-5, 3, 9\] are not classes 0..2"):
-        confusion_counts(torch.zeros(7, dtype=torch.long), target, 3, ignore)
+        confusion_counts(torch.zeros(7, dtype=torch.long), target, 3, ignore, compiled)
+    with pytest.raises(ValueError, match=r"target values \[9\] are not classes 0..2"):
+        confusion_counts(torch.zeros(3, dtype=torch.long), torch.tensor([0, 9, 2]), 3, ignore)
     with pytest.raises(ValueError, match=r"target values \[255\]"):
-        confusion_counts(torch.zeros(2, dtype=torch.uint8), torch.tensor([255, 1]), 3, None)
+        pred, target = torch.zeros(2, dtype=torch.uint8), torch.tensor([255, 1], dtype=torch.uint8)
+        confusion_counts(pred, target, 3, None, compiled)
+
+
+@pytest.mark.parametrize("compiled", COUNTERS)
+def test_invalid_predictions_are_named(compiled):
+    for pred in (torch.tensor([0, 3, 1, 7]), torch.tensor([0, -2, 1, 2])):
+        bad = sorted({v for v in pred.tolist() if not 0 <= v < 3})
+        with pytest.raises(ValueError, match=re.escape(f"predicted values {bad} are not classes")):
+            confusion_counts(pred, torch.tensor([0, 1, 255, 2]), 3, 255, compiled)
+    with pytest.raises(ValueError, match=r"predicted values \[200\]"):
+        pred = torch.tensor([0, 200], dtype=torch.uint8)
+        confusion_counts(pred, torch.tensor([1, 1], dtype=torch.uint8), 3, 255, compiled)
+
+
+@pytest.mark.parametrize("compiled", COUNTERS)
+def test_an_ignore_index_that_is_a_class_sets_that_class_aside(compiled):
+    target, pred = torch.tensor([0, 1, 2, 2, 1]), torch.tensor([0, 2, 2, 1, 1])
+    counts = confusion_counts(pred, target, 3, ignore_index=1, compiled=compiled)
+    assert counts.tolist() == [[1, 0, 0], [0, 0, 0], [0, 1, 1]]
 
 
 def test_empty_batch_counts_nothing():

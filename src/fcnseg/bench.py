@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
+from fcnseg import pair_counts
 from fcnseg.metrics import ConfusionMatrix, confusion_counts
 from fcnseg.models import BUILDERS
 from fcnseg.speed import bf16_supported, dense_upsampling, optimize_for_inference
@@ -278,47 +279,106 @@ def label_accuracy_score(label_trues, label_preds, n_class: int) -> tuple[float,
     return acc, acc_cls, mean_iu, fwavacc
 
 
+LABEL_MAPS = ("noise", "regions")
+
+
 def label_maps(
-    size: tuple[int, int] = (500, 500), num_classes: int = 21, seed: int = 0
+    size: tuple[int, int] = (500, 500), num_classes: int = 21, seed: int = 0, kind: str = "noise"
 ) -> tuple[Tensor, Tensor]:
-    """A random (prediction, target) uint8 pair; the target's top 4% rows are ignore (255)."""
+    """A (prediction, target) uint8 pair; the target's top 4% rows are ignore (255).
+
+    ``noise``: every pixel drawn on its own (no two neighbours alike, the worst case for
+    interleaved counters and the best for one table). ``regions``: what segmentations look
+    like: the target is a random class per 25x25 block, the prediction the same blocks
+    shifted by 3 pixels with one block in ten given another class.
+    """
+    if kind not in LABEL_MAPS:
+        raise ValueError(f"label maps kind must be one of {LABEL_MAPS}, got {kind!r}")
     generator = torch.Generator().manual_seed(seed)
-    pred = torch.randint(0, num_classes, size, generator=generator, dtype=torch.uint8)
-    target = torch.randint(0, num_classes, size, generator=generator, dtype=torch.uint8)
+    if kind == "noise":
+        pred = torch.randint(0, num_classes, size, generator=generator, dtype=torch.uint8)
+        target = torch.randint(0, num_classes, size, generator=generator, dtype=torch.uint8)
+    else:
+        block, shift = 25, 3
+        grid = (size[0] // block + 2, size[1] // block + 2)
+        classes = torch.randint(0, num_classes, grid, generator=generator, dtype=torch.uint8)
+        regions = classes.repeat_interleave(block, 0).repeat_interleave(block, 1)
+        target = regions[: size[0], : size[1]].clone()
+        flips = torch.rand(grid, generator=generator) < 0.1
+        wrong = torch.where(flips, (classes + 1) % num_classes, classes)
+        wrong = wrong.repeat_interleave(block, 0).repeat_interleave(block, 1)
+        pred = wrong[shift : shift + size[0], shift : shift + size[1]].clone()
     target[: size[0] // 25] = 255
     return pred, target
 
 
 def metrics_rows(
-    size: tuple[int, int] = (500, 500), num_classes: int = 21, repeats: int = 20
+    size: tuple[int, int] = (500, 500),
+    num_classes: int = 21,
+    repeats: int = 20,
+    rounds: int = 5,
+    kinds: Sequence[str] = LABEL_MAPS,
 ) -> list[dict]:
-    """Time per label-map pair of each way to count a confusion matrix (and score it)."""
-    pred, target = label_maps(size, num_classes)
+    """Time per label-map pair of each way to count a confusion matrix (and score it).
+
+    The ways take turns: each round times every way (median of ``repeats`` calls), and a
+    row's ``ms`` and speed-ups are medians over the rounds of its time and of its per-round
+    ratios, so a machine that slows down between minutes slows every way alike.
+    """
     k = num_classes
-    p_np, t_np = pred.numpy().astype(np.int64), target.numpy().astype(np.int64)
-    matrix = ConfusionMatrix(k)
-
-    def numpy_bincount() -> None:
-        keep = t_np != 255
-        np.bincount(k * t_np[keep] + p_np[keep], minlength=k * k)
-
-    ways = {
-        "torchfcn label_accuracy_score": lambda: label_accuracy_score([t_np], [p_np], k),
-        "numpy bincount": numpy_bincount,
-        "ConfusionMatrix.update (uint8)": lambda: matrix.update(pred, target),
-        "metrics.confusion_counts (uint8)": lambda: confusion_counts(pred, target, k),
-    }
     rows = []
-    for name, fn in ways.items():
-        seconds = median_seconds(fn, repeats, warmup=2)
-        rows.append(
-            {"kind": "metrics", "impl": name, "size": _size_label(size), "ms": 1e3 * seconds}
-        )
-    base = {row["impl"]: row["ms"] for row in rows}
-    for row in rows:
-        row["x vs torchfcn"] = base["torchfcn label_accuracy_score"] / row["ms"]
-        row["x vs numpy"] = base["numpy bincount"] / row["ms"]
+    for kind in kinds:
+        pred, target = label_maps(size, num_classes, kind=kind)
+        p_np, t_np = pred.numpy().astype(np.int64), target.numpy().astype(np.int64)
+        matrix = ConfusionMatrix(k)
+
+        def numpy_bincount(t_np=t_np, p_np=p_np) -> None:
+            keep = t_np != 255
+            np.bincount(k * t_np[keep] + p_np[keep], minlength=k * k)
+
+        ways = {
+            "torchfcn label_accuracy_score": lambda t_np=t_np, p_np=p_np: label_accuracy_score(
+                [t_np], [p_np], k
+            ),
+            "numpy bincount": numpy_bincount,
+            "ConfusionMatrix.update (uint8)": lambda m=matrix, p=pred, t=target: m.update(p, t),
+            "confusion_counts, torch.bincount": lambda p=pred, t=target: confusion_counts(
+                p, t, k, compiled=False
+            ),
+        }
+        if pair_counts.available():
+            ways["confusion_counts, compiled"] = lambda p=pred, t=target: confusion_counts(
+                p, t, k, compiled=True
+            )
+        times = {name: [] for name in ways}
+        for fn in ways.values():  # warm-up (and compile)
+            fn()
+        for _ in range(rounds):
+            for name, fn in ways.items():
+                times[name].append(_median_call_seconds(fn, repeats))
+        base = times["torchfcn label_accuracy_score"], times["numpy bincount"]
+        for name, seconds in times.items():
+            rows.append(
+                {
+                    "kind": "metrics",
+                    "impl": name,
+                    "maps": kind,
+                    "size": _size_label(size),
+                    "ms": 1e3 * statistics.median(seconds),
+                    "x vs torchfcn": statistics.median(b / s for b, s in zip(base[0], seconds)),
+                    "x vs numpy": statistics.median(b / s for b, s in zip(base[1], seconds)),
+                }
+            )
     return rows
+
+
+def _median_call_seconds(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def run(
@@ -345,7 +405,7 @@ def run(
     if train:
         rows += train_rows(nets[-1:], TRAIN_SIZE, max(1, repeats // 2), net_width)
     if metrics:
-        rows += metrics_rows(repeats=5 if quick else 20)
+        rows += metrics_rows(repeats=5, rounds=2) if quick else metrics_rows()
     return {
         "matmul GFLOP/s": matmul_gflops(),
         "threads": torch.get_num_threads(),

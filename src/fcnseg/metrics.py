@@ -21,6 +21,8 @@ import math
 import torch
 from torch import Tensor
 
+from fcnseg import pair_counts
+
 
 class ConfusionMatrix:
     """Accumulates ``n_ij`` over a dataset; pixels labelled ``ignore_index`` are skipped.
@@ -85,16 +87,23 @@ MAX_BINS = 1 << 22
 
 
 def confusion_counts(
-    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None = 255
+    pred: Tensor,
+    target: Tensor,
+    num_classes: int,
+    ignore_index: int | None = 255,
+    compiled: bool | None = None,
 ) -> Tensor:
     """Confusion matrix (K, K) int64 of one batch, ``n[i, j]`` = pixels of class i predicted j.
 
-    One ``bincount`` over the pair index ``K (t - t0) + p`` counts every pixel, ignored ones
-    and invalid ones included, in a table with one row per target value from
-    ``t0 = min(t, 0)`` to ``max(t, K - 1)``: the rows of the classes are the matrix, the
-    ignore index's row is dropped and any other non-empty row names an invalid target value.
-    So no mask is built and nothing is gathered; the index is int16 when it fits. Raises
-    ValueError on values that are not classes (or the ignore index, for targets).
+    CPU tensors are counted by :func:`fcnseg.pair_counts.confusion_table` when numba is
+    installed (``compiled=None``; ``True`` insists on it, ``False`` never). Otherwise, and to
+    name the values when a label is invalid: one ``bincount`` over the pair index
+    ``K (t - t0) + p`` takes every pixel, ignored and invalid ones included, into a table with
+    one row per target value from ``t0 = min(t, 0)`` to ``max(t, K - 1)``: the rows of the
+    classes are the matrix, the ignore index's row is dropped and any other non-empty row
+    names an invalid target value. So no mask is built and nothing is gathered; the index is
+    int16 when it fits. Raises ValueError on values that are not classes (or the ignore
+    index, for targets).
     """
     if pred.shape != target.shape:
         raise ValueError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
@@ -105,19 +114,24 @@ def confusion_counts(
     pred = pred.reshape(-1).to(target.device)
     if not pred.numel():
         return torch.zeros(k, k, dtype=torch.int64, device=target.device)
-    low, high = (int(v) for v in torch.aminmax(pred))
-    if low < 0 or high >= k:
-        bad = pred[(pred < 0) | (pred >= k)].unique()[:8].tolist()
-        raise ValueError(f"predicted values {bad} are not classes 0..{k - 1}")
+    if ignore_index is not None and 0 <= ignore_index < k:  # a class set aside
+        return _confusion_counts_masked(pred, target, k, ignore_index)
+    if _use_compiled(compiled, target):
+        counted = pair_counts.confusion_table(
+            target.contiguous().numpy(), pred.contiguous().numpy(), k, ignore_index
+        )
+        if counted is not None:
+            table, ignored = counted
+            if int(table[k].sum()) == ignored:  # every target past the classes is ignored
+                return torch.from_numpy(table[:k])
+        # an invalid or negative value: the general count below names it (or counts it)
+    _check_predictions(pred, k)
     low, high = (int(v) for v in torch.aminmax(target))
     first, last = min(low, 0), max(high, k - 1)  # target values of the table's rows
     rows = last - first + 1
     if rows * k > MAX_BINS:
         return _confusion_counts_masked(pred, target, k, ignore_index)
-    index_dtype = torch.int16 if rows * k <= torch.iinfo(torch.int16).max else torch.int32
-    shifted = target if first == 0 else target - first  # values 0 .. rows - 1, any int dtype
-    index = pred.to(index_dtype, copy=True).add_(shifted.to(index_dtype), alpha=k)  # k t + p
-    table = torch.bincount(index, minlength=rows * k).view(rows, k)
+    table = _count_pairs_bincount(target, pred, first, rows, k)
     if rows > k:  # values beyond the classes: only the ignore index may hold pixels
         counted = table.sum(1)
         counted[-first : k - first] = 0  # the classes' rows
@@ -131,11 +145,37 @@ def confusion_counts(
     return table[-first : k - first]
 
 
+def _check_predictions(pred: Tensor, k: int) -> None:
+    low, high = (int(v) for v in torch.aminmax(pred))
+    if low < 0 or high >= k:
+        bad = pred[(pred < 0) | (pred >= k)].unique()[:8].tolist()
+        raise ValueError(f"predicted values {bad} are not classes 0..{k - 1}")
+
+
+def _use_compiled(compiled: bool | None, target: Tensor) -> bool:
+    if compiled is None:
+        return target.device.type == "cpu" and pair_counts.available()
+    if compiled and target.device.type != "cpu":
+        raise ValueError(f"compiled=True counts on the CPU; the labels are on {target.device}")
+    if compiled and not pair_counts.available():
+        raise ImportError('compiled=True needs numba (pip install "fcnseg[fast]")')
+    return compiled
+
+
+def _count_pairs_bincount(target: Tensor, pred: Tensor, first: int, rows: int, k: int) -> Tensor:
+    """Table (rows, k): entry [t - first, p] counts the pixels with target t, prediction p."""
+    index_dtype = torch.int16 if rows * k <= torch.iinfo(torch.int16).max else torch.int32
+    shifted = target if first == 0 else target - first  # values 0 .. rows - 1, any int dtype
+    index = pred.to(index_dtype, copy=True).add_(shifted.to(index_dtype), alpha=k)  # k t + p
+    return torch.bincount(index, minlength=rows * k).view(rows, k)
+
+
 def _confusion_counts_masked(
     pred: Tensor, target: Tensor, k: int, ignore_index: int | None
 ) -> Tensor:
-    """:func:`confusion_counts` for targets whose values span too many rows: the ignored
-    pixels are set aside with a mask, the rest must be classes."""
+    """:func:`confusion_counts` for targets whose values span too many rows, or whose ignore
+    index is a class: the ignored pixels are set aside with a mask, the rest must be classes."""
+    _check_predictions(pred, k)
     keep = (
         target != ignore_index
         if ignore_index is not None
