@@ -329,7 +329,8 @@ def metrics_rows(
     rows = []
     for kind in kinds:
         pred, target = label_maps(size, num_classes, kind=kind)
-        p_np, t_np = pred.numpy().astype(np.int64), target.numpy().astype(np.int64)
+        pred_long, target_long = pred.long(), target.long()  # as argmax and our loaders give
+        p_np, t_np = pred_long.numpy(), target_long.numpy()
         matrix = ConfusionMatrix(k)
 
         def numpy_bincount(t_np=t_np, p_np=p_np) -> None:
@@ -342,12 +343,15 @@ def metrics_rows(
             ),
             "numpy bincount": numpy_bincount,
             "ConfusionMatrix.update (uint8)": lambda m=matrix, p=pred, t=target: m.update(p, t),
-            "confusion_counts, torch.bincount": lambda p=pred, t=target: confusion_counts(
+            "ConfusionMatrix.update (int64)": lambda m=matrix, p=pred_long, t=target_long: m.update(
+                p, t
+            ),
+            "confusion_counts, torch.bincount (uint8)": lambda p=pred, t=target: confusion_counts(
                 p, t, k, compiled=False
             ),
         }
         if pair_counts.available():
-            ways["confusion_counts, compiled"] = lambda p=pred, t=target: confusion_counts(
+            ways["confusion_counts, compiled (uint8)"] = lambda p=pred, t=target: confusion_counts(
                 p, t, k, compiled=True
             )
         times = {name: [] for name in ways}
