@@ -370,9 +370,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
     result = run(args.nets, sizes, args.repeats, quick=args.quick, net_width=args.width)
     columns = ["kind", "impl", "net", "variant", "size", "batch", "ms", "img/s", "GFLOP/s"]
+    metric_columns = ["kind", "impl", "maps", "size", "ms", "x vs torchfcn", "x vs numpy"]
     print(f"matmul {result['matmul GFLOP/s']:.1f} GFLOP/s, {result['threads']} threads")
     for row in result["rows"]:
-        cells = [row.get(c, "-") for c in columns]
+        cells = [row.get(c, "-") for c in (metric_columns if row["kind"] == "metrics" else columns)]
         print("  ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells))
     _write_json(args.json, result)
     return 0
