@@ -1,4 +1,5 @@
-"""Shared helpers for the benchmark scripts: timing, memory, table printing, JSON output."""
+"""Shared helpers for the benchmark scripts: memory, table printing, JSON output (timing:
+``fcnseg.bench.median_seconds``)."""
 
 from __future__ import annotations
 
@@ -6,26 +7,10 @@ import ctypes
 import json
 import platform
 import resource
-import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-
-
-def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def steady_malloc(size: int = 256 * 2**20) -> bool:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import median_seconds, print_table, write_json
+from common import print_table, write_json
 from torch import nn
 
+from fcnseg.bench import median_seconds
 from fcnseg.stitch import rarefy, shift_and_stitch
 
 

@@ -27,7 +27,9 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parents[1] / "src")]
-from common import machine, median_seconds, print_table, write_json  # noqa: E402
+from common import machine, print_table, write_json  # noqa: E402
+
+from fcnseg.bench import median_seconds  # noqa: E402
 
 TORCHFCN_CLASSES = {"fcn32s": "FCN32s", "fcn16s": "FCN16s", "fcn8s": "FCN8s"}
 

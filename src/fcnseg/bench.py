@@ -17,7 +17,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import cache
 
 import numpy as np
@@ -88,7 +88,7 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
 
 
 def _sync() -> None:
-    if torch.cuda.is_available():
+    if torch.cuda.is_initialized():  # only then can kernels be in flight (and it costs ~0)
         torch.cuda.synchronize()
 
 
@@ -178,7 +178,7 @@ def forward_rows(
                 flops = gflops(arch, *size, geometry, net_width)
                 for batch in batches:
                     x = torch.randn(batch, 3, *size)
-                    with dense_upsampling(model) if dense else _nothing():
+                    with dense_upsampling(model) if dense else nullcontext():
                         with peak_memory() as memory:
                             seconds = median_seconds(lambda r=runner, x=x: r(x), repeats)
                     rows.append(
@@ -186,11 +186,6 @@ def forward_rows(
                         | {"kind": "forward", "impl": "fcnseg"}
                     )
     return rows
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def _row(arch, label, size, batch, seconds, flops, memory) -> dict:
@@ -359,7 +354,7 @@ def metrics_rows(
             fn()
         for _ in range(rounds):
             for name, fn in ways.items():
-                times[name].append(_median_call_seconds(fn, repeats))
+                times[name].append(median_seconds(fn, repeats, warmup=0))
         base = times["torchfcn label_accuracy_score"], times["numpy bincount"]
         for name, seconds in times.items():
             rows.append(
@@ -374,15 +369,6 @@ def metrics_rows(
                 }
             )
     return rows
-
-
-def _median_call_seconds(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def run(

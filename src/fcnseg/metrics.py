@@ -125,12 +125,12 @@ def confusion_counts(
             if int(table[k].sum()) == ignored:  # every target past the classes is ignored
                 return torch.from_numpy(table[:k])
         # an invalid or negative value: the general count below names it (or counts it)
-    _check_predictions(pred, k)
     low, high = (int(v) for v in torch.aminmax(target))
     first, last = min(low, 0), max(high, k - 1)  # target values of the table's rows
     rows = last - first + 1
     if rows * k > MAX_BINS:
         return _confusion_counts_masked(pred, target, k, ignore_index)
+    _check_predictions(pred, k)
     table = _count_pairs_bincount(target, pred, first, rows, k)
     if rows > k:  # values beyond the classes: only the ignore index may hold pixels
         counted = table.sum(1)

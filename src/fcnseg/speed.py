@@ -13,7 +13,8 @@
   through :func:`matmul_convolutions_during`.
 - The per-class bilinear upsampling lives in :class:`fcnseg.models.upsample.BilinearUpsample`
   and is on by default; :func:`dense_upsampling` switches it off to measure or compare.
-- Scoring: :class:`fcnseg.metrics.ConfusionMatrix` counts with one int16 ``bincount`` pass
+- Scoring: :class:`fcnseg.metrics.ConfusionMatrix` counts with one compiled pass on the CPU
+  where numba is installed (:mod:`fcnseg.pair_counts`), else one int16 ``bincount``
   (:func:`fcnseg.metrics.confusion_counts`).
 
 The CUDA branches (autocast fp16, CUDA graphs) are written but untested: no GPU was at hand.
@@ -257,15 +258,15 @@ def optimize_for_inference(
             (:func:`matmul_convolutions`; equal to float tolerance). Default: on the CPU,
             where it was measured to pay; not on GPUs, where it was not measured.
     """
+    device = next(model.parameters()).device
+    if dtype == torch.float16 and device.type == "cpu":  # before the model is changed
+        raise ValueError("dtype float16 is GPU-only here; use torch.bfloat16 or None on CPU")
     model.eval()
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    device = next(model.parameters()).device
     if matmul_convs is None:
         matmul_convs = device.type == "cpu"
     matmul_convolutions(model, matmul_convs)  # after: it keeps their weights as they are
-    if dtype == torch.float16 and device.type == "cpu":
-        raise ValueError("dtype float16 is GPU-only here; use torch.bfloat16 or None on CPU")
     if dtype == torch.bfloat16 and not bf16_supported(device):
         log.warning("bfloat16 is not native on %s; autocast will emulate it (slow)", device)
     return InferenceRunner(model, channels_last, dtype, compile, cuda_graphs)

@@ -27,15 +27,17 @@ SEED_RANGE = 2**32  # torch's CPU generator keeps 32 bits of a seed
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The generator of one epoch's order: ``(seed, epoch)`` hashed to a 32-bit seed."""
-    digest = hashlib.blake2b(f"fcnseg:{seed}:{epoch}".encode(), digest_size=4).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "little"))
+    return _hashed_generator(f"fcnseg:{seed}:{epoch}")
 
 
 def loss_sample_generator(seed: int, iteration: int, rank: int = 0) -> torch.Generator:
     """The generator of one step's loss-sampling mask (section 3.4): ``(seed, iteration,
     rank)`` hashed to a 32-bit seed, so a resumed run draws the masks an unbroken one would."""
-    key = f"fcnseg-loss:{seed}:{iteration}:{rank}".encode()
-    digest = hashlib.blake2b(key, digest_size=4).digest()
+    return _hashed_generator(f"fcnseg-loss:{seed}:{iteration}:{rank}")
+
+
+def _hashed_generator(key: str) -> torch.Generator:
+    digest = hashlib.blake2b(key.encode(), digest_size=4).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest, "little"))
 
 

@@ -172,43 +172,24 @@ class FCN(nn.Module):
         for name, scale in skip_scales.items():
             self.register_buffer(f"scale_{name}", torch.tensor(float(scale)))
 
-        # Walk coarse to fine, tracking where the running scores sit in the image.
-        scores_map = backbone.coord_map(head)
-        stride = head_tap.stride
-        alignments = []
-        previous = None
-        for tap_name in self.skips:
-            tap = backbone.tap(tap_name)
-            if tap.stride * 2 != stride:
-                raise ValueError(f"skip {tap_name} has stride {tap.stride}, expected {stride // 2}")
-            skip_map = backbone.coord_map(tap_name)
-            align = align_upsampling(scores_map, skip_map, 2, what=f"skip {tap_name}")
-            upscore = _upsampling(num_classes, align, learnable_upsampling)
-            self.add_module("upscore2" if previous is None else f"upscore_{previous}", upscore)
-            self.add_module(f"score_{tap_name}", self._score_layer(tap.channels))
-            alignments.append(align)
-            scores_map = CoordMap(skip_map.scale, skip_map.shift - align.target_crop)  # fused
-            stride, previous = tap.stride, tap_name
-        align = align_upsampling(scores_map, IDENTITY, stride, what="final upsampling")
-        alignments.append(align)
-        self.final_upscore_name = f"upscore{stride}" if self.skips else "upscore"
-        self.add_module(
-            self.final_upscore_name, _upsampling(num_classes, align, learnable_upsampling)
-        )
-        self.alignments = tuple(alignments)
-        self.skip_offsets: list[int] = [a.target_crop for a in alignments[:-1]]
-        self.score_offsets: list[int] = [a.score_crop for a in alignments[:-1]]
-        self.final_offset = align.score_crop
+        self.alignments = plan_upsampling(backbone, head, self.skips)
+        self.upsampling_names = upsampling_names(self.skips, self.alignments[-1].factor)
+        for tap_name, name, align in zip(self.skips, self.upsampling_names, self.alignments):
+            self.add_module(name, _upsampling(num_classes, align, learnable_upsampling))
+            self.add_module(f"score_{tap_name}", self._score_layer(backbone.tap(tap_name).channels))
+        self.final_upscore_name = self.upsampling_names[-1]
+        final = _upsampling(num_classes, self.alignments[-1], learnable_upsampling)
+        self.add_module(self.final_upscore_name, final)
+        self.skip_offsets: list[int] = [a.target_crop for a in self.alignments[:-1]]
+        self.score_offsets: list[int] = [a.score_crop for a in self.alignments[:-1]]
+        self.final_offset = self.alignments[-1].score_crop
 
     def _score_layer(self, channels: int) -> nn.Conv2d:
         return score_layer(channels, self.num_classes)
 
     def upsampling_layers(self) -> list[nn.ConvTranspose2d]:
         """The transposed convolutions, coarse to fine."""
-        names = ["upscore2"] + [f"upscore_{tap}" for tap in self.skips[:-1]]
-        return [getattr(self, n) for n in names[: len(self.skips)]] + [
-            getattr(self, self.final_upscore_name)
-        ]
+        return [getattr(self, name) for name in self.upsampling_names]
 
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]
@@ -236,6 +217,38 @@ class FCN(nn.Module):
                 f" cover the {height} x {width} input"
             )
         return _crop(score, self.final_offset, height, width)  # (N, K, H, W)
+
+
+def plan_upsampling(backbone: Backbone, head: str, skips: Sequence[str]) -> tuple[Alignment, ...]:
+    """The alignments of the upsamplings after ``head``, one per skip (coarse to fine), then
+    the final one; each skip must halve the stride.
+
+    Walks coarse to fine, tracking where the running scores sit in the image: the fused
+    scores sit on the skip's grid, shifted by its crop.
+    """
+    scores_map = backbone.coord_map(head)
+    stride = backbone.tap(head).stride
+    alignments = []
+    for tap_name in skips:
+        tap = backbone.tap(tap_name)
+        if tap.stride * 2 != stride:
+            raise ValueError(f"skip {tap_name} has stride {tap.stride}, expected {stride // 2}")
+        skip_map = backbone.coord_map(tap_name)
+        align = align_upsampling(scores_map, skip_map, 2, what=f"skip {tap_name}")
+        alignments.append(align)
+        scores_map = CoordMap(skip_map.scale, skip_map.shift - align.target_crop)  # fused
+        stride = tap.stride
+    alignments.append(align_upsampling(scores_map, IDENTITY, stride, what="final upsampling"))
+    return tuple(alignments)
+
+
+def upsampling_names(skips: Sequence[str], final_factor: int) -> tuple[str, ...]:
+    """The reference's names of the upsamplings, coarse to fine: ``upscore2``, then
+    ``upscore_<previous skip>`` for each later skip, then ``upscore<factor>`` (plain
+    ``upscore`` without skips, as in voc-fcn32s)."""
+    if not skips:
+        return ("upscore",)
+    return ("upscore2", *(f"upscore_{tap}" for tap in skips[:-1]), f"upscore{final_factor}")
 
 
 def score_layer(channels: int, num_classes: int) -> nn.Conv2d:

@@ -21,41 +21,18 @@ from torch import Tensor, nn
 
 from fcnseg.models.backbones import Backbone
 from fcnseg.models.fcn import (
-    Alignment,
     _crop,
     _named,
     _overlap,
     _upsampling,
-    align_upsampling,
+    plan_upsampling,
     score_layer,
+    upsampling_names,
     vgg16_backbone,
 )
-from fcnseg.models.geometry import IDENTITY, CoordMap
 
 # Output name -> the suffix of its layers in the reference nets.
 HEADS = {"semantic": "_sem", "geometric": "_geo"}
-
-
-def plan_upsampling(backbone: Backbone, head: str, skips: Sequence[str]) -> tuple[Alignment, ...]:
-    """The alignments of FCN's skips on ``backbone``, coarse to fine, then the final one.
-
-    The same walk as :class:`~fcnseg.models.fcn.FCN`'s: each skip must halve the stride; the
-    fused scores sit on the skip's grid, shifted by its crop.
-    """
-    scores_map = backbone.coord_map(head)
-    stride = backbone.tap(head).stride
-    alignments = []
-    for tap_name in skips:
-        tap = backbone.tap(tap_name)
-        if tap.stride * 2 != stride:
-            raise ValueError(f"skip {tap_name} has stride {tap.stride}, expected {stride // 2}")
-        skip_map = backbone.coord_map(tap_name)
-        align = align_upsampling(scores_map, skip_map, 2, what=f"skip {tap_name}")
-        alignments.append(align)
-        scores_map = CoordMap(skip_map.scale, skip_map.shift - align.target_crop)  # fused
-        stride = tap.stride
-    alignments.append(align_upsampling(scores_map, IDENTITY, stride, what="final upsampling"))
-    return tuple(alignments)
 
 
 class TwoHeadedFCN(nn.Module):
@@ -96,15 +73,8 @@ class TwoHeadedFCN(nn.Module):
         self.skip_offsets: list[int] = [a.target_crop for a in self.alignments[:-1]]
         self.score_offsets: list[int] = [a.score_crop for a in self.alignments[:-1]]
         self.final_offset = self.alignments[-1].score_crop
-        # Upsampling layer names before the suffix, coarse to fine, as FCN names them:
-        # upscore2, upscore_<tap>, ..., then upscore<stride> (plain upscore without skips).
-        names, previous = [], None
-        for tap in self.skips:
-            names.append("upscore2" if previous is None else f"upscore_{previous}")
-            previous = tap
-        final_stride = backbone.tap(previous or head).stride
-        names.append(f"upscore{final_stride}" if self.skips else "upscore")
-        self.upsampling_names = tuple(names)
+        # names before the suffix, as FCN's: upscore2, upscore_<tap>, ..., upscore<stride>
+        self.upsampling_names = upsampling_names(self.skips, self.alignments[-1].factor)
 
         for output, suffix in HEADS.items():
             count = self.num_classes[output]

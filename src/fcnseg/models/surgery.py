@@ -108,16 +108,20 @@ def _copy_into(module: nn.Module, weights: Mapping[str, Tensor], prefix: str = "
     return filled
 
 
+def _check_extra_channels(extra_channels: str) -> None:
+    if extra_channels not in EXTRA_CHANNEL_INITS:
+        raise ValueError(
+            f"extra_channels must be one of {EXTRA_CHANNEL_INITS} or None, got {extra_channels!r}"
+        )
+
+
 def widen_conv1(weight: Tensor, in_channels: int, extra_channels: str) -> Tensor:
     """conv1_1's ``weight`` (O x C x k x k) grown to ``in_channels`` inputs for early fusion.
 
     The first C input channels keep their filters; each extra channel gets the mean of them
     over the C inputs ("mean"), or zeros ("zero").
     """
-    if extra_channels not in EXTRA_CHANNEL_INITS:
-        raise ValueError(
-            f"extra_channels must be one of {EXTRA_CHANNEL_INITS} or None, got {extra_channels!r}"
-        )
+    _check_extra_channels(extra_channels)
     have = weight.shape[1]
     if in_channels < have:
         raise TransplantError(
@@ -147,10 +151,8 @@ def transplant_vgg16(
     the RGB filters (the paper's NYUDv2 net) or "zero"; ``None`` refuses the mismatch.
     A :class:`~fcnseg.models.fusion.LateFusion` net gets the source in each branch.
     """
-    if extra_channels is not None and extra_channels not in EXTRA_CHANNEL_INITS:
-        raise ValueError(
-            f"extra_channels must be one of {EXTRA_CHANNEL_INITS} or None, got {extra_channels!r}"
-        )
+    if extra_channels is not None:
+        _check_extra_channels(extra_channels)
     state = source if isinstance(source, Mapping) else read_state_dict(source)
     if isinstance(model, LateFusion):
         return [
