@@ -2,8 +2,8 @@
 
 Rows: torchfcn's ``label_accuracy_score`` (re-implemented faithfully in ``fcnseg.bench``; the
 peers venv times the imported one), a plain numpy ``bincount``, ``ConfusionMatrix.update``
-and ``fcnseg.metrics.confusion_counts`` with each counter (``torch.bincount``; the compiled
-loop of ``fcnseg.pair_counts`` where numba is installed); each with its speed-up over the
+and ``fcnseg.evaluate.metrics.confusion_counts`` with each counter (``torch.bincount``; the compiled
+loop of ``fcnseg.evaluate.pair_counts`` where numba is installed); each with its speed-up over the
 first two, the median of per-round ratios (the ways take turns, ``--rounds`` times). Two pairs
 of maps: pixel noise and block regions (``fcnseg.bench.label_maps``). Our labels are uint8 as a
 data loader gives them, the others' int64; the target's top rows are ignore (255).

@@ -32,8 +32,8 @@ sys.path.insert(0, str(HERE / "peers"))
 from plain_fcn8s import PlainFCN8s  # noqa: E402
 
 from fcnseg.bench import from_torchfcn  # noqa: E402
+from fcnseg.inference.fast import optimize_for_inference  # noqa: E402
 from fcnseg.models import fcn8s  # noqa: E402
-from fcnseg.speed import optimize_for_inference  # noqa: E402
 
 
 def add_peers_site(venv: Path) -> None:

@@ -15,7 +15,7 @@ from common import print_table, write_json
 from torch import nn
 
 from fcnseg.bench import median_seconds
-from fcnseg.stitch import rarefy, shift_and_stitch
+from fcnseg.models.stitch import rarefy, shift_and_stitch
 
 
 def coarse_net(stages: int, width: int = 16) -> nn.Sequential:

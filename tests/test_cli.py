@@ -12,8 +12,8 @@ from PIL import Image
 import fcnseg
 from fcnseg.cli import main
 from fcnseg.data import open_dataset
-from fcnseg.demo import NORMALIZE as DEMO_NORMALIZE
-from fcnseg.evaluate import evaluate
+from fcnseg.evaluate.scoring import evaluate
+from fcnseg.train.demo import NORMALIZE as DEMO_NORMALIZE
 from test_evaluate import CLASSES, write_checkpoint, write_folder_dataset
 
 

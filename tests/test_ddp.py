@@ -14,8 +14,8 @@ import fcnseg
 from fcnseg.checkpoint import read
 from fcnseg.data import open_dataset
 from fcnseg.data.transforms import normalizer_from_spec
-from fcnseg.engine import validate
-from fcnseg.recipe import dumps
+from fcnseg.train import validate
+from fcnseg.train.recipe import dumps
 from test_engine import tiny_recipe, write_tiny_dataset
 
 

@@ -5,8 +5,8 @@ import torch
 
 import fcnseg
 from fcnseg.data.synthetic import SyntheticShapes
-from fcnseg.demo import NORMALIZE, DemoConfig, run_demo
-from fcnseg.metrics import ConfusionMatrix
+from fcnseg.evaluate.metrics import ConfusionMatrix
+from fcnseg.train.demo import NORMALIZE, DemoConfig, run_demo
 
 
 @pytest.mark.slow  # about a minute on two cores: 200 of the demo's 500 iterations

@@ -21,7 +21,7 @@ from fcnseg.checkpoint import read
 from fcnseg.cli import main
 from fcnseg.data import open_dataset
 from fcnseg.data.class_weights import median_frequency_weights
-from fcnseg.engine import (
+from fcnseg.train import (
     ResumableBatchSampler,
     TrainingDiverged,
     copy_matching,
@@ -29,9 +29,9 @@ from fcnseg.engine import (
     lr_factor,
     train,
 )
-from fcnseg.engine import loop as train_module
-from fcnseg.engine.build import make_model
-from fcnseg.recipe import Recipe, RecipeError, dumps, load
+from fcnseg.train import trainer as train_module
+from fcnseg.train.build import make_model
+from fcnseg.train.recipe import Recipe, RecipeError, dumps, load
 from test_surgery import TorchvisionStyleVGG16, _randomize
 
 CLASSES = ["background", "red", "green"]
@@ -245,7 +245,7 @@ def test_batches_are_a_pure_function_of_seed_and_iteration():
 def test_bf16_autocast_and_channels_last_run_on_the_cpu(data, tmp_path, caplog):
     result = train(tiny_recipe(data, tmp_path / "a", amp="bf16", channels_last=True, val_images=1))
     assert math.isfinite(result.final_loss) and result.metrics is not None
-    with caplog.at_level(logging.WARNING, logger="fcnseg.engine.loop"):
+    with caplog.at_level(logging.WARNING, logger="fcnseg.train.trainer"):
         result = train(tiny_recipe(data, tmp_path / "b", amp="fp16", iterations=1, val_split=""))
     assert math.isfinite(result.final_loss) and "fp16' needs CUDA" in caplog.text
 

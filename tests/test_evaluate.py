@@ -19,9 +19,14 @@ from torch import Tensor, nn
 import fcnseg
 from fcnseg.data import LabelFolder, open_dataset
 from fcnseg.data.transforms import CaffeMeanSubtract, Normalize
-from fcnseg.evaluate import check_compatible, confusion_matrix_figure, evaluate, metrics_json
-from fcnseg.metrics import ConfusionMatrix
-from fcnseg.predict import normalizer_for
+from fcnseg.evaluate.metrics import ConfusionMatrix
+from fcnseg.evaluate.scoring import (
+    check_compatible,
+    confusion_matrix_figure,
+    evaluate,
+    metrics_json,
+)
+from fcnseg.inference.predict import normalizer_for
 
 CLASSES = ["background", "road", "sky"]
 PALETTE = [[0, 0, 0], [128, 64, 128], [70, 130, 180]]
@@ -147,7 +152,7 @@ def test_class_count_mismatch_names_both(setup, tmp_path):
 def test_differing_class_names_are_warned(setup, tmp_path, caplog):
     _, dataset = setup
     model = fcnseg.load(write_checkpoint(tmp_path / "cv.pt", classes=["sky", "road", "car"]))
-    with caplog.at_level(logging.WARNING, logger="fcnseg.evaluate"):
+    with caplog.at_level(logging.WARNING, logger="fcnseg.evaluate.scoring"):
         check_compatible(model, dataset, source="cv.pt")
     assert "cv.pt's class names differ" in caplog.text
 
@@ -171,7 +176,7 @@ def test_multi_target_labels_are_refused(setup):
 def test_missing_preprocessing_falls_back_to_caffe_with_a_warning(tmp_path, caplog):
     model = fcnseg.load(write_checkpoint(tmp_path / "old.pt", preprocessing=None))
     assert "preprocessing" not in model.meta
-    with caplog.at_level(logging.WARNING, logger="fcnseg.predict"):
+    with caplog.at_level(logging.WARNING, logger="fcnseg.inference.predict"):
         normalizer = normalizer_for(model, source="old.pt")
     assert isinstance(normalizer, CaffeMeanSubtract)
     assert "old.pt records no preprocessing" in caplog.text and "Caffe" in caplog.text

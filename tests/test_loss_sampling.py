@@ -10,10 +10,10 @@ import torch
 
 from fcnseg.checkpoint import read
 from fcnseg.cli import main
-from fcnseg.engine import loop as train_module
-from fcnseg.engine import train
-from fcnseg.engine.data import loss_sample_generator
-from fcnseg.recipe import RecipeError, load
+from fcnseg.train import train
+from fcnseg.train import trainer as train_module
+from fcnseg.train.recipe import RecipeError, load
+from fcnseg.train.sampler import loss_sample_generator
 from test_engine import losses, tiny_recipe, write_tiny_dataset
 
 

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnseg.losses import segmentation_loss
 from fcnseg.models.geometry import receptive_field
+from fcnseg.train.losses import segmentation_loss
 
 
 def _net():

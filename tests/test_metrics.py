@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fcnseg import pair_counts
-from fcnseg.metrics import ConfusionMatrix, confusion_counts
+from fcnseg.evaluate import pair_counts
+from fcnseg.evaluate.metrics import ConfusionMatrix, confusion_counts
 
 # Both counters where numba is installed: the compiled loop and torch.bincount.
 COUNTERS = [False, True] if pair_counts.available() else [False]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from fcnseg import metrics, pair_counts
-from fcnseg.metrics import confusion_counts
+from fcnseg.evaluate import metrics, pair_counts
+from fcnseg.evaluate.metrics import confusion_counts
 
 pytest.importorskip("numba", reason="the compiled counter needs numba (fcnseg[fast])")
 

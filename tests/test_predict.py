@@ -10,7 +10,7 @@ from PIL import Image
 
 import fcnseg
 from fcnseg.data.common import read_rgb
-from fcnseg.predict import (
+from fcnseg.inference.predict import (
     class_names,
     input_scale_of,
     list_images,

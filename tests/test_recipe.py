@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fcnseg.recipe import (
+from fcnseg.train.recipe import (
     FIELDS,
     Recipe,
     RecipeError,

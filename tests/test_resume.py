@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from fcnseg.checkpoint import read
-from fcnseg.engine import train
-from fcnseg.recipe import RecipeError, dumps
+from fcnseg.train import train
+from fcnseg.train.recipe import RecipeError, dumps
 from test_engine import tiny_recipe, write_tiny_dataset
 
 # Runs the recipe in argv[1] and SIGKILLs itself right after the step numbered argv[2].
@@ -24,8 +24,8 @@ KILLED_RUN = """
 import os, signal, sys
 import torch
 torch.set_num_threads(1)
-from fcnseg.engine import train
-from fcnseg.recipe import load
+from fcnseg.train import train
+from fcnseg.train.recipe import load
 
 def kill(done, loss):
     if done == int(sys.argv[2]):

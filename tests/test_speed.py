@@ -13,16 +13,16 @@ import torch
 import fcnseg
 from fcnseg.bench import from_torchfcn, label_accuracy_score, label_maps, to_torchfcn
 from fcnseg.data.transforms import ImageNetNormalize
-from fcnseg.metrics import ConfusionMatrix, confusion_counts
-from fcnseg.models.upsample import BilinearUpsample, bilinear_upsampling
-from fcnseg.predict import predict_image
-from fcnseg.speed import (
+from fcnseg.evaluate.metrics import ConfusionMatrix, confusion_counts
+from fcnseg.inference.fast import (
     MatmulConv2d,
     dense_upsampling,
     matmul_convolutions,
     matmul_convolutions_during,
     optimize_for_inference,
 )
+from fcnseg.inference.predict import predict_image
+from fcnseg.models.upsample import BilinearUpsample, bilinear_upsampling
 
 ROOT = Path(__file__).resolve().parents[1]
 NETS = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"]
@@ -104,7 +104,7 @@ def test_compile_failure_falls_back(monkeypatch, caplog):
     monkeypatch.setattr(torch, "compile", broken)
     model = _net("fcn32s")
     x = torch.randn(1, 3, 24, 24)
-    with caplog.at_level(logging.WARNING, logger="fcnseg.speed"):
+    with caplog.at_level(logging.WARNING, logger="fcnseg.inference.fast"):
         runner = optimize_for_inference(model, compile=True)
     assert not runner.compiled and "torch.compile" in caplog.text
     with torch.no_grad():
@@ -120,7 +120,7 @@ def test_compile_error_on_first_call_falls_back(monkeypatch, caplog):
     runner = optimize_for_inference(model, channels_last=False, compile=True)
     assert runner.compiled
     x = torch.randn(1, 3, 24, 24)
-    with caplog.at_level(logging.WARNING, logger="fcnseg.speed"):
+    with caplog.at_level(logging.WARNING, logger="fcnseg.inference.fast"):
         y = runner(x)
     assert not runner.compiled and "backend exploded" in caplog.text
     with torch.no_grad():
@@ -210,7 +210,7 @@ def test_matmul_convolution_equals_conv2d(kernel, stride, padding, dilation, bia
 
 def test_matmul_threshold_takes_vgg16_fc6_and_fc7_only():
     fc6, fc7, conv5 = 4096 * 512 * 7 * 7, 4096 * 4096, 512 * 512 * 3 * 3
-    assert fc6 > fc7 >= fcnseg.speed.MATMUL_MIN_WEIGHTS > conv5
+    assert fc6 > fc7 >= fcnseg.inference.fast.MATMUL_MIN_WEIGHTS > conv5
 
 
 def test_matmul_convolution_too_small_input_gives_conv2d_error():
@@ -225,7 +225,9 @@ def test_matmul_convolutions_swaps_fc6_and_fc7_and_keeps_outputs(arch, monkeypat
     torch.manual_seed(0)
     model = _random_scores(fcnseg.models.BUILDERS[arch](num_classes=3, width=1 / 4)).eval()
     # at full width fc6 and fc7 pass the threshold; at this width, the threshold is fc7's size
-    monkeypatch.setattr("fcnseg.speed.MATMUL_MIN_WEIGHTS", model.backbone.fc7.weight.numel())
+    monkeypatch.setattr(
+        "fcnseg.inference.fast.MATMUL_MIN_WEIGHTS", model.backbone.fc7.weight.numel()
+    )
     keys = list(model.state_dict())
     x = torch.randn(1, 3, 67, 75)
     with torch.no_grad():
@@ -240,7 +242,7 @@ def test_matmul_convolutions_swaps_fc6_and_fc7_and_keeps_outputs(arch, monkeypat
 
 
 def test_matmul_convolutions_during_restores_only_what_it_swapped(monkeypatch):
-    monkeypatch.setattr("fcnseg.speed.MATMUL_MIN_WEIGHTS", 1)
+    monkeypatch.setattr("fcnseg.inference.fast.MATMUL_MIN_WEIGHTS", 1)
     model = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Conv2d(3, 4, 1))
     model[1].__class__ = MatmulConv2d  # swapped before: stays swapped
     with matmul_convolutions_during(model):
@@ -250,7 +252,9 @@ def test_matmul_convolutions_during_restores_only_what_it_swapped(monkeypatch):
 
 def test_predict_image_runs_fc6_as_matmul_on_the_cpu_and_gives_the_same_labels(monkeypatch):
     model = _random_scores(fcnseg.fcn8s(num_classes=3, width=1 / 8)).eval()
-    monkeypatch.setattr("fcnseg.speed.MATMUL_MIN_WEIGHTS", model.backbone.fc6.weight.numel())
+    monkeypatch.setattr(
+        "fcnseg.inference.fast.MATMUL_MIN_WEIGHTS", model.backbone.fc6.weight.numel()
+    )
     image = torch.rand(3, 41, 53) * 255
     seen = []
     model.backbone.fc6.register_forward_hook(lambda m, i, o: seen.append(type(m)))

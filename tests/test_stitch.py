@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from fcnseg.models import VGG16
-from fcnseg.stitch import rarefy, shift_and_stitch
+from fcnseg.models.stitch import rarefy, shift_and_stitch
 
 
 def _valid_net():

@@ -58,8 +58,8 @@ def parity(torchfcn: types.SimpleNamespace) -> dict[str, float] | None:
     as built ("plain") and through the "ref fp32" fast path that bench_speed.py times."""
     try:
         from fcnseg.bench import to_torchfcn
+        from fcnseg.inference.fast import optimize_for_inference
         from fcnseg.models import fcn8s
-        from fcnseg.speed import optimize_for_inference
     except ImportError as error:
         print(f"parity check skipped: {error}")
         return None

@@ -4,7 +4,7 @@ The public API: the builders, save/load, and the confusion-matrix metrics.
 """
 
 from fcnseg.checkpoint import load, save
-from fcnseg.metrics import ConfusionMatrix
+from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.models import FCN, fcn8s, fcn8s_atonce, fcn16s, fcn32s
 
 __version__ = "0.1.0"

@@ -25,10 +25,10 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from fcnseg import pair_counts
-from fcnseg.metrics import ConfusionMatrix, confusion_counts
+from fcnseg.evaluate import pair_counts
+from fcnseg.evaluate.metrics import ConfusionMatrix, confusion_counts
+from fcnseg.inference.fast import bf16_supported, dense_upsampling, optimize_for_inference
 from fcnseg.models import BUILDERS
-from fcnseg.speed import bf16_supported, dense_upsampling, optimize_for_inference
 
 DEFAULT_NETS = ("fcn32s", "fcn16s", "fcn8s")
 DEFAULT_SIZES = ((500, 500), (360, 480))

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fcnseg.metrics import format_report
+from fcnseg.evaluate.metrics import format_report
 
 
 def _write_json(path: str | None, payload: dict) -> None:
@@ -22,7 +22,7 @@ def _write_json(path: str | None, payload: dict) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from fcnseg.demo import DemoConfig, run_demo
+    from fcnseg.train.demo import DemoConfig, run_demo
 
     config = DemoConfig(seed=args.seed, iterations=args.iterations, width=args.width)
     print(
@@ -46,8 +46,8 @@ _KIND_METAVARS = {"str": "TEXT", "int": "N", "float": "X", "floats": "X,X", "int
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fcnseg.engine import TrainingDiverged, launched_rank, train
-    from fcnseg.recipe import FIELDS, Recipe, load
+    from fcnseg.train import TrainingDiverged, launched_rank, train
+    from fcnseg.train.recipe import FIELDS, Recipe, load
 
     main_process = launched_rank() == 0
     given = {f.name: getattr(args, f"key_{f.name}") for f in FIELDS}
@@ -94,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
-    from fcnseg.recipe import CHOICES, FIELDS, field_help, kind_of
+    from fcnseg.train.recipe import CHOICES, FIELDS, field_help, kind_of
 
     train = commands.add_parser(
         "train",
@@ -177,7 +177,7 @@ def _dataset_options(pairs: list[str]) -> dict[str, str | int]:
 
 def _precision(name: str, device: torch.device) -> torch.dtype | None:
     """``--precision`` as an autocast dtype (None: float32); fp16 only on CUDA."""
-    from fcnseg.speed import PRECISIONS
+    from fcnseg.inference.fast import PRECISIONS
 
     if name == "fp16" and device.type != "cuda":
         raise ValueError("--precision fp16 needs --device cuda; use bf16 on the CPU")
@@ -186,8 +186,13 @@ def _precision(name: str, device: torch.device) -> torch.dtype | None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from fcnseg.data import open_dataset
-    from fcnseg.evaluate import check_compatible, confusion_matrix_figure, evaluate, metrics_json
-    from fcnseg.predict import normalizer_for
+    from fcnseg.evaluate.scoring import (
+        check_compatible,
+        confusion_matrix_figure,
+        evaluate,
+        metrics_json,
+    )
+    from fcnseg.inference.predict import normalizer_for
 
     device = _pick_device(args.device)
     dtype = _precision(args.precision, device)
@@ -244,7 +249,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from fcnseg.predict import normalizer_for, predict_files
+    from fcnseg.inference.predict import normalizer_for, predict_files
 
     device = _pick_device(args.device)
     dtype = _precision(args.precision, device)
@@ -269,8 +274,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _add_speed_options(command: argparse.ArgumentParser) -> None:
+    from fcnseg.inference.fast import PRECISIONS
     from fcnseg.models import GEOMETRIES
-    from fcnseg.speed import PRECISIONS
 
     command.add_argument(
         "--precision",

@@ -6,12 +6,12 @@ import torch
 import torch.nn.functional as F
 
 import fcnseg
-from fcnseg.engine.build import make_model
-from fcnseg.metrics import ConfusionMatrix
+from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.models import BUILDERS, TwoHeadedFCN, fcn8s, fcn16s
 from fcnseg.models.multitask import fcn8s_two_headed, fcn16s_two_headed
-from fcnseg.multitask import TwoHeadedConfusion, two_headed_loss
-from fcnseg.recipe import Recipe, RecipeError
+from fcnseg.train.build import make_model
+from fcnseg.train.multitask import TwoHeadedConfusion, two_headed_loss
+from fcnseg.train.recipe import Recipe, RecipeError
 
 # siftflow-fcn8s's head layers (net.py), each once per head.
 REFERENCE_HEAD = ["score_fr", "upscore2", "score_pool4", "upscore_pool4", "score_pool3", "upscore8"]

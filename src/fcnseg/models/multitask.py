@@ -10,7 +10,7 @@ here carry exactly those names.
 
 ``forward`` returns a dict ``{"semantic": N x K_sem x H x W, "geometric": N x K_geo x H x W}``:
 the heads are named where they are used, and ``torch.onnx.export`` flattens it to two outputs.
-The summed loss and the per-head confusion matrices are in :mod:`fcnseg.multitask`.
+The summed loss and the per-head confusion matrices are in :mod:`fcnseg.train.multitask`.
 """
 
 from __future__ import annotations

@@ -47,8 +47,8 @@ from torch import Tensor, nn
 from fcnseg.data.common import IMAGE_EXTENSIONS, DatasetError, read_rgb
 from fcnseg.data.palettes import voc_palette
 from fcnseg.data.transforms import CaffeMeanSubtract, Normalizer, normalizer_from_spec
-from fcnseg.speed import autocast_to, matmul_convolutions_during
-from fcnseg.visualize import label_image, overlay
+from fcnseg.inference.fast import autocast_to, matmul_convolutions_during
+from fcnseg.inference.visualize import label_image, overlay
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def predict_image(
         raise ValueError(f"scale must be a finite number > 0, got {scale}")
     size = image.shape[-2:]
     device = _device_of(model)
-    # on the CPU fc6/fc7 run as matrix multiplies (fcnseg.speed.MatmulConv2d): same scores
+    # on the CPU fc6/fc7 run as matrix multiplies (fcnseg.inference.fast.MatmulConv2d): same scores
     fast = matmul_convolutions_during(model) if device.type == "cpu" else nullcontext()
     with eval_mode(model), fast:
         x = image.to(device=device, dtype=torch.float32)

@@ -13,9 +13,9 @@
   through :func:`matmul_convolutions_during`.
 - The per-class bilinear upsampling lives in :class:`fcnseg.models.upsample.BilinearUpsample`
   and is on by default; :func:`dense_upsampling` switches it off to measure or compare.
-- Scoring: :class:`fcnseg.metrics.ConfusionMatrix` counts with one compiled pass on the CPU
-  where numba is installed (:mod:`fcnseg.pair_counts`), else one int16 ``bincount``
-  (:func:`fcnseg.metrics.confusion_counts`).
+- Scoring: :class:`fcnseg.evaluate.metrics.ConfusionMatrix` counts with one compiled pass on the CPU
+  where numba is installed (:mod:`fcnseg.evaluate.pair_counts`), else one int16 ``bincount``
+  (:func:`fcnseg.evaluate.metrics.confusion_counts`).
 
 The CUDA branches (autocast fp16, CUDA graphs) are written but untested: no GPU was at hand.
 """

@@ -1,6 +1,6 @@
 """Random-number states as tensors and plain values, so checkpoints load with weights_only.
 
-Data order and augmentation need no state (:mod:`fcnseg.engine.data`); what remains is the
+Data order and augmentation need no state (:mod:`fcnseg.train.sampler`); what remains is the
 global generators that layers draw from during training (dropout's masks) and that user code
 may use: torch's CPU and CUDA generators, numpy's and Python's.
 """

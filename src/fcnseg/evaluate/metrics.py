@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-from fcnseg import pair_counts
+from fcnseg.evaluate import pair_counts
 
 
 class ConfusionMatrix:
@@ -95,7 +95,7 @@ def confusion_counts(
 ) -> Tensor:
     """Confusion matrix (K, K) int64 of one batch, ``n[i, j]`` = pixels of class i predicted j.
 
-    CPU tensors are counted by :func:`fcnseg.pair_counts.confusion_table` when numba is
+    CPU tensors are counted by :func:`fcnseg.evaluate.pair_counts.confusion_table` when numba is
     installed (``compiled=None``; ``True`` insists on it, ``False`` never). Otherwise, and to
     name the values when a label is invalid: one ``bincount`` over the pair index
     ``K (t - t0) + p`` takes every pixel, ignored and invalid ones included, into a table with

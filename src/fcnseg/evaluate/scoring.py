@@ -3,8 +3,9 @@
 As in the reference FCN evaluation, every image is scored whole (a batch of one, any size, no
 crop) and one confusion matrix is accumulated over the split (see ``metrics.py``);
 pixels labelled with the dataset's ``ignore_index`` count for nothing. Images are normalised
-as the checkpoint's metadata says (:func:`fcnseg.predict.normalizer_for`), and a net trained
-on resized images (``meta["input_scale"]``) scores resized images, its scores resized back to
+as the checkpoint's metadata says
+(:func:`fcnseg.inference.predict.normalizer_for`), and a net trained on resized images
+(``meta["input_scale"]``) scores resized images, its scores resized back to
 the label's size, so the metrics are always at the labels' full resolution.
 
 Also here: the metrics as a JSON-ready dict with per-class entries by name, and a figure of
@@ -25,8 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from fcnseg.data.transforms import IGNORE_INDEX
-from fcnseg.metrics import ConfusionMatrix
-from fcnseg.predict import (
+from fcnseg.evaluate.metrics import ConfusionMatrix
+from fcnseg.inference.predict import (
     Preprocess,
     eval_mode,
     in_channels_of,
@@ -90,7 +91,7 @@ def evaluate(
     ``dataset`` yields ``(image float (C, H, W) raw values, label int64 (H, W))`` and has
     ``num_classes`` and ``ignore_index`` (as every reader in ``fcnseg.data`` does). The model
     is moved to ``device`` and scored in eval mode (its mode is restored afterwards).
-    ``preprocess`` defaults to the checkpoint's (:func:`fcnseg.predict.normalizer_for`);
+    ``preprocess`` defaults to the checkpoint's (:func:`fcnseg.inference.predict.normalizer_for`);
     ``progress(total=n)`` makes a progress bar (e.g. ``tqdm``); ``dtype`` (bfloat16, or
     float16 on CUDA) scores under autocast.
     """

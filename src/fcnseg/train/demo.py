@@ -23,9 +23,9 @@ from fcnseg.data.palettes import voc_palette
 from fcnseg.data.sampling import SizeGroupedBatchSampler
 from fcnseg.data.synthetic import SyntheticShapes
 from fcnseg.data.transforms import Normalize
-from fcnseg.metrics import ConfusionMatrix
+from fcnseg.evaluate.metrics import ConfusionMatrix
+from fcnseg.inference.visualize import comparison_grid
 from fcnseg.models import fcn8s
-from fcnseg.visualize import comparison_grid
 
 logger = logging.getLogger(__name__)
 

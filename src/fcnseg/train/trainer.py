@@ -9,7 +9,7 @@ unnormalised per-pixel loss; the recipes in ``recipes/`` hold those numbers. A r
 - ``last.pt`` and ``best.pt`` (best validation mean IU): model records that ``fcnseg.load``
   reads, plus a ``training`` entry (optimiser, loss scaler, iteration, RNG states, best score,
   class weights, recipe) from which ``resume=True`` continues exactly as if never stopped;
-- ``metrics.jsonl`` (:mod:`fcnseg.engine.log`) and ``curves.png``.
+- ``metrics.jsonl`` (:mod:`fcnseg.train.log`) and ``curves.png``.
 
 Under ``torchrun`` each process trains on its shard with ``DistributedDataParallel``; the
 validation confusion matrix is summed over processes, and only rank 0 writes files.
@@ -40,8 +40,9 @@ import fcnseg
 from fcnseg.checkpoint import CheckpointError, atomic_save, model_record, read
 from fcnseg.data.common import DatasetError, SegmentationDataset
 from fcnseg.data.transforms import collate_pad
-from fcnseg.engine import distributed
-from fcnseg.engine.build import (
+from fcnseg.evaluate.metrics import ConfusionMatrix
+from fcnseg.train import distributed
+from fcnseg.train.build import (
     InitReport,
     TrainTransform,
     class_weights,
@@ -52,13 +53,12 @@ from fcnseg.engine.build import (
     make_optimizer,
     open_splits,
 )
-from fcnseg.engine.data import KeyedSamples, ResumableBatchSampler, loss_sample_generator
-from fcnseg.engine.distributed import Processes
-from fcnseg.engine.log import MetricsLog, plot_curves
-from fcnseg.engine.state import capture_rng, restore_rng, seed_everything
-from fcnseg.losses import segmentation_loss
-from fcnseg.metrics import ConfusionMatrix
-from fcnseg.recipe import RESUMABLE, Recipe, RecipeError, dumps, from_dict
+from fcnseg.train.distributed import Processes
+from fcnseg.train.log import MetricsLog, plot_curves
+from fcnseg.train.losses import segmentation_loss
+from fcnseg.train.recipe import RESUMABLE, Recipe, RecipeError, dumps, from_dict
+from fcnseg.train.sampler import KeyedSamples, ResumableBatchSampler, loss_sample_generator
+from fcnseg.train.state import capture_rng, restore_rng, seed_everything
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package
     import tomli as tomllib
 
 from fcnseg.data.by_name import DATASET_NAMES
-from fcnseg.losses import NORMALIZATIONS
 from fcnseg.models import BUILDERS, GEOMETRIES
+from fcnseg.train.losses import NORMALIZATIONS
 
 NETS = tuple(BUILDERS)
 PREPROCESSING = ("caffe", "imagenet", "scale")

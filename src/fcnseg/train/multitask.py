@@ -13,9 +13,9 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from fcnseg.losses import segmentation_loss
-from fcnseg.metrics import ConfusionMatrix
+from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.models.multitask import HEADS
+from fcnseg.train.losses import segmentation_loss
 
 LABEL_ORDER = tuple(HEADS)  # ("semantic", "geometric"): the order of SiftFlow's label maps
 
@@ -40,7 +40,7 @@ def two_headed_loss(
     rescale: bool = True,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """The semantic plus the geometric :func:`~fcnseg.losses.segmentation_loss`.
+    """The semantic plus the geometric :func:`~fcnseg.train.losses.segmentation_loss`.
 
     Args:
         scores: ``{"semantic": N x K_sem x H x W, "geometric": N x K_geo x H x W}``.
@@ -70,8 +70,8 @@ def two_headed_loss(
 
 
 class TwoHeadedConfusion:
-    """One :class:`~fcnseg.metrics.ConfusionMatrix` per head, fed from scores and N x 2 x H x W
-    labels; ``compute()`` gives ``{"semantic": metrics, "geometric": metrics}``."""
+    """One :class:`~fcnseg.evaluate.metrics.ConfusionMatrix` per head, fed from scores and
+    N x 2 x H x W labels; ``compute()`` gives ``{"semantic": metrics, "geometric": metrics}``."""
 
     def __init__(self, num_classes: int = 33, num_geometric: int = 3, ignore_index: int = 255):
         self.matrices = {

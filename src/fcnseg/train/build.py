@@ -34,7 +34,7 @@ from fcnseg.data.transforms import (
 )
 from fcnseg.models import BUILDERS, TwoHeadedFCN
 from fcnseg.models.surgery import TransplantError, transplant_vgg16
-from fcnseg.recipe import Recipe, RecipeError
+from fcnseg.train.recipe import Recipe, RecipeError
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def make_model(recipe: Recipe, num_classes: int, in_channels: int) -> nn.Module:
     if isinstance(model, TwoHeadedFCN):
         raise RecipeError(
             f"recipe: net {recipe.net!r} has two heads (semantic and geometric); the training "
-            "loop trains one-output nets (train it with fcnseg.multitask.two_headed_loss)"
+            "loop trains one-output nets (train it with fcnseg.train.multitask.two_headed_loss)"
         )
     return model
 

@@ -1,0 +1,23 @@
+"""Training: recipes, the loop, resumable data order, distributed processes, logs and curves.
+
+``train(recipe)`` runs a :class:`fcnseg.train.recipe.Recipe`; ``validate`` scores a net on a split.
+"""
+
+from fcnseg.train.build import InitReport, copy_matching, initialize, lr_factor
+from fcnseg.train.distributed import launched_rank
+from fcnseg.train.sampler import ResumableBatchSampler
+from fcnseg.train.trainer import Trainer, TrainingDiverged, TrainResult, train, validate
+
+__all__ = [
+    "InitReport",
+    "ResumableBatchSampler",
+    "TrainResult",
+    "Trainer",
+    "TrainingDiverged",
+    "copy_matching",
+    "initialize",
+    "launched_rank",
+    "lr_factor",
+    "train",
+    "validate",
+]
