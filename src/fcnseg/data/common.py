@@ -67,13 +67,35 @@ def check_split(split: str, valid: Iterable[str]) -> str:
     return split
 
 
-def read_split(path: Path) -> list[str]:
-    """Ids listed one per line in a split file (blank lines skipped); raise if missing or empty."""
-    require_file(path, "split file")
+def read_split(path: Path, expected: str = "") -> list[str]:
+    """Ids listed one per line in a split file (blank lines skipped).
+
+    Raises if the file is missing (naming ``expected``, e.g. "SIFT Flow test split (the FCN
+    reference's test.txt, 200 ids)"), lists nothing, or lists an id twice.
+    """
+    if not path.is_file():
+        what = f": expected {expected}" if expected else ""
+        raise DatasetError(f"split file not found: {path}{what}")
     ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not ids:
         raise DatasetError(f"split file {path} lists no images")
+    repeated = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
+    if repeated:
+        raise DatasetError(f"split file {path} lists ids more than once: {_few(repeated)}")
     return ids
+
+
+def check_split_size(ids: Sequence[str], path: Path | str, expected: int, name: str) -> None:
+    """Warn when a named split does not have the length the paper used (a subset, another
+    version of the list): the run works, but its figures will not compare to the paper's."""
+    if len(ids) != expected:
+        logger.warning(
+            "%s lists %d ids; the paper's %s split has %d, so its figures will not compare",
+            path,
+            len(ids),
+            name,
+            expected,
+        )
 
 
 def require_files(paths: Iterable[Path], what: str) -> None:

@@ -30,6 +30,7 @@ from fcnseg.data.common import (
     Transform,
     check_sizes,
     check_split,
+    check_split_size,
     read_mat,
     read_rgb,
     read_split,
@@ -87,6 +88,7 @@ CONTEXT_CLASSES = VOC_CLASSES + [
 # task name -> name in labels.txt, where they differ
 FULL_NAME = {"diningtable": "table", "bedcloth": "bedclothes", "clothes": "cloth"}
 CONTEXT_SPLITS = ("train", "val")
+CONTEXT_SPLIT_SIZES = {"train": 4998, "val": 5105}  # VOC2010 ImageSets/Main lengths
 
 
 def read_full_classes(path: Path) -> dict[str, int]:
@@ -137,7 +139,10 @@ class PascalContext(SegmentationDataset):
         labels_txt = self.root / "labels.txt"
         self.lookup = context_lookup(read_full_classes(labels_txt), labels_txt)
         self.voc_dir = resolve_year_dir(Path(voc_root), "2010", "PASCAL-Context VOC")
-        self.ids = read_split(self.voc_dir / "ImageSets" / "Main" / f"{split}.txt")
+        split_file = self.voc_dir / "ImageSets" / "Main" / f"{split}.txt"
+        size = CONTEXT_SPLIT_SIZES[split]
+        self.ids = read_split(split_file, f"VOC2010 Main {split} list ({size} ids)")
+        check_split_size(self.ids, split_file, size, f"PASCAL-Context {split}")
         self.files = [
             (self.voc_dir / "JPEGImages" / f"{i}.jpg", label_dir / f"{i}.mat") for i in self.ids
         ]

@@ -8,6 +8,10 @@ On disk (the FCN authors' ``nyud`` archive, the layout their data layer reads)::
     root/segmentation/img_ID.mat  variable ``segmentation``: 0 void, 1..40 classes
     root/{train,val,test}.txt     ids (train 381 + val 414 = Gupta's 795-image train; test 654)
 
+The paper's split is the standard one: ``trainval`` (795 images) to train, ``test`` (654) to
+score. A split file of another length is read, with a warning that its figures will not
+compare to the paper's.
+
 The paper's NYUDv2 experiments compare RGB, depth, HHA and early RGB-D fusion inputs.
 """
 
@@ -26,6 +30,7 @@ from fcnseg.data.common import (
     Transform,
     check_sizes,
     check_split,
+    check_split_size,
     map_labels,
     read_array,
     read_mat,
@@ -90,10 +95,13 @@ NYUD_MODALITIES = {
     "rgbhha": ("images", "hha"),  # late fusion (fcn_latefusion): RGB then HHA
 }
 _CHANNELS = {"images": 3, "depth": 1, "hha": 3}
+# The reference's split lengths: Gupta et al.'s train (381 + 414 val) and test.
+NYUD_SPLIT_SIZES = {"train": 381, "val": 414, "trainval": 795, "test": 654}
+DEPTH_ENCODINGS = ("mm", "log")  # stored millimetres, or their natural log (reference RGB-D)
 
 
-def _read_input(kind: str, path: Path) -> Tensor:
-    """One input source as float32 (C, H, W), raw values."""
+def _read_input(kind: str, path: Path, depth: str = "mm") -> Tensor:
+    """One input source as float32 (C, H, W), raw values (depth: millimetres or their log)."""
     if kind == "images":
         return read_rgb(path)
     array = read_array(path)
@@ -101,7 +109,9 @@ def _read_input(kind: str, path: Path) -> Tensor:
     if array.ndim not in expected or (kind == "hha" and array.shape[2] != 3):
         raise DatasetError(f"{kind} image {path} has shape {array.shape}; expected {kind} layout")
     if kind == "depth":
-        array = array[np.newaxis]
+        array = array[np.newaxis].astype(np.float32)
+        if depth == "log":  # the reference's early fusion input; 0 (no reading) -> log 1 = 0
+            array = np.log(np.maximum(array, 1.0))
     else:
         array = array.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
@@ -112,7 +122,8 @@ class NYUDv2(SegmentationDataset):
 
     ``modality`` picks the input: "rgb" (3, H, W) 0..255; "depth" (1, H, W) the stored PNG
     values, millimetres; "hha" (3, H, W) 0..255; "rgbd" (4, H, W) RGB then depth; "rgbhha"
-    (6, H, W) RGB then HHA.
+    (6, H, W) RGB then HHA. ``depth="log"`` gives the natural log of the millimetres instead
+    (what the reference RGB-D net reads, before subtracting its mean log depth 7.844).
     ``split="trainval"`` reads trainval.txt when present, else train.txt then val.txt.
     ``files`` pairs the first input of ``modality`` with the label; ``inputs`` lists all.
     Items: label int64 (H, W) in 0..39 or ``ignore_index``.
@@ -123,23 +134,33 @@ class NYUDv2(SegmentationDataset):
         root: str | Path,
         split: str = "train",
         modality: str = "rgb",
+        depth: str = "mm",
         ignore_index: int = 255,
         transform: Transform | None = None,
     ) -> None:
         check_split(split, NYUD_SPLITS)
         if modality not in NYUD_MODALITIES:
             raise ValueError(f"unknown modality {modality!r}; valid: {', '.join(NYUD_MODALITIES)}")
+        if depth not in DEPTH_ENCODINGS:
+            raise ValueError(f"unknown depth {depth!r}; valid: {', '.join(DEPTH_ENCODINGS)}")
         super().__init__(root, split, NYUD_CLASSES, ignore_index, transform)
         self.modality = modality
+        self.depth = depth
         self.sources = NYUD_MODALITIES[modality]
         require_dir(self.root, "NYUDv2 root")
         for kind in self.sources:
             require_dir(self.root / "data" / kind, f"NYUDv2 {kind}")
         require_dir(self.root / "segmentation", "NYUDv2 label")
+        expected = f"NYUDv2 {split} split ({NYUD_SPLIT_SIZES[split]} ids, one per line)"
         if split == "trainval" and not (self.root / "trainval.txt").is_file():
-            self.ids = read_split(self.root / "train.txt") + read_split(self.root / "val.txt")
+            self.ids = read_split(self.root / "train.txt", "NYUDv2 train split (381 ids)")
+            self.ids += read_split(self.root / "val.txt", "NYUDv2 val split (414 ids)")
+            check_split_size(self.ids, self.root / "train.txt + val.txt", 795, "NYUDv2 trainval")
         else:
-            self.ids = read_split(self.root / f"{split}.txt")
+            self.ids = read_split(self.root / f"{split}.txt", expected)
+            check_split_size(
+                self.ids, self.root / f"{split}.txt", NYUD_SPLIT_SIZES[split], f"NYUDv2 {split}"
+            )
         self.inputs = [
             tuple(self.root / "data" / kind / f"img_{i}.png" for kind in self.sources)
             for i in self.ids
@@ -160,7 +181,9 @@ class NYUDv2(SegmentationDataset):
         label_path = self.files[index][1]
         raw = read_mat(label_path, "segmentation")
         paths = self.inputs[index]
-        parts = [_read_input(kind, p) for kind, p in zip(self.sources, paths, strict=True)]
+        parts = [
+            _read_input(kind, p, self.depth) for kind, p in zip(self.sources, paths, strict=True)
+        ]
         sizes = {p: tuple(x.shape[1:]) for p, x in zip(paths, parts, strict=True)}
         check_sizes({**sizes, label_path: raw.shape})
         label = map_labels(

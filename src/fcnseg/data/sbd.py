@@ -55,7 +55,7 @@ class SBD(SegmentationDataset):
         require_dir(self.root, "SBD dataset")
         require_dir(self.root / "img", "SBD image")
         require_dir(self.root / "cls", "SBD class label")
-        self.ids = read_split(self.root / f"{split}.txt")
+        self.ids = read_split(self.root / f"{split}.txt", f"SBD {split} split (ids, one per line)")
         self.files = [
             (self.root / "img" / f"{image_id}.jpg", self.root / "cls" / f"{image_id}.mat")
             for image_id in self.ids

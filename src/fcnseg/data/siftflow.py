@@ -7,7 +7,11 @@ On disk (the SiftFlowDataset archive plus the FCN authors' split files)::
         variable ``S``: 0 void, 1..33 semantic classes
     root/GeoLabels/spatial_envelope_256x256_static_8outdoorcategories/ID.mat
         variable ``S``: -1 void, 1..3 geometric classes (0 is treated as void too)
-    root/{trainval,test}.txt   2,488 and 200 ids (unannotated images left out)
+    root/{trainval,test}.txt   the FCN reference's split files: 2,486 and 200 ids (the
+                               standard 2,488 / 200 split less two unannotated train images)
+
+The paper scores the 200 ``test`` images; three semantic classes (cow, desert, moon) never
+occur there. A split file of another length is read, with a warning.
 
 The paper trains one net with two heads, semantic and geometric (``target="both"``).
 """
@@ -25,6 +29,7 @@ from fcnseg.data.common import (
     Transform,
     check_sizes,
     check_split,
+    check_split_size,
     map_labels,
     read_mat,
     read_rgb,
@@ -77,6 +82,7 @@ GEOMETRIC_VOID = (-1, 0)  # -1 marks void; the reference data layer also voids 0
 SIFTFLOW_SPLITS = ("trainval", "test")
 SIFTFLOW_TARGETS = ("semantic", "geometric", "both")
 SUBSET = "spatial_envelope_256x256_static_8outdoorcategories"
+SIFTFLOW_SPLIT_SIZES = {"trainval": 2486, "test": 200}  # lines of the reference's files
 
 
 class SIFTFlow(SegmentationDataset):
@@ -114,7 +120,10 @@ class SIFTFlow(SegmentationDataset):
         self.targets = ("semantic", "geometric") if target == "both" else (target,)
         for kind in self.targets:
             require_dir(label_dirs[kind], f"SIFT Flow {kind} label")
-        self.ids = read_split(self.root / f"{split}.txt")
+        size = SIFTFLOW_SPLIT_SIZES[split]
+        expected = f"SIFT Flow {split} split (the FCN reference's {split}.txt, {size} ids)"
+        self.ids = read_split(self.root / f"{split}.txt", expected)
+        check_split_size(self.ids, self.root / f"{split}.txt", size, f"SIFT Flow {split}")
         images = [image_dir / f"{i}.jpg" for i in self.ids]
         self.label_files = [
             tuple(label_dirs[kind] / f"{i}.mat" for kind in self.targets) for i in self.ids

@@ -24,6 +24,7 @@ from fcnseg.data.common import (
     SegmentationDataset,
     Transform,
     check_split,
+    check_split_size,
     load_pair,
     map_labels,
     read_label_png,
@@ -60,15 +61,18 @@ VOC_CLASSES = [
 ]
 VOC_VOID = 255  # object borders and hard regions in VOC's SegmentationClass PNGs
 VOC_SPLITS = ("train", "val", "trainval", "seg11valid")
+SEG11VALID_SIZE = 736  # the paper's footnote 7: VOC2011 segval images not in SBD train
 
 
 def seg11valid_ids(voc2011_dir: Path, sbd_root: Path) -> list[str]:
     """VOC2011 segmentation val ids absent from SBD's train.txt, in val.txt order."""
-    val = read_split(voc2011_dir / "ImageSets" / "Segmentation" / "val.txt")
-    sbd_train = set(read_split(Path(sbd_root) / "train.txt"))
+    val_path = voc2011_dir / "ImageSets" / "Segmentation" / "val.txt"
+    val = read_split(val_path, "VOC2011 segmentation val (1,112 ids)")
+    sbd_train = set(read_split(Path(sbd_root) / "train.txt", "SBD train split (8,498 ids)"))
     ids = [image_id for image_id in val if image_id not in sbd_train]
     if not ids:
         raise DatasetError(f"seg11valid is empty: every id in {voc2011_dir} val is in SBD train")
+    check_split_size(ids, f"{val_path} minus SBD train", SEG11VALID_SIZE, "seg11valid")
     return ids
 
 

@@ -27,12 +27,18 @@ from fcnseg.models.fcn import (
     fcn_googlenet,
 )
 from fcnseg.models.fusion import LateFusion, fcn_latefusion
-from fcnseg.models.multitask import TwoHeadedFCN, fcn8s_two_headed, fcn16s_two_headed
+from fcnseg.models.multitask import (
+    TwoHeadedFCN,
+    fcn8s_two_headed,
+    fcn16s_two_headed,
+    fcn32s_two_headed,
+)
 
 # Nets of several streams or outputs, built on fcn.py's FCN parts, are registered here so
 # that checkpoints (fcnseg.save / fcnseg.load) and recipes can name them too.
 BUILDERS.update(
     fcn_latefusion=fcn_latefusion,
+    fcn32s_two_headed=fcn32s_two_headed,
     fcn16s_two_headed=fcn16s_two_headed,
     fcn8s_two_headed=fcn8s_two_headed,
 )
@@ -62,6 +68,7 @@ __all__ = [
     "fcn16s",
     "fcn16s_two_headed",
     "fcn32s",
+    "fcn32s_two_headed",
     "fcn_alexnet",
     "fcn_googlenet",
     "fcn_latefusion",

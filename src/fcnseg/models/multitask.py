@@ -136,6 +136,31 @@ def _vgg16_two_headed(
     )
 
 
+def fcn32s_two_headed(
+    num_classes: int = 33,
+    num_geometric: int = 3,
+    in_channels: int = 3,
+    width: float = 1.0,
+    batch_norm: bool = False,
+    learnable_upsampling: bool = False,
+    dropout: float = 0.5,
+    geometry: str = "reference",
+) -> TwoHeadedFCN:
+    """Two-headed FCN-32s on VGG16 (siftflow-fcn32s): the first stage of the SIFT Flow nets."""
+    return _vgg16_two_headed(
+        "fcn32s_two_headed",
+        (),
+        num_classes,
+        num_geometric,
+        in_channels,
+        width,
+        batch_norm,
+        learnable_upsampling,
+        dropout,
+        geometry,
+    )
+
+
 def fcn16s_two_headed(
     num_classes: int = 33,
     num_geometric: int = 3,

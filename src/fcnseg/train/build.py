@@ -61,10 +61,29 @@ def open_splits(recipe: Recipe) -> tuple[SegmentationDataset, SegmentationDatase
     return train, val
 
 
-def make_normalizer(kind: str, channels: int) -> Normalizer:
-    """The preprocessing named by a recipe's ``preprocessing``, for ``channels`` input channels."""
+def make_normalizer(kind: str, channels: int, mean: list[float] | None = None) -> Normalizer:
+    """The preprocessing named by a recipe's ``preprocessing``, for ``channels`` input channels.
+
+    ``mean``: for "caffe", the BGR mean then one mean per extra channel (``[]``: the ILSVRC BGR
+    mean, extra channels unchanged), e.g. NYUDv2's own means; for "mean", one value per channel
+    subtracted in the channels' stored order (HHA, which is not a colour image).
+    """
+    mean = list(mean or [])
     if kind == "caffe":
-        return CaffeMeanSubtract()
+        if not mean:
+            return CaffeMeanSubtract()
+        if len(mean) != 3 and len(mean) != channels:
+            raise RecipeError(
+                f"recipe: 'mean' has {len(mean)} values; the input has {channels} channels "
+                "(give 3 BGR values, or one per channel)"
+            )
+        return CaffeMeanSubtract(mean[:3], mean[3:] or None)
+    if kind == "mean":
+        if len(mean) != channels:
+            raise RecipeError(
+                f"recipe: 'mean' has {len(mean)} values; the input has {channels} channels"
+            )
+        return Normalize(mean)
     if kind == "imagenet":
         return ImageNetNormalize()
     if kind == "scale":
@@ -112,8 +131,14 @@ def class_weights(dataset: SegmentationDataset, num_workers: int = 0) -> Tensor:
 # --------------------------------------------------------------------------- net
 
 
-def make_model(recipe: Recipe, num_classes: int, in_channels: int) -> nn.Module:
-    """The recipe's net; settings its builder does not take must be left at their defaults."""
+def make_model(
+    recipe: Recipe, num_classes: int, in_channels: int, num_geometric: int | None = None
+) -> nn.Module:
+    """The recipe's net; settings its builder does not take must be left at their defaults.
+
+    ``net_options`` adds builder arguments (e.g. ``branch`` of ``fcn_latefusion``);
+    ``num_geometric`` is the geometric head's class count of a two-headed net (SIFT Flow).
+    """
     builder = BUILDERS[recipe.net]
     accepted = inspect.signature(builder).parameters
     settings = {
@@ -132,13 +157,24 @@ def make_model(recipe: Recipe, num_classes: int, in_channels: int) -> nn.Module:
                 f"recipe: net {recipe.net!r} has no '{key}' setting; leave it at its default "
                 f"({getattr(defaults, key)!r}). It takes: {', '.join(accepted)}"
             )
-    model = builder(**settings)
-    if isinstance(model, TwoHeadedFCN):
-        raise RecipeError(
-            f"recipe: net {recipe.net!r} has two heads (semantic and geometric); the training "
-            "loop trains one-output nets (train it with fcnseg.train.multitask.two_headed_loss)"
-        )
-    return model
+    if num_geometric is not None and "num_geometric" in accepted:
+        settings["num_geometric"] = num_geometric
+    for key, value in recipe.net_options.items():
+        if key not in accepted or key in settings:
+            raise RecipeError(
+                f"recipe: net_options.{key}: net {recipe.net!r} takes no such option here; "
+                f"its own options: {', '.join(k for k in accepted if k not in settings)}"
+            )
+        settings[key] = value
+    try:
+        return builder(**settings)
+    except ValueError as error:
+        raise RecipeError(f"recipe: net {recipe.net!r}: {error}") from error
+
+
+def heads_of(model: nn.Module) -> tuple[str, ...]:
+    """The named outputs of a multi-output net (``("semantic", "geometric")``), else ``()``."""
+    return tuple(model.num_classes) if isinstance(model, TwoHeadedFCN) else ()
 
 
 @dataclass
@@ -185,8 +221,38 @@ def copy_matching(model: nn.Module, state: dict[str, Tensor], source: str = "") 
     return report
 
 
-def initialize(model: nn.Module, init: str) -> InitReport:
-    """Apply a recipe's ``init``: "none", a VGG16 state-dict file or an fcnseg checkpoint."""
+def initialize(
+    model: nn.Module,
+    init: str,
+    extra_channels: str = "none",
+    branches: dict[str, str] | None = None,
+) -> InitReport:
+    """Apply a recipe's ``init``: "none", a VGG16 state-dict file or an fcnseg checkpoint.
+
+    ``extra_channels`` ("mean" or "zero") starts conv1_1's filters of input channels beyond
+    RGB from a VGG16 file (early fusion); ``branches`` initialise submodules on their own,
+    e.g. a late-fusion net's ``{"rgb": color run, "hha": HHA run}`` (after ``init``).
+    """
+    report = _initialize(model, init, extra_channels)
+    for name, source in (branches or {}).items():
+        branch = getattr(model, name, None)
+        if not isinstance(branch, nn.Module):
+            children = ", ".join(n for n, _ in model.named_children())
+            raise RecipeError(f"recipe: init_branches.{name}: the net has no branch {name!r} "
+                              f"(its parts: {children})")
+        part = _initialize(branch, source, extra_channels)
+        report.kind = "branches" if report.kind == "none" else report.kind
+        report.source = ", ".join(filter(None, [report.source, f"{name}={source}"]))
+        report.copied += [f"{name}.{key}" for key in part.copied]
+        report.mismatched += [(f"{name}.{k}", a, b) for k, a, b in part.mismatched]
+        report.unused += [f"{name}.{key}" for key in part.unused]
+    if branches:
+        filled = set(report.copied)
+        report.untouched = [name for name in model.state_dict() if name not in filled]
+    return report
+
+
+def _initialize(model: nn.Module, init: str, extra_channels: str) -> InitReport:
     if init == "none":
         return InitReport()
     path = Path(init)
@@ -199,9 +265,11 @@ def initialize(model: nn.Module, init: str) -> InitReport:
     if isinstance(contents, dict) and contents.get("format") == FORMAT:
         report = copy_matching(model, contents["state_dict"], str(path))
         if not report.copied:
-            raise TransplantError(f"init checkpoint {path} shares no parameter with {model.arch}")
+            arch = getattr(model, "arch", type(model).__name__)
+            raise TransplantError(f"init checkpoint {path} shares no parameter with {arch}")
         return report
-    copied = transplant_vgg16(model, path)
+    extra = None if extra_channels == "none" else extra_channels
+    copied = transplant_vgg16(model, path, extra)
     untouched = [name for name in model.state_dict() if name not in copied]
     return InitReport("vgg16", str(path), copied, untouched=untouched)
 

@@ -28,12 +28,17 @@ from fcnseg.models import BUILDERS, GEOMETRIES
 from fcnseg.train.losses import NORMALIZATIONS
 
 NETS = tuple(BUILDERS)
-PREPROCESSING = ("caffe", "imagenet", "scale")
+PREPROCESSING = ("caffe", "imagenet", "scale", "mean")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "poly", "onecycle", "step")
 CLASS_WEIGHTS = ("none", "median_frequency")
 DEVICES = ("auto", "cpu", "cuda")
 AMP = ("none", "bf16", "fp16")
+EXTRA_CHANNELS = ("none", "mean", "zero")
+SCORES = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")  # the paper's four metrics
+# best.pt is chosen by one validation metric: the (semantic) head's, or the geometric head's
+# of a two-headed net (SIFT Flow).
+BEST_METRICS = SCORES + tuple(f"geometric_{name}" for name in SCORES)
 MAX_SEED = 2**31 - 1
 
 # Fields a resumed run may change: they leave the weights' trajectory alone (``iterations``
@@ -78,9 +83,13 @@ class Recipe:
     dropout: float = 0.5  # after fc6 and fc7 (0.5 in the reference)
     learnable_upsampling: bool = False  # learn the bilinear-initialised deconvolutions
     geometry: str = "reference"  # reference (conv1 padded by 100) | fast (unpadded, cheaper)
+    net_options: dict[str, Any] = field(default_factory=dict)  # more builder args: {branch}
     init: str = "none"  # "none", a torchvision VGG16 state-dict file, or an fcnseg checkpoint
+    init_branches: dict[str, Any] = field(default_factory=dict)  # late fusion: {rgb, hha} inits
+    extra_channels: str = "none"  # VGG16 init of >3 input channels (early fusion): mean | zero
     # ---- input
     preprocessing: str = "caffe"  # caffe (BGR minus ILSVRC mean) | imagenet | scale (x/255-.5)/.25
+    mean: list[float] = field(default_factory=list)  # caffe: [B,G,R, extra..]; mean: per channel
     resize: float = 1.0  # fixed rescale of train and val images (e.g. 0.5 on a CPU)
     flip: bool = False  # random left-right mirroring
     scale_range: list[float] = field(default_factory=list)  # [low, high] random scale; needs crop
@@ -106,6 +115,7 @@ class Recipe:
     epochs: int = 0  # passes over the train split (sharded across processes)
     # ---- bookkeeping
     val_every: int = 0  # validate every N iterations (0: only at the end)
+    best_metric: str = "mean_iu"  # picks best.pt: a metric, or geometric_<metric> (two heads)
     checkpoint_every: int = 0  # write last.pt every N iterations (0: at validations and the end)
     log_every: int = 20  # one metrics-log line per N iterations, with their mean loss
     seed: int = 0  # weights, data order and augmentation are functions of it
@@ -155,6 +165,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "class_weights": CLASS_WEIGHTS,
     "device": DEVICES,
     "amp": AMP,
+    "extra_channels": EXTRA_CHANNELS,
+    "best_metric": BEST_METRICS,
 }
 
 
@@ -253,6 +265,13 @@ def _validate(recipe: Recipe, source: str) -> None:
     need("crop_size", len(r.crop_size) in (0, 2), "must be [], one int or [height, width]")
     need("crop_size", all(s >= 1 for s in r.crop_size), "must be >= 1 pixel")
     need("batch_size", r.batch_size >= 1, "must be >= 1")
+    caffe_mean = len(r.mean) == 0 or len(r.mean) >= 3
+    need("mean", r.preprocessing in ("caffe", "mean") or not r.mean, "needs caffe or mean")
+    need("mean", r.preprocessing != "caffe" or caffe_mean, "must be [] or [B, G, R, extra...]")
+    need("mean", r.preprocessing != "mean" or bool(r.mean), "must be set for preprocessing mean")
+    for branch, path in r.init_branches.items():
+        if not isinstance(path, str) or not path:
+            raise _fail(source, f"init_branches.{branch}", "must be a weights file", path)
     need("lr", r.lr > 0, "must be > 0")
     need("momentum", 0 <= r.momentum < 1, "must be in [0, 1)")
     need("weight_decay", r.weight_decay >= 0, "must be >= 0")

@@ -207,12 +207,16 @@ class Trainer:
                 f"{recipe.dataset} gives {label.shape[0]} label maps per image; train one "
                 "target (e.g. siftflow's option target = 'semantic')"
             )
-        self.normalizer = make_normalizer(recipe.preprocessing, image.shape[0])
+        self.normalizer = make_normalizer(recipe.preprocessing, image.shape[0], recipe.mean)
         if self.val_set is not None:
             self.val_set.transform = self.normalizer
         self.ignore_index = self.train_set.ignore_index
         self.net = make_model(recipe, self.train_set.num_classes, image.shape[0])
-        self.init = InitReport("resume") if resume else initialize(self.net, recipe.init)
+        self.init = (
+            InitReport("resume")
+            if resume
+            else initialize(self.net, recipe.init, recipe.extra_channels, recipe.init_branches)
+        )
         logger.info(self.init.summary())
         self.net.to(self.device)
         if recipe.channels_last:
