@@ -238,8 +238,10 @@ def initialize(
         branch = getattr(model, name, None)
         if not isinstance(branch, nn.Module):
             children = ", ".join(n for n, _ in model.named_children())
-            raise RecipeError(f"recipe: init_branches.{name}: the net has no branch {name!r} "
-                              f"(its parts: {children})")
+            raise RecipeError(
+                f"recipe: init_branches.{name}: the net has no branch {name!r} "
+                f"(its parts: {children})"
+            )
         part = _initialize(branch, source, extra_channels)
         report.kind = "branches" if report.kind == "none" else report.kind
         report.source = ", ".join(filter(None, [report.source, f"{name}={source}"]))
