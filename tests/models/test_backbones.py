@@ -24,7 +24,7 @@ NEW = [
 ]
 # Every single-output FCN, and the VGG16 nets in the fast geometry too (the fused and
 # two-headed nets are checked against these in test_fusion.py and test_multitask.py).
-MULTI = ("fcn_latefusion", "fcn16s_two_headed", "fcn8s_two_headed")
+MULTI = ("fcn_latefusion", "fcn32s_two_headed", "fcn16s_two_headed", "fcn8s_two_headed")
 ALL = [(arch, {}) for arch in BUILDERS if arch not in MULTI] + [
     (arch, {"geometry": "fast"}) for arch in ("fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce")
 ]

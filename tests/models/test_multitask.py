@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 import fcnseg
 from fcnseg.evaluate.metrics import ConfusionMatrix
-from fcnseg.models import BUILDERS, TwoHeadedFCN, fcn8s, fcn16s
-from fcnseg.models.multitask import fcn8s_two_headed, fcn16s_two_headed
+from fcnseg.models import BUILDERS, TwoHeadedFCN, fcn8s, fcn16s, fcn32s
+from fcnseg.models.multitask import fcn8s_two_headed, fcn16s_two_headed, fcn32s_two_headed
 from fcnseg.train.build import make_model
 from fcnseg.train.multitask import TwoHeadedConfusion, two_headed_loss
 from fcnseg.train.recipe import Recipe, RecipeError
@@ -45,12 +45,13 @@ def test_layer_names_are_the_references():
     sixteen = {n.rsplit(".", 1)[0] for n, _ in tiny(fcn16s_two_headed).named_parameters()}
     assert {"upscore2_sem", "score_pool4_geo", "upscore16_geo"} <= sixteen
     assert "score_pool3_sem" not in sixteen
-    for arch in ("fcn8s_two_headed", "fcn16s_two_headed"):
+    for arch in ("fcn8s_two_headed", "fcn16s_two_headed", "fcn32s_two_headed"):
         assert BUILDERS[arch](width=1 / 16).arch == arch
 
 
 @pytest.mark.parametrize(
-    ("builder", "single"), [(fcn8s_two_headed, fcn8s), (fcn16s_two_headed, fcn16s)]
+    ("builder", "single"),
+    [(fcn8s_two_headed, fcn8s), (fcn16s_two_headed, fcn16s), (fcn32s_two_headed, fcn32s)],
 )
 def test_each_head_equals_a_one_headed_fcn_on_the_same_weights(builder, single):
     model = _randomize_heads(tiny(builder, dropout=0.0)).eval()
@@ -82,8 +83,10 @@ def test_fast_geometry_and_errors():
     with pytest.raises(ValueError, match="geometric classes must be >= 1, got 0"):
         fcn8s_two_headed(num_geometric=0, width=1 / 16)
     recipe = Recipe(net="fcn8s_two_headed", width=1 / 16)
-    with pytest.raises(RecipeError, match="two heads"):
-        make_model(recipe, 33, 3)
+    built = make_model(recipe, 33, 3, num_geometric=3)  # the trainer builds them now
+    assert built.num_classes == {"semantic": 33, "geometric": 3}
+    with pytest.raises(RecipeError, match="geometric classes must be >= 1"):
+        make_model(recipe, 33, 3, num_geometric=0)
 
 
 def test_save_and_load_round_trip(tmp_path):
