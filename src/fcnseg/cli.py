@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fcnseg.evaluate.metrics import format_report
+from fcnseg.evaluate.metrics import format_heads_report, format_report
 
 
 def _write_json(path: str | None, payload: dict) -> None:
@@ -85,10 +85,23 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"trained to iteration {result.iteration} in {result.seconds:.0f} s; "
             f"final loss {result.final_loss:.4g}"
         )
-        if result.metrics is not None:
+        if result.metrics is not None and "geometric_pixel_acc" in result.metrics:
+            geometric = {
+                key.removeprefix("geometric_"): value
+                for key, value in result.metrics.items()
+                if key.startswith("geometric_")
+            }
+            heads = {"semantic": result.metrics, "geometric": geometric}
+            names = {"semantic": result.classes, "geometric": result.geometric_classes}
+            print(format_heads_report(heads, names))
+        elif result.metrics is not None:
             print(format_report(result.metrics, result.classes))
         if result.best_mean_iu is not None:
-            print(f"best mean IU {result.best_mean_iu:.4f} at iteration {result.best_iteration}")
+            print(
+                f"best {recipe.best_metric.replace('_iu', ' IU').replace('_', ' ')} "
+                f"{result.best_mean_iu:.4f} at "
+                f"iteration {result.best_iteration}"
+            )
         print(f"wrote {result.out}: last.pt, best.pt, metrics.jsonl, curves.png, recipe.toml")
     return 0
 
@@ -192,7 +205,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         evaluate,
         metrics_json,
     )
-    from fcnseg.inference.predict import normalizer_for
+    from fcnseg.inference.predict import heads_of, normalizer_for
 
     device = _pick_device(args.device)
     dtype = _precision(args.precision, device)
@@ -200,6 +213,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     model = _load_model(args.checkpoint, device, args.geometry)
+    heads = heads_of(model)
+    if heads and args.dataset == "siftflow":
+        options.setdefault("target", "both")  # the two-headed net scores both labellings
     root = Path(args.root)
     if not root.is_dir():
         raise FileNotFoundError(f"--root {root}: dataset folder not found")
@@ -224,8 +240,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         limit=args.limit,
         dtype=dtype,
     )
-    metrics = matrix.compute()
-    print(format_report(metrics, dataset.classes))
+    if isinstance(matrix, dict):  # a two-headed net: one matrix per head
+        names = {"semantic": list(dataset.classes)}
+        for head in list(matrix)[1:]:
+            names[head] = list(getattr(dataset, f"{head}_classes", range(heads[head])))
+        by_head = {head: counts.compute() for head, counts in matrix.items()}
+        print(format_heads_report(by_head, names))
+        matrices, metrics = matrix, by_head
+        matrix = next(iter(matrices.values()))  # the main head's: the figure and the top
+    else:
+        names, metrics = None, matrix.compute()
+        print(format_report(metrics, dataset.classes))
     extra = {
         "checkpoint": str(args.checkpoint),
         "dataset": args.dataset,
@@ -237,7 +262,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "precision": args.precision,
         "geometry": getattr(model, "settings", {}).get("geometry"),
     }
-    payload = metrics_json(metrics, dataset.classes, extra)
+    if names is None:
+        payload = metrics_json(metrics, dataset.classes, extra)
+    else:  # the main head's metrics at the top, as for one head; each other head under its name
+        main, *others = metrics
+        payload = metrics_json(metrics[main], names[main], extra)
+        for head in others:
+            payload[head] = metrics_json(metrics[head], [str(n) for n in names[head]])
+            payload[head]["confusion_matrix"] = matrices[head].matrix.cpu().tolist()
     payload["confusion_matrix"] = matrix.matrix.cpu().tolist()  # n_ij: true i, predicted j
     _write_json(args.json, payload)
     figure = args.figure

@@ -276,6 +276,7 @@ def _run(name: str, overrides: dict, capsys) -> dict:
 
 
 CHAINS = {
+    "siftflow": ["siftflow-fcn32s", "siftflow-fcn16s", "siftflow-fcn8s"],
     "nyud": [
         "nyud-fcn32s-color",
         "nyud-fcn32s-hha",
@@ -304,6 +305,18 @@ def test_each_recipe_trains_then_evaluates_on_its_dataset_layout(
         elif init.startswith("runs/"):
             assert init_line.startswith(f"init: checkpoint {init}"), init_line
         assert "pixel acc" in run["eval"] and "mean IU" in run["eval"]
+        if chain == "siftflow":  # both heads, in Table 5's form, in eval's output and JSON
+            assert re.search(
+                r"pixel acc\. [\d.]+  mean acc\. [\d.-]+  mean IU [\d.]+  f\.w\. "
+                r"IU [\d.]+  geom\. acc\. [\d.]+",
+                run["eval"],
+            ), run["eval"]
+            assert "semantic (33 classes)" in run["eval"]
+            assert "geometric (3 classes)" in run["eval"]
+            geometric = run["json"]["geometric"]
+            assert set(geometric["per_class"]) == {"sky", "horizontal", "vertical"}
+            assert 0 <= geometric["pixel_acc"] <= 1 and len(run["json"]["per_class"]) == 33
+            assert "geom. acc." in run["train"]  # the run's final validation too
     if chain == "nyud":
         # the late fusion's two streams start as the colour and the HHA runs' best weights,
         # every tensor of both (nothing kept as built)

@@ -209,5 +209,37 @@ def format_report(metrics: dict, classes: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
+def format_heads_report(
+    metrics: dict[str, dict], classes: dict[str, list[str] | None] | None = None
+) -> str:
+    """A several-headed net's metrics in the paper's Table 5 form, then each head's table.
+
+    ``metrics``: ``{head: compute() dict}``, the main (semantic) head first. The first line is
+    the paper's row: the main head's four metrics and every other head's pixel accuracy, in
+    percent (``geom. acc.`` for the geometric head).
+    """
+    main, *others = metrics
+    row = metrics[main]
+    cells = [
+        f"pixel acc. {_percent(row['pixel_acc'])}",
+        f"mean acc. {_percent(row['mean_acc'])}",
+        f"mean IU {_percent(row['mean_iu'])}",
+        f"f.w. IU {_percent(row['fw_iu'])}",
+    ]
+    cells += [
+        f"{'geom.' if head == 'geometric' else head} acc. {_percent(metrics[head]['pixel_acc'])}"
+        for head in others
+    ]
+    lines = ["  ".join(cells)]
+    for head, values in metrics.items():
+        names = (classes or {}).get(head)
+        lines += ["", f"{head} ({len(values['iu'])} classes)", format_report(values, names)]
+    return "\n".join(lines)
+
+
+def _percent(value: float) -> str:
+    return "-" if math.isnan(value) else f"{100 * value:.1f}"
+
+
 def _cell(value: float) -> str:
     return "     -" if math.isnan(value) else f"{value:6.4f}"

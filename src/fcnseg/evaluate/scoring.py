@@ -30,6 +30,7 @@ from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.inference.predict import (
     Preprocess,
     eval_mode,
+    heads_of,
     in_channels_of,
     input_scale_of,
     normalizer_for,
@@ -49,6 +50,38 @@ def _check_class_count(model: nn.Module, dataset: Any, source: str) -> None:
     if classes != expected:
         raise ValueError(
             f"{source} predicts {classes} classes but the dataset {dataset!r} has {expected}"
+        )
+    for head, count in list(heads_of(model).items())[1:]:  # the main head's is checked above
+        names = getattr(dataset, f"{head}_classes", None)
+        if names is not None and len(names) != count:
+            raise ValueError(
+                f"{source}'s {head} head predicts {count} classes but the dataset {dataset!r} "
+                f"has {len(names)} {head} classes"
+            )
+
+
+def head_matrices(model: nn.Module, dataset: Any) -> dict[str, ConfusionMatrix]:
+    """One empty confusion matrix per output of a several-headed net (``{}`` for one output).
+
+    The dataset's label is then (heads, H, W): label map k belongs to the net's k-th output
+    (SIFT Flow with ``target="both"``: semantic, then geometric).
+    """
+    ignore = getattr(dataset, "ignore_index", IGNORE_INDEX)
+    return {head: ConfusionMatrix(count, ignore) for head, count in heads_of(model).items()}
+
+
+def check_head_labels(matrices: dict[str, ConfusionMatrix], label: Tensor, where: str) -> None:
+    """Raise unless ``label`` holds one (H, W) map per head (or is (H, W) for one head)."""
+    if not matrices and label.ndim != 2:
+        raise ValueError(
+            f"scoring needs (H, W) labels; {where} gives shape {tuple(label.shape)} "
+            "(choose a single target, e.g. target=semantic)"
+        )
+    if matrices and (label.ndim != 3 or label.shape[0] != len(matrices)):
+        raise ValueError(
+            f"a net with heads {', '.join(matrices)} needs one label map per head, "
+            f"({len(matrices)}, H, W); {where} gives shape {tuple(label.shape)} "
+            "(e.g. siftflow's option target=both)"
         )
 
 
@@ -85,7 +118,7 @@ def evaluate(
     preprocess: Preprocess | None = None,
     limit: int | None = None,
     dtype: torch.dtype | None = None,
-) -> ConfusionMatrix:
+) -> ConfusionMatrix | dict[str, ConfusionMatrix]:
     """The confusion matrix of ``model`` over ``dataset`` (or its first ``limit`` samples).
 
     ``dataset`` yields ``(image float (C, H, W) raw values, label int64 (H, W))`` and has
@@ -94,6 +127,9 @@ def evaluate(
     ``preprocess`` defaults to the checkpoint's (:func:`fcnseg.inference.predict.normalizer_for`);
     ``progress(total=n)`` makes a progress bar (e.g. ``tqdm``); ``dtype`` (bfloat16, or
     float16 on CUDA) scores under autocast.
+
+    A net with several heads (the two-headed SIFT Flow net) gets one matrix per head,
+    ``{"semantic": ..., "geometric": ...}``, from a dataset giving (heads, H, W) labels.
     """
     _check_class_count(model, dataset, "model")
     if limit is not None and limit < 1:
@@ -105,30 +141,31 @@ def evaluate(
     model.to(device)
     channels, scale = in_channels_of(model), input_scale_of(model)
     matrix = ConfusionMatrix(dataset.num_classes, getattr(dataset, "ignore_index", IGNORE_INDEX))
+    heads = head_matrices(model, dataset)
     bar = progress(total=count) if progress is not None else None
     try:
         with eval_mode(model):
             for index in range(count):
                 image, label = dataset[index]
-                if label.ndim != 2:
-                    raise ValueError(
-                        f"evaluate needs (H, W) labels; {dataset!r} gives shape "
-                        f"{tuple(label.shape)} (choose a single target, e.g. target=semantic)"
-                    )
+                check_head_labels(heads, label, repr(dataset))
                 if image.shape[0] != channels:
                     raise ValueError(
                         f"{_where(dataset, index)} has {image.shape[0]} channels; the net "
                         f"takes {channels}"
                     )
                 prediction = predict_image(model, image, preprocess, scale, dtype)  # (H, W)
-                matrix.update(prediction, label.to(device))
+                if heads:  # {head: (H, W)} against label maps (heads, H, W)
+                    for k, (head, head_matrix) in enumerate(heads.items()):
+                        head_matrix.update(prediction[head], label[k].to(device))
+                else:
+                    matrix.update(prediction, label.to(device))
                 if bar is not None:
                     bar.update(1)
     finally:
         if bar is not None:
             bar.close()
     logger.info("evaluated %d images of %r", count, dataset)
-    return matrix
+    return heads or matrix
 
 
 # --------------------------------------------------------------------------- reporting

@@ -65,13 +65,26 @@ def _meta(model: nn.Module) -> dict[str, Any]:
 
 
 def num_classes_of(model: nn.Module) -> int:
-    """The number of output classes of an FCN (its ``num_classes``, else its settings')."""
+    """The number of output classes of an FCN (its ``num_classes``, else its settings').
+
+    A net with several heads (``num_classes`` a dict) reports its first, main head's count
+    (the semantic head of the SIFT Flow net); :func:`heads_of` names them all.
+    """
     count = getattr(model, "num_classes", None)
+    if isinstance(count, dict):
+        count = next(iter(count.values()))
     if count is None:
         count = getattr(model, "settings", {}).get("num_classes")
     if count is None:
         raise ValueError(f"cannot tell the number of classes of {type(model).__name__}")
     return int(count)
+
+
+def heads_of(model: nn.Module) -> dict[str, int]:
+    """``{output name: classes}`` of a net with several named outputs, in output order (the
+    two-headed SIFT Flow net: ``{"semantic": 33, "geometric": 3}``); ``{}`` for one output."""
+    count = getattr(model, "num_classes", None)
+    return {str(head): int(n) for head, n in count.items()} if isinstance(count, dict) else {}
 
 
 def input_scale_of(model: nn.Module) -> float:
@@ -167,7 +180,7 @@ def predict_image(
     preprocess: Preprocess,
     scale: float = 1.0,
     dtype: torch.dtype | None = None,
-) -> Tensor:
+) -> Tensor | dict[str, Tensor]:
     """The label map of one image: int64 ``(H, W)`` class indices, on the model's device.
 
     ``image``: float ``(C, H, W)`` raw values as the dataset readers return them (RGB 0..255),
@@ -176,6 +189,8 @@ def predict_image(
     ``scale`` != 1 (a net trained on resized images, :func:`input_scale_of`) the image is
     resized by it first and the scores resized back to ``(H, W)``, both bilinearly.
     ``dtype`` (bfloat16, or float16 on CUDA) runs the net under autocast; None: float32.
+    A net with several named outputs (the two-headed SIFT Flow net) gives one label map per
+    output: ``{"semantic": (H, W), "geometric": (H, W)}``.
     """
     if image.ndim != 3:
         raise ValueError(f"image must be C x H x W, got shape {tuple(image.shape)}")
@@ -195,9 +210,17 @@ def predict_image(
             scaled = [max(1, math.floor(side * scale + 0.5)) for side in size]
             x = F.interpolate(x, size=scaled, mode="bilinear", align_corners=False)
         with autocast_to(device, dtype):
-            scores = model(x).float()  # (1, K, h, w)
-        if scores.shape[-2:] != size:
-            scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+            scores = model(x)  # (1, K, h, w), or {head: (1, K_head, h, w)}
+        if isinstance(scores, dict):
+            return {head: _label_map(s, size) for head, s in scores.items()}
+        return _label_map(scores, size)
+
+
+def _label_map(scores: Tensor, size: torch.Size) -> Tensor:
+    """(1, K, h, w) scores to the (H, W) label map at ``size``, scaled bilinearly if needed."""
+    scores = scores.float()
+    if scores.shape[-2:] != size:
+        scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
     return scores.argmax(1)[0]  # (H, W)
 
 

@@ -32,7 +32,7 @@ from fcnseg.data.transforms import (
     RandomScaleCrop,
     Resize,
 )
-from fcnseg.models import BUILDERS, TwoHeadedFCN
+from fcnseg.models import BUILDERS
 from fcnseg.models.surgery import TransplantError, transplant_vgg16
 from fcnseg.train.recipe import Recipe, RecipeError
 
@@ -170,11 +170,6 @@ def make_model(
         return builder(**settings)
     except ValueError as error:
         raise RecipeError(f"recipe: net {recipe.net!r}: {error}") from error
-
-
-def heads_of(model: nn.Module) -> tuple[str, ...]:
-    """The named outputs of a multi-output net (``("semantic", "geometric")``), else ``()``."""
-    return tuple(model.num_classes) if isinstance(model, TwoHeadedFCN) else ()
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Each line is one record: ``{"iteration", "epoch", "loss", "lr", "seconds"}`` for training
 (``loss`` the mean over the iterations since the previous line) and ``{"iteration", "split":
-"val", "pixel_acc", "mean_acc", "mean_iu", "fw_iu", "iu"}`` for a validation.
+"val", "pixel_acc", "mean_acc", "mean_iu", "fw_iu", "iu"}`` for a validation (a two-headed
+net's: its semantic head's, plus the geometric head's as ``geometric_pixel_acc``, ...).
 """
 
 from __future__ import annotations
@@ -65,6 +66,15 @@ def plot_curves(records: list[dict[str, Any]], path: str | os.PathLike, title: s
     left.set(xlabel="iteration", ylabel="training loss", title="loss")
     if val:
         right.plot([r["iteration"] for r in val], [r["mean_iu"] for r in val], marker="o")
+    geometric = [r for r in val if r.get("geometric_pixel_acc") is not None]
+    if geometric:  # a two-headed net: its geometric head's pixel accuracy beside mean IU
+        steps, values = (
+            [r["iteration"] for r in geometric],
+            [r["geometric_pixel_acc"] for r in geometric],
+        )
+        right.plot(steps, values, marker="s", label="geometric pixel acc")
+        right.lines[0].set_label("semantic mean IU")
+        right.legend()
     right.set(xlabel="iteration", ylabel="mean IU", title="validation mean IU")
     for axes in (left, right):
         axes.grid(alpha=0.3)

@@ -41,6 +41,8 @@ from fcnseg.checkpoint import CheckpointError, atomic_save, model_record, read
 from fcnseg.data.common import DatasetError, SegmentationDataset
 from fcnseg.data.transforms import collate_pad
 from fcnseg.evaluate.metrics import ConfusionMatrix
+from fcnseg.evaluate.scoring import check_head_labels, head_matrices
+from fcnseg.inference.predict import heads_of
 from fcnseg.train import distributed
 from fcnseg.train.build import (
     InitReport,
@@ -56,6 +58,7 @@ from fcnseg.train.build import (
 from fcnseg.train.distributed import Processes
 from fcnseg.train.log import MetricsLog, plot_curves
 from fcnseg.train.losses import segmentation_loss
+from fcnseg.train.multitask import two_headed_loss
 from fcnseg.train.recipe import RESUMABLE, Recipe, RecipeError, dumps, from_dict
 from fcnseg.train.sampler import KeyedSamples, ResumableBatchSampler, loss_sample_generator
 from fcnseg.train.state import capture_rng, restore_rng, seed_everything
@@ -84,12 +87,13 @@ class TrainResult:
     out: Path
     iteration: int  # optimiser steps done
     final_loss: float  # mean loss of the last logged window (nan if none ran)
-    best_mean_iu: float | None
+    best_mean_iu: float | None  # the best value of the recipe's best_metric (mean IU by default)
     best_iteration: int
     metrics: dict[str, Any] | None  # the last validation's metrics
     seconds: float  # wall time of this call's training loop
     classes: list[str] = field(default_factory=list)
     init: InitReport = field(default_factory=InitReport)
+    geometric_classes: list[str] = field(default_factory=list)  # a two-headed net's other head
 
 
 def train(
@@ -122,7 +126,11 @@ def validate(
     """The four metrics of ``model`` on (the first ``limit`` of) ``dataset``'s preprocessed
     whole images; each process scores every ``world_size``-th image and the confusion matrices
     are summed. With ``resize`` the image is scaled by it and the scores scaled back to the
-    label's size, so metrics are at the labels' full resolution."""
+    label's size, so metrics are at the labels' full resolution.
+
+    A net with several heads (SIFT Flow's semantic and geometric) is scored per head against
+    (heads, H, W) labels: the first head's metrics under the usual keys, every other head's
+    prefixed with its name (``geometric_pixel_acc``, ..., ``geometric_iu``)."""
     processes = processes or Processes(device=device)
     count = min(len(dataset), limit) if limit else len(dataset)
     shard = Subset(dataset, range(processes.rank, count, processes.world_size))
@@ -131,7 +139,9 @@ def validate(
     model.eval()
     matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
     matrix.matrix = matrix.matrix.to(device)
+    heads = head_matrices(model, dataset)
     for image, label in loader:
+        check_head_labels(heads, label, repr(dataset))
         x = image[None].to(device)  # (1, C, H, W)
         if resize != 1:
             size = [max(1, math.floor(s * resize + 0.5)) for s in x.shape[-2:]]
@@ -139,13 +149,27 @@ def validate(
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            scores = model(x).float()  # (1, K, h, w)
-        if scores.shape[-2:] != label.shape[-2:]:
-            scores = F.interpolate(scores, size=label.shape[-2:], mode="bilinear")
-        matrix.update(scores.argmax(1)[0], label.to(device))
-    distributed.all_reduce_sum(matrix.matrix, processes)
+            output = model(x)  # (1, K, h, w), or {head: (1, K_head, h, w)}
+        pairs = (
+            [(heads[head], output[head], label[k]) for k, head in enumerate(heads)]
+            if heads
+            else [(matrix, output, label)]
+        )
+        for counts, scores, target in pairs:
+            scores = scores.float()
+            if scores.shape[-2:] != target.shape[-2:]:
+                scores = F.interpolate(scores, size=target.shape[-2:], mode="bilinear")
+            counts.update(scores.argmax(1)[0], target.to(device))
+    for counts in heads.values() or [matrix]:
+        distributed.all_reduce_sum(counts.matrix, processes)
     model.train(was_training)
-    return matrix.compute()
+    if not heads:
+        return matrix.compute()
+    main, *others = heads
+    metrics = heads[main].compute()
+    for head in others:
+        metrics.update({f"{head}_{key}": value for key, value in heads[head].compute().items()})
+    return metrics
 
 
 def amp_dtype_for(amp: str, device: torch.device) -> torch.dtype | None:
@@ -202,16 +226,42 @@ class Trainer:
 
         self.train_set, self.val_set = open_splits(recipe)
         image, label = self.train_set[0]
-        if label.ndim != 2:
-            raise DatasetError(
-                f"{recipe.dataset} gives {label.shape[0]} label maps per image; train one "
-                "target (e.g. siftflow's option target = 'semantic')"
-            )
         self.normalizer = make_normalizer(recipe.preprocessing, image.shape[0], recipe.mean)
         if self.val_set is not None:
             self.val_set.transform = self.normalizer
         self.ignore_index = self.train_set.ignore_index
-        self.net = make_model(recipe, self.train_set.num_classes, image.shape[0])
+        geometric = getattr(self.train_set, "geometric_classes", None)
+        self.net = make_model(
+            recipe,
+            self.train_set.num_classes,
+            image.shape[0],
+            num_geometric=len(geometric) if geometric is not None else None,
+        )
+        # A two-headed net (SIFT Flow) trains on one label map per head, its loss the sum of
+        # the heads' (two_headed_loss) and its validation scored per head.
+        self.heads = tuple(heads_of(self.net))
+        maps = label.shape[0] if label.ndim == 3 else 0
+        if maps != len(self.heads):
+            want = f"{len(self.heads)} label maps ({', '.join(self.heads)})"
+            raise DatasetError(
+                f"{recipe.dataset} gives {maps or 'one'} label map(s) per image; net "
+                f"{recipe.net!r} trains on {want if self.heads else 'one'}"
+                + (
+                    " (siftflow: options target = 'both')"
+                    if self.heads
+                    else " (e.g. siftflow's option target = 'semantic')"
+                )
+            )
+        if self.heads and recipe.class_weights != "none":
+            raise RecipeError(
+                f"recipe: class_weights {recipe.class_weights!r} is for one-output nets; "
+                f"net {recipe.net!r} has heads {', '.join(self.heads)}"
+            )
+        if recipe.best_metric.startswith("geometric_") and "geometric" not in self.heads:
+            raise RecipeError(
+                f"recipe: best_metric {recipe.best_metric!r} needs a geometric head; net "
+                f"{recipe.net!r} has none (use {recipe.best_metric.removeprefix('geometric_')!r})"
+            )
         self.init = (
             InitReport("resume")
             if resume
@@ -320,6 +370,11 @@ class Trainer:
             "ignore_index": self.ignore_index,
             "dataset": self.recipe.dataset,
             "input_scale": self.recipe.resize,
+            **(
+                {"geometric_classes": list(data.geometric_classes)}
+                if "geometric" in self.heads
+                else {}
+            ),
         }
 
     def _checkpoint(self, names: list[str]) -> None:
@@ -378,8 +433,12 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.recipe.lr * group["lr_mult"] * factor
         with torch.autocast(self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None):
-            scores = model(images)  # (N, K, H, W)
-        loss = self._loss(scores.float(), labels)
+            scores = model(images)  # (N, K, H, W), or {head: (N, K_head, H, W)}
+        if isinstance(scores, dict):
+            scores = {head: head_scores.float() for head, head_scores in scores.items()}
+        else:
+            scores = scores.float()
+        loss = self._loss(scores, labels)
         mean = distributed.all_reduce_sum(loss.detach().clone(), self.processes)
         value = mean.item() / self.processes.world_size
         if not math.isfinite(value):
@@ -396,9 +455,10 @@ class Trainer:
         self.scaler.update()
         return value
 
-    def _loss(self, scores: Tensor, labels: Tensor) -> Tensor:
+    def _loss(self, scores: Tensor | dict[str, Tensor], labels: Tensor) -> Tensor:
         """The recipe's loss: normalisation, class weights and, below a ``loss_sample_rate`` of
-        1, a Bernoulli mask drawn from ``(seed, iteration, rank)`` (section 3.4)."""
+        1, a Bernoulli mask drawn from ``(seed, iteration, rank)`` (section 3.4). A two-headed
+        net's is the sum of its heads' (labels N x 2 x H x W), as the reference's."""
         recipe = self.recipe
         sampling = recipe.loss_sample_rate < 1
         generator = (
@@ -406,6 +466,17 @@ class Trainer:
             if sampling
             else None
         )
+        if self.heads:
+            return two_headed_loss(
+                scores,
+                labels,
+                self.ignore_index,
+                None,
+                recipe.loss,
+                sample_rate=recipe.loss_sample_rate if sampling else None,
+                rescale=recipe.loss_sample_rescale,
+                generator=generator,
+            )
         return segmentation_loss(
             scores,
             labels,
@@ -430,19 +501,20 @@ class Trainer:
             limit=self.recipe.val_images,
             num_workers=self.recipe.num_workers,
         )
-        improved = math.isfinite(metrics["mean_iu"]) and (
-            self.best is None or metrics["mean_iu"] > self.best
-        )
+        chosen = metrics[self.recipe.best_metric]  # mean_iu unless the recipe says otherwise
+        improved = math.isfinite(chosen) and (self.best is None or chosen > self.best)
         if improved:
-            self.best, self.best_iteration = metrics["mean_iu"], self.iteration
+            self.best, self.best_iteration = chosen, self.iteration
         if self.processes.is_main:
             record = {"iteration": self.iteration, "split": "val"}
-            record.update({k: _plain(metrics[k]) for k in (*METRICS, "iu")})
+            for prefix in ("", *(f"{head}_" for head in self.heads[1:])):
+                record.update({prefix + k: _plain(metrics[prefix + k]) for k in (*METRICS, "iu")})
             self.log.write(record)
             logger.info(
-                "iteration %d: val mean IU %.4f (best %.4f at %d)",
+                "iteration %d: val %s %.4f (best %.4f at %d)",
                 self.iteration,
-                metrics["mean_iu"],
+                self.recipe.best_metric,
+                chosen,
                 self.best if self.best is not None else math.nan,
                 self.best_iteration,
             )
@@ -514,4 +586,5 @@ class Trainer:
             time.perf_counter() - started,
             list(self.train_set.classes),
             self.init,
+            list(getattr(self.train_set, "geometric_classes", [])) if self.heads else [],
         )
