@@ -1,0 +1,186 @@
+"""The two-headed SIFT Flow net through the ordinary trainer: the summed loss of both heads,
+per-head validation, best.pt by the recipe's best_metric, exact resume, and the errors that
+name what a mismatched recipe needs. Runs on the SIFT Flow fixture (real layout, .mat labels)
+at VGG16 x 1/16."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import datafixtures
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fcnseg.checkpoint import read
+from fcnseg.data import SIFTFlow
+from fcnseg.data.common import DatasetError
+from fcnseg.train import train
+from fcnseg.train.recipe import Recipe, RecipeError, dumps
+from fcnseg.train.trainer import validate
+from test_resume import KILLED_RUN, _assert_same_tensors, _records
+
+SIFT_MEAN = [114.578, 115.294, 108.353]
+
+
+def two_headed(root: Path, out: Path, **changes) -> Recipe:
+    values = {
+        "dataset": "siftflow",
+        "root": str(root),
+        "options": {"target": "both"},
+        "train_split": "trainval",
+        "val_split": "test",
+        "net": "fcn16s_two_headed",
+        "width": 1 / 16,
+        "batch_norm": False,
+        "dropout": 0.0,
+        "preprocessing": "caffe",
+        "mean": SIFT_MEAN,
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "batch_size": 1,
+        "iterations": 4,
+        "log_every": 1,
+        "out": str(out),
+        "device": "cpu",
+    }
+    return Recipe(**{**values, **changes})
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_the_loss_is_both_heads_summed_and_falls(siftflow_root, tmp_path):
+    out = tmp_path / "run"
+    result = train(two_headed(siftflow_root, out, iterations=24, val_every=12))
+    losses = [r["loss"] for r in _log(out) if "loss" in r]
+    # zero score layers: every pixel's scores are uniform, so each head's mean cross-entropy
+    # is log K and the first loss is log 33 + log 3
+    assert losses[0] == pytest.approx(math.log(33) + math.log(3), rel=1e-5)
+    assert sum(losses[-4:]) / 4 < 0.7 * losses[0]
+    val = [r for r in _log(out) if r.get("split") == "val"]
+    assert [r["iteration"] for r in val] == [12, 24]
+    for record in val:
+        for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
+            assert 0 <= record[key] <= 1 and 0 <= record[f"geometric_{key}"] <= 1
+        assert len(record["iu"]) == 33 and len(record["geometric_iu"]) == 3
+    assert result.best_mean_iu == max(r["mean_iu"] for r in val)  # semantic mean IU picks best
+    assert result.geometric_classes == ["sky", "horizontal", "vertical"]
+    best = read(out / "best.pt")
+    assert best["meta"]["geometric_classes"] == ["sky", "horizontal", "vertical"]
+    assert best["arch"] == "fcn16s_two_headed" and best["settings"]["num_geometric"] == 3
+
+
+def test_best_metric_can_pick_the_geometric_head(siftflow_root, tmp_path):
+    out = tmp_path / "run"
+    result = train(
+        two_headed(siftflow_root, out, iterations=6, val_every=1, best_metric="geometric_fw_iu")
+    )
+    val = [r for r in _log(out) if r.get("split") == "val"]
+    scores = [r["geometric_fw_iu"] for r in val]
+    first_best = scores.index(max(scores))
+    assert result.best_mean_iu == max(scores)
+    assert result.best_iteration == val[first_best]["iteration"]
+    assert read(out / "best.pt")["training"]["iteration"] == result.best_iteration
+
+
+def test_a_killed_and_resumed_two_headed_run_equals_an_uninterrupted_one(siftflow_root, tmp_path):
+    # random scale, crop and flip, dropout, AdamW, a one-cycle schedule, a log window open
+    recipe = two_headed(
+        siftflow_root,
+        tmp_path / "whole",
+        iterations=7,
+        dropout=0.3,
+        flip=True,
+        crop_size=[14, 18],
+        scale_range=[0.75, 1.25],
+        schedule="onecycle",
+        val_every=3,
+        log_every=2,
+    )
+    whole = train(recipe)
+    stopped = dataclasses.replace(recipe, out=str(tmp_path / "stopped"))
+    recipe_file = tmp_path / "stopped.toml"
+    recipe_file.write_text(dumps(stopped))
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, str(recipe_file), "5"],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert read(tmp_path / "stopped" / "last.pt")["training"]["iteration"] == 3
+    resumed = train(stopped, resume=True)
+    assert resumed.iteration == whole.iteration == 7
+    assert resumed.best_mean_iu == whole.best_mean_iu
+    for name in ("last.pt", "best.pt"):
+        a, b = read(tmp_path / "whole" / name), read(tmp_path / "stopped" / name)
+        _assert_same_tensors(a["state_dict"], b["state_dict"], f"{name} state_dict")
+        _assert_same_tensors(
+            a["training"]["optimizer"], b["training"]["optimizer"], f"{name} optimizer"
+        )
+    assert _records(tmp_path / "whole") == _records(tmp_path / "stopped")
+
+
+def test_mismatched_heads_and_labels_name_what_is_needed(siftflow_root, tmp_path):
+    with pytest.raises(DatasetError, match=r"trains on 2 label maps \(semantic, geometric\)"):
+        train(two_headed(siftflow_root, tmp_path / "a", options={"target": "semantic"}))
+    with pytest.raises(DatasetError, match="gives 2 label map"):
+        train(two_headed(siftflow_root, tmp_path / "b", net="fcn16s"))
+    with pytest.raises(RecipeError, match="best_metric 'geometric_pixel_acc' needs a geometric"):
+        train(
+            two_headed(
+                siftflow_root,
+                tmp_path / "c",
+                net="fcn16s",
+                options={"target": "semantic"},
+                best_metric="geometric_pixel_acc",
+            )
+        )
+    with pytest.raises(RecipeError, match="class_weights 'median_frequency' is for one-output"):
+        train(two_headed(siftflow_root, tmp_path / "d", class_weights="median_frequency"))
+
+
+class ConstantHeads(nn.Module):
+    """Predicts semantic class ``semantic`` and geometric class ``geometric`` everywhere."""
+
+    def __init__(self, semantic: int, geometric: int) -> None:
+        super().__init__()
+        self.num_classes = {"semantic": 33, "geometric": 3}
+        self.semantic, self.geometric = semantic, geometric
+        self.anchor = nn.Parameter(torch.zeros(()))  # gives the net a device
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        n, _, h, w = x.shape
+        return {
+            "semantic": F.one_hot(torch.full((n, h, w), self.semantic), 33).permute(0, 3, 1, 2),
+            "geometric": F.one_hot(torch.full((n, h, w), self.geometric), 3).permute(0, 3, 1, 2),
+        }
+
+
+def test_validation_scores_each_head_against_its_own_labels(siftflow_root):
+    data = SIFTFlow(siftflow_root, "test", target="both")
+    metrics = validate(ConstantHeads(semantic=4, geometric=2), data, torch.device("cpu"))
+    # fixture labels tile raw semantic [0, 1, 33, 5] (0 void; k -> k-1) and geometric
+    # [-1, 1, 3, 0] (-1 and 0 void) over 16 x 20 pixels: 80 pixels of each value
+    semantic = datafixtures.tiled(datafixtures.SIFT_SEMANTIC_RAW)
+    labelled, hits = int((semantic > 0).sum()), int((semantic == 5).sum())
+    assert metrics["pixel_acc"] == pytest.approx(hits / labelled) == pytest.approx(1 / 3)
+    assert metrics["mean_acc"] == pytest.approx(1 / 3)  # classes 0, 32 at 0; class 4 at 1
+    assert metrics["iu"][4] == pytest.approx(1 / 3) and metrics["mean_iu"] == pytest.approx(1 / 9)
+    assert metrics["geometric_pixel_acc"] == pytest.approx(0.5)  # vertical of sky + vertical
+    sky, horizontal, vertical = metrics["geometric_iu"]
+    assert (sky, vertical) == (0.0, pytest.approx(0.5)) and math.isnan(horizontal)
+    with pytest.raises(ValueError, match=r"needs one label map per head, \(2, H, W\)"):
+        validate(ConstantHeads(4, 2), SIFTFlow(siftflow_root, "test"), torch.device("cpu"))
