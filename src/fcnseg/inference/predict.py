@@ -307,7 +307,8 @@ def predict_files(
     colour's share of the overlay; ``progress(total=n)`` makes a progress bar (e.g. ``tqdm``);
     ``dtype`` as in :func:`predict_image`.
     Images are read as RGB (grey and RGBA converted), so the net must take 3 channels. Setup
-    problems (inputs, names, alpha, channels) raise before anything is written.
+    problems (inputs, names, alpha, channels) raise before anything is written. A net with
+    several heads writes its main (first) head's labels: the semantic one of SIFT Flow's.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in 0..1, got {alpha}")
@@ -335,7 +336,10 @@ def predict_files(
                     result.failed.append((image_path, str(error)))
                     logger.debug("skipped %s: %s", image_path, error)
                 else:
-                    label = predict_image(model, image, preprocess, scale, dtype).cpu()  # (H, W)
+                    label = predict_image(model, image, preprocess, scale, dtype)  # (H, W)
+                    if isinstance(label, dict):  # several heads: the main one's labels
+                        label = next(iter(label.values()))
+                    label = label.cpu()
                     label_image(label, palette).save(label_path)
                     Image.fromarray(overlay(image, label, palette, alpha)).save(overlay_path)
                     result.written.append((image_path, label_path, overlay_path))

@@ -13,11 +13,39 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from fcnseg.data.common import DatasetError
 from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.models.multitask import HEADS
 from fcnseg.train.losses import segmentation_loss
+from fcnseg.train.recipe import Recipe, RecipeError
 
 LABEL_ORDER = tuple(HEADS)  # ("semantic", "geometric"): the order of SiftFlow's label maps
+
+
+def check_heads(recipe: Recipe, heads: tuple[str, ...], label: Tensor) -> tuple[str, ...]:
+    """Return ``heads`` (the net's output names, ``()`` for one output) if the recipe can train
+    them: one label map per head in the dataset's ``label`` ((heads, H, W), else (H, W)), no
+    class weights for several heads, a ``best_metric`` of a head the net has. Raises naming
+    the option to change."""
+    maps = label.shape[0] if label.ndim == 3 else 0
+    if maps != len(heads):
+        want = f"{len(heads)} label maps ({', '.join(heads)})" if heads else "one"
+        hint = "siftflow: options target = 'both'" if heads else "e.g. siftflow's target"
+        raise DatasetError(
+            f"{recipe.dataset} gives {maps or 'one'} label map(s) per image; net "
+            f"{recipe.net!r} trains on {want} ({hint})"
+        )
+    if heads and recipe.class_weights != "none":
+        raise RecipeError(
+            f"recipe: class_weights {recipe.class_weights!r} is for one-output nets; "
+            f"net {recipe.net!r} has heads {', '.join(heads)}"
+        )
+    if recipe.best_metric.startswith("geometric_") and "geometric" not in heads:
+        raise RecipeError(
+            f"recipe: best_metric {recipe.best_metric!r} needs a geometric head; net "
+            f"{recipe.net!r} has none (use {recipe.best_metric.removeprefix('geometric_')!r})"
+        )
+    return heads
 
 
 def _split_labels(labels: Tensor) -> dict[str, Tensor]:

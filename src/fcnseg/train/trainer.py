@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Subset
 
 import fcnseg
 from fcnseg.checkpoint import CheckpointError, atomic_save, model_record, read
-from fcnseg.data.common import DatasetError, SegmentationDataset
+from fcnseg.data.common import SegmentationDataset
 from fcnseg.data.transforms import collate_pad
 from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.evaluate.scoring import check_head_labels, head_matrices
@@ -58,7 +58,7 @@ from fcnseg.train.build import (
 from fcnseg.train.distributed import Processes
 from fcnseg.train.log import MetricsLog, plot_curves
 from fcnseg.train.losses import segmentation_loss
-from fcnseg.train.multitask import two_headed_loss
+from fcnseg.train.multitask import check_heads, two_headed_loss
 from fcnseg.train.recipe import RESUMABLE, Recipe, RecipeError, dumps, from_dict
 from fcnseg.train.sampler import KeyedSamples, ResumableBatchSampler, loss_sample_generator
 from fcnseg.train.state import capture_rng, restore_rng, seed_everything
@@ -239,29 +239,7 @@ class Trainer:
         )
         # A two-headed net (SIFT Flow) trains on one label map per head, its loss the sum of
         # the heads' (two_headed_loss) and its validation scored per head.
-        self.heads = tuple(heads_of(self.net))
-        maps = label.shape[0] if label.ndim == 3 else 0
-        if maps != len(self.heads):
-            want = f"{len(self.heads)} label maps ({', '.join(self.heads)})"
-            raise DatasetError(
-                f"{recipe.dataset} gives {maps or 'one'} label map(s) per image; net "
-                f"{recipe.net!r} trains on {want if self.heads else 'one'}"
-                + (
-                    " (siftflow: options target = 'both')"
-                    if self.heads
-                    else " (e.g. siftflow's option target = 'semantic')"
-                )
-            )
-        if self.heads and recipe.class_weights != "none":
-            raise RecipeError(
-                f"recipe: class_weights {recipe.class_weights!r} is for one-output nets; "
-                f"net {recipe.net!r} has heads {', '.join(self.heads)}"
-            )
-        if recipe.best_metric.startswith("geometric_") and "geometric" not in self.heads:
-            raise RecipeError(
-                f"recipe: best_metric {recipe.best_metric!r} needs a geometric head; net "
-                f"{recipe.net!r} has none (use {recipe.best_metric.removeprefix('geometric_')!r})"
-            )
+        self.heads = check_heads(recipe, tuple(heads_of(self.net)), label)
         self.init = (
             InitReport("resume")
             if resume
