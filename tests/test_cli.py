@@ -35,7 +35,7 @@ def test_demo_writes_figure_model_and_json(tmp_path, capsys):
     assert (out / "demo_grid.png").is_file()
     payload = json.loads((out / "x.json").read_text())
     assert payload["config"]["iterations"] == 3 and 0 <= payload["metrics"]["pixel_acc"] <= 1
-    meta = fcnseg.load(out / "demo_fcn8s.pt").meta
+    meta = fcnseg.metadata_of(fcnseg.load(out / "demo_fcn8s.pt")).to_dict()
     assert meta["preprocessing"] == DEMO_NORMALIZE.spec() and meta["ignore_index"] == 255
     assert meta["classes"] == payload["classes"]
 

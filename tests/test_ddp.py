@@ -49,7 +49,7 @@ def test_two_processes_train_and_validate_as_one(tmp_path):
     # The confusion matrices summed over the two shards equal one process scoring all images.
     model = fcnseg.load(out / "last.pt")
     val = open_dataset("folder", data, "val")
-    val.transform = normalizer_from_spec(model.meta["preprocessing"])
+    val.transform = normalizer_from_spec(fcnseg.metadata_of(model).preprocessing)
     metrics = validate(model, val, torch.device("cpu"))
     assert metrics["mean_iu"] == pytest.approx(last_val["mean_iu"], abs=1e-12)
     assert metrics["pixel_acc"] == pytest.approx(last_val["pixel_acc"], abs=1e-12)

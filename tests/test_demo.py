@@ -22,7 +22,7 @@ def test_shortened_demo_learns_and_reports_its_saved_model(tmp_path):
     assert (tmp_path / "demo_grid.png").is_file()
 
     model = fcnseg.load(tmp_path / "demo_fcn8s.pt").eval()
-    assert model.meta["classes"] == list(SyntheticShapes.classes)
+    assert fcnseg.metadata_of(model).classes == tuple(SyntheticShapes.classes)
     val = SyntheticShapes(config.val_images, config.sizes, seed=2 * config.seed + 2)
     matrix = ConfusionMatrix(val.num_classes)
     with torch.inference_mode():

@@ -118,10 +118,11 @@ def test_training_lowers_the_loss_and_writes_the_run(data, tmp_path):
 
     for name in ("last.pt", "best.pt"):
         model = fcnseg.load(out / name)  # a usable model from either file
-        assert model.arch == "fcn8s" and model.settings["width"] == 1 / 16
-        assert model.meta["classes"] == CLASSES and model.meta["ignore_index"] == 255
-        assert model.meta["preprocessing"]["type"] == "Normalize"
-        assert model.meta["dataset"] == "folder" and len(model.meta["palette"]) == 3
+        assert model.arch == "fcn8s" and model.config.width == 1 / 16
+        meta = fcnseg.metadata_of(model)
+        assert list(meta.classes) == CLASSES and meta.ignore_index == 255
+        assert meta.preprocessing["type"] == "Normalize"
+        assert meta.dataset == "folder" and len(meta.palette) == 3
         training = read(out / name)["training"]
         assert training["best_mean_iu"] == result.best_mean_iu
         assert training["optimizer"]["state"] and training["recipe"]["iterations"] == 16

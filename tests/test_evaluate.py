@@ -175,7 +175,7 @@ def test_multi_target_labels_are_refused(setup):
 
 def test_missing_preprocessing_falls_back_to_caffe_with_a_warning(tmp_path, caplog):
     model = fcnseg.load(write_checkpoint(tmp_path / "old.pt", preprocessing=None))
-    assert "preprocessing" not in model.meta
+    assert fcnseg.metadata_of(model).preprocessing is None
     with caplog.at_level(logging.WARNING, logger="fcnseg.inference.predict"):
         normalizer = normalizer_for(model, source="old.pt")
     assert isinstance(normalizer, CaffeMeanSubtract)

@@ -223,7 +223,7 @@ def test_matmul_convolution_too_small_input_gives_conv2d_error():
 @pytest.mark.parametrize("arch", ["fcn8s", "fcn_alexnet"])
 def test_matmul_convolutions_swaps_fc6_and_fc7_and_keeps_outputs(arch, monkeypatch):
     torch.manual_seed(0)
-    model = _random_scores(fcnseg.models.BUILDERS[arch](num_classes=3, width=1 / 4)).eval()
+    model = _random_scores(fcnseg.models.MODELS[arch](num_classes=3, width=1 / 4)).eval()
     # at full width fc6 and fc7 pass the threshold; at this width, the threshold is fc7's size
     monkeypatch.setattr(
         "fcnseg.inference.fast.MATMUL_MIN_WEIGHTS", model.backbone.fc7.weight.numel()

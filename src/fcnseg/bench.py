@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fcnseg.evaluate import pair_counts
 from fcnseg.evaluate.metrics import ConfusionMatrix, confusion_counts
 from fcnseg.inference.fast import bf16_supported, dense_upsampling, optimize_for_inference
-from fcnseg.models import BUILDERS
+from fcnseg.models import create_model
 
 DEFAULT_NETS = ("fcn32s", "fcn16s", "fcn8s")
 DEFAULT_SIZES = ((500, 500), (360, 480))
@@ -138,7 +138,7 @@ def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
 def gflops(arch: str, height: int, width: int, geometry: str, net_width: float = 1.0) -> float:
     """Forward FLOPs of one image, GFLOP (multiply-add = 2), counted on the meta device."""
     with torch.device("meta"):
-        model = BUILDERS[arch](geometry=geometry, width=net_width).eval()
+        model = create_model(arch, geometry=geometry, width=net_width).eval()
         x = torch.empty(1, 3, height, width)
     with FlopCounterMode(display=False) as counter:
         model(x)
@@ -172,7 +172,7 @@ def forward_rows(
             if options.get("dtype") == torch.bfloat16 and not bf16_supported():
                 label = f"{label} (emulated)"
             torch.manual_seed(0)
-            model = BUILDERS[arch](num_classes=num_classes, width=net_width, geometry=geometry)
+            model = create_model(arch, num_classes=num_classes, width=net_width, geometry=geometry)
             runner = optimize_for_inference(model, **options)
             for size in sizes:
                 flops = gflops(arch, *size, geometry, net_width)
@@ -237,7 +237,7 @@ def train_rows(
     for arch in nets:
         for geometry in ("reference", "fast"):
             torch.manual_seed(0)
-            model = BUILDERS[arch](num_classes=num_classes, width=net_width, geometry=geometry)
+            model = create_model(arch, num_classes=num_classes, width=net_width, geometry=geometry)
             seconds, memory = train_step_seconds(model, size, repeats, num_classes)
             flops = 3 * gflops(arch, *size, geometry, net_width)  # forward + ~2x backward
             label = "ref fp32" if geometry == "reference" else "fast fp32"

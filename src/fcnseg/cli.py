@@ -193,6 +193,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         metrics_json,
     )
     from fcnseg.inference.predict import normalizer_for
+    from fcnseg.models import settings_of
 
     device = _pick_device(args.device)
     dtype = _precision(args.precision, device)
@@ -235,7 +236,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "images": count,
         "ignore_index": dataset.ignore_index,
         "precision": args.precision,
-        "geometry": getattr(model, "settings", {}).get("geometry"),
+        "geometry": settings_of(model).get("geometry"),
     }
     payload = metrics_json(metrics, dataset.classes, extra)
     payload["confusion_matrix"] = matrix.matrix.cpu().tolist()  # n_ij: true i, predicted j

@@ -36,6 +36,7 @@ from fcnseg.inference.predict import (
     num_classes_of,
     predict_image,
 )
+from fcnseg.metadata import metadata_of
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def check_compatible(model: nn.Module, dataset: Any, source: str = "model") -> N
     ``source`` names the model in messages, e.g. the checkpoint's path.
     """
     _check_class_count(model, dataset, source)
-    names = getattr(model, "meta", {}).get("classes")
+    names = metadata_of(model).classes
     if names is not None and list(names) != list(dataset.classes):
         logger.warning(
             "%s's class names differ from the dataset's (%s... vs %s...); scoring by index",

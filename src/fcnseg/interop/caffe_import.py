@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from fcnseg.checkpoint import save
 from fcnseg.interop.caffe import CaffeNet, read_caffemodel
-from fcnseg.models import BUILDERS
+from fcnseg.models import create_model, list_models
 from fcnseg.models.surgery import VGG16_CONV_NAMES
 
 logger = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def _family_of(ours: Mapping[str, Any]) -> _Family:
             + ", ".join(names[:30])
             + (" ..." if len(names) > 30 else "")
         )
-    missing = [arch for arch in family.archs if arch not in BUILDERS]
+    missing = [arch for arch in family.archs if arch not in list_models()]
     if missing:
         raise CaffeImportError(
             f"the net is an FCN-{family.name}, and fcnseg has no {family.name} net yet"
@@ -305,9 +305,9 @@ def _fitting_width(plan: ImportPlan, ours: Mapping[str, Any], widths: list[float
 
 
 def target_shapes(arch: str, settings: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """State-dict shapes of ``BUILDERS[arch](**settings)``, built on 'meta': no memory used."""
+    """State-dict shapes of ``create_model(arch, **settings)``, built on 'meta': no memory used."""
     with torch.device("meta"):
-        model = BUILDERS[arch](**settings)
+        model = create_model(arch, **settings)
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
@@ -493,7 +493,7 @@ def import_caffemodel(
     blobs = net.blobs()
     shapes = {name: [array.shape for array in arrays] for name, arrays in blobs.items()}
     plan = plan_import(shapes, arch, num_classes, head, tower)
-    model = BUILDERS[plan.arch](**plan.settings)
+    model = create_model(plan.arch, **plan.settings)
     target = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     ours = {plan.renames.get(n, n): a for n, a in blobs.items() if n not in plan.skipped}
     mismatch_ok = plan.file_num_classes not in (None, plan.settings["num_classes"])

@@ -24,10 +24,10 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package
     import tomli as tomllib
 
 from fcnseg.data.by_name import DATASET_NAMES
-from fcnseg.models import BUILDERS, GEOMETRIES
+from fcnseg.models import GEOMETRIES, list_models
 from fcnseg.train.losses import NORMALIZATIONS
 
-NETS = tuple(BUILDERS)
+NETS = tuple(list_models())
 PREPROCESSING = ("caffe", "imagenet", "scale")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "poly", "onecycle", "step")
@@ -72,7 +72,7 @@ class Recipe:
     val_options: dict[str, Any] = field(default_factory=dict)  # its options (used with val_dataset)
     val_images: int = 0  # validate on the first N images only (0 = all), for quick checks
     # ---- net (fcnseg.models builders)
-    net: str = "fcn8s"  # fcn32s | fcn16s | fcn8s | fcn8s_atonce (or another models.BUILDERS)
+    net: str = "fcn8s"  # a name of fcnseg.models.list_models(): fcn32s, fcn16s, fcn8s, ...
     width: float = 1.0  # VGG16 channel multiplier (0.25: 16x cheaper)
     batch_norm: bool = False  # BatchNorm after each convolution, for training from scratch
     dropout: float = 0.5  # after fc6 and fc7 (0.5 in the reference)
