@@ -421,7 +421,8 @@ def cmd_import_caffe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     try:
-        from fcnseg.interop.caffe_import import convert_caffemodel, read_classes_file
+        from fcnseg.data.folder import read_classes_file
+        from fcnseg.interop.caffe_import import convert_caffemodel
     except ImportError as error:  # protobuf missing
         print(f"fcnseg import-caffe: error: {error}", file=sys.stderr)
         return 2
@@ -433,7 +434,7 @@ def cmd_import_caffe(args: argparse.Namespace) -> int:
         head=args.head,
         tower=args.tower,
         dataset=args.dataset,
-        classes=read_classes_file(args.classes) if args.classes else None,
+        classes=read_classes_file(Path(args.classes))[0] if args.classes else None,
         modality=args.modality,
     )
     print(report.format())

@@ -46,7 +46,12 @@ from torch import Tensor, nn
 
 from fcnseg.data.common import IMAGE_EXTENSIONS, DatasetError, read_rgb
 from fcnseg.data.palettes import voc_palette
-from fcnseg.data.transforms import CaffeMeanSubtract, Normalizer, normalizer_from_spec
+from fcnseg.data.transforms import (
+    CaffeMeanSubtract,
+    Normalizer,
+    normalizer_from_spec,
+    scaled_size,
+)
 from fcnseg.inference.fast import autocast_to, matmul_convolutions_during
 from fcnseg.inference.visualize import label_image, overlay
 from fcnseg.metadata import metadata_of
@@ -185,7 +190,7 @@ def predict_image(
         x = image.to(device=device, dtype=torch.float32)
         x = preprocess(x, None)[0][None]  # (1, C, H, W)
         if scale != 1:
-            scaled = [max(1, math.floor(side * scale + 0.5)) for side in size]
+            scaled = scaled_size(*size, scale)
             x = F.interpolate(x, size=scaled, mode="bilinear", align_corners=False)
         with autocast_to(device, dtype):
             scores = model(x).float()  # (1, K, h, w)
