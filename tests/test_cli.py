@@ -14,7 +14,8 @@ from fcnseg.cli import main
 from fcnseg.data import open_dataset
 from fcnseg.evaluate.scoring import evaluate
 from fcnseg.train.demo import NORMALIZE as DEMO_NORMALIZE
-from test_evaluate import CLASSES, write_checkpoint, write_folder_dataset
+from helpers import FOLDER_CLASSES as CLASSES
+from helpers import write_checkpoint, write_folder_dataset
 
 
 def run(*args: str) -> int:

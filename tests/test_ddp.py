@@ -16,7 +16,7 @@ from fcnseg.data import open_dataset
 from fcnseg.data.transforms import normalizer_from_spec
 from fcnseg.train import validate
 from fcnseg.train.recipe import dumps
-from test_engine import tiny_recipe, write_tiny_dataset
+from helpers import tiny_recipe, write_tiny_dataset
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ import logging
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -32,61 +31,8 @@ from fcnseg.train import (
 from fcnseg.train import trainer as train_module
 from fcnseg.train.build import make_model
 from fcnseg.train.recipe import Recipe, RecipeError, dumps, load
-from test_surgery import TorchvisionStyleVGG16, _randomize
-
-CLASSES = ["background", "red", "green"]
-
-
-def write_tiny_dataset(root: Path, train: int = 6, val: int = 2, size: int = 24) -> Path:
-    """A ``folder`` dataset: ``root/{images,labels}/{train,val}/NNN.png`` and classes.txt.
-
-    Each image is dark noise with a red and a green 8 x 8 square (classes 1 and 2); the top
-    row of every label is ignore (255).
-    """
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "classes.txt").write_text("".join(f"{name}\n" for name in CLASSES))
-    for split, count in (("train", train), ("val", val)):
-        for index in range(count):
-            image = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-            label = np.zeros((size, size), np.uint8)
-            for cls, channel in ((1, 0), (2, 1)):
-                top, left = rng.integers(0, size - 8, 2)
-                image[top : top + 8, left : left + 8, channel] = 220
-                label[top : top + 8, left : left + 8] = cls
-            label[0] = 255
-            for folder, array in (("images", image), ("labels", label)):
-                path = root / folder / split / f"{index:03d}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(array).save(path)
-    return root
-
-
-def tiny_recipe(root: Path, out: Path, **changes) -> Recipe:
-    """A recipe for the tiny dataset: FCN-8s x 1/16 with BatchNorm, AdamW, 4 steps of 2."""
-    values = {
-        "dataset": "folder",
-        "root": str(root),
-        "out": str(out),
-        "net": "fcn8s",
-        "width": 1 / 16,
-        "batch_norm": True,
-        "dropout": 0.0,
-        "preprocessing": "scale",
-        "optimizer": "adamw",
-        "lr": 1e-2,
-        "weight_decay": 0.0,
-        "iterations": 4,
-        "batch_size": 2,
-        "log_every": 1,
-        "device": "cpu",
-    }
-    return Recipe(**{**values, **changes})
-
-
-def losses(out: Path) -> list[float]:
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    return [r["loss"] for r in map(json.loads, lines) if "loss" in r]
+from helpers import TINY_CLASSES as CLASSES
+from helpers import TorchvisionStyleVGG16, losses, randomize, tiny_recipe, write_tiny_dataset
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +130,7 @@ def test_staged_init_copies_every_matching_entry(data, tmp_path):
 
 
 def test_vgg16_init_transplants_the_backbone(tmp_path):
-    classifier = _randomize(TorchvisionStyleVGG16())  # width 1/16, fc 256
+    classifier = randomize(TorchvisionStyleVGG16())  # width 1/16, fc 256
     path = tmp_path / "vgg16.pth"
     torch.save(classifier.state_dict(), path)
     model = fcnseg.fcn8s(num_classes=3, width=1 / 16)

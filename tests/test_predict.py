@@ -18,7 +18,7 @@ from fcnseg.inference.predict import (
     predict_files,
     predict_image,
 )
-from test_evaluate import NORMALIZE, PALETTE, tiny_model, write_checkpoint
+from helpers import NORMALIZE, PALETTE, tiny_model, write_checkpoint
 
 
 @pytest.fixture

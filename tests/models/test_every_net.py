@@ -135,7 +135,7 @@ class TestEveryNet:
         assert all(torch.equal(got[key], expected[key]) for key in expected)
 
     # the crops' size arithmetic is recorded as constants, which _overlap makes right anyway
-    @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+    @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
     def test_trace_at_one_size_runs_at_another(self, net):
         with torch.no_grad():
             traced = torch.jit.trace(net, _input(net, SIZES[0]), strict=False)

@@ -9,7 +9,7 @@ import fcnseg
 from fcnseg.models import FCN, MODELS, LateFusion, fcn32s
 from fcnseg.models.fusion import fcn_latefusion
 from fcnseg.models.surgery import TransplantError, transplant_vgg16
-from test_surgery import TorchvisionStyleVGG16, _randomize
+from helpers import TorchvisionStyleVGG16, randomize
 
 
 def tiny(**kwargs):
@@ -18,7 +18,7 @@ def tiny(**kwargs):
 
 @pytest.fixture(scope="module")
 def vgg_state():
-    return _randomize(TorchvisionStyleVGG16(width=1 / 16, fc=4096 // 16)).state_dict()
+    return randomize(TorchvisionStyleVGG16(width=1 / 16, fc=4096 // 16)).state_dict()
 
 
 # ------------------------------------------------------------------------- early fusion
