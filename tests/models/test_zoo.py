@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import fcnseg
 from fcnseg.cli import main
 from fcnseg.models import MODELS, zoo
 from fcnseg.models.backbones.googlenet import Inception
@@ -68,4 +69,6 @@ def test_table_and_cli(capsys):
 
 def test_default_rows_cover_every_builder():
     assert {arch for arch, _ in zoo.ROWS} == set(MODELS)
+    # fcnseg models lists the registry's names, in its order
+    assert list(dict.fromkeys(arch for arch, _ in zoo.ROWS)) == fcnseg.models.list_models()
     assert ("fcn8s", (("geometry", "fast"),)) in zoo.ROWS

@@ -75,7 +75,7 @@ class Builder(Generic[C, M]):
 
     def from_config(self, config: C) -> M:
         """The net of ``config``, with ``arch`` and ``config`` recorded on it."""
-        if not isinstance(config, self.config_class):
+        if type(config) is not self.config_class:  # a subclass has fields this one ignores
             raise TypeError(
                 f"{self.name} takes a {self.config_class.__name__}, got {type(config).__name__}"
             )
