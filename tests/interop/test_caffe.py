@@ -27,7 +27,7 @@ from fcnseg.interop.caffe_import import (
     target_shapes,
 )
 from fcnseg.metadata import metadata_of
-from fcnseg.models import MODELS
+from fcnseg.models import MODELS, registry
 from fcnseg.models.surgery import from_torchvision_vgg16, transplant_vgg16
 
 WIDTH = 1 / 16
@@ -262,7 +262,8 @@ def test_fcn_alexnet(tmp_path, monkeypatch):
     model, report = import_caffemodel(path)
     assert report.arch == "fcn_alexnet" and report.settings["width"] == 1 / 8
     assert_same_net(model, reference, (1, 40, 37))
-    monkeypatch.delitem(MODELS, "fcn_alexnet")
+    without = {name: builder for name, builder in MODELS.items() if name != "fcn_alexnet"}
+    monkeypatch.setattr(registry, "MODELS", without)
     with pytest.raises(CaffeImportError, match="FCN-AlexNet .*no AlexNet .* net yet"):
         import_caffemodel(path)
 

@@ -28,16 +28,20 @@ from fcnseg.models import geometry
 from fcnseg.models.registry import get_builder, list_models
 
 NUM_CLASSES = 21  # PASCAL VOC, as in Table 1
-# The rows of the table: every builder at its defaults, plus the fast VGG16 geometry.
-ROWS: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = tuple(
-    row
-    for arch in list_models()
-    for row in (
-        [(arch, ()), (arch, (("geometry", "fast"),))]
-        if arch in ("fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce")
-        else [(arch, ())]
-    )
-)
+FAST_ROWS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce")  # also listed in the fast geometry
+Row = tuple[str, tuple[tuple[str, object], ...]]  # (arch, builder settings beyond the defaults)
+
+
+def default_rows() -> list[Row]:
+    """The rows of the table: every net of the registry at its defaults, in its order, and
+    the VGG16 nets in the fast geometry too."""
+    return [
+        row
+        for arch in list_models()
+        for row in (
+            [(arch, ()), (arch, (("geometry", "fast"),))] if arch in FAST_ROWS else [(arch, ())]
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ def describe(arch: str, size: int = 500, **settings: object) -> ModelInfo:
 
 def table(size: int = 500, archs: Sequence[str] | None = None) -> list[ModelInfo]:
     """Rows for ``archs`` (default: every builder, and the VGG16 nets' fast geometry)."""
-    rows = ROWS if archs is None else [(arch, ()) for arch in archs]
+    rows = default_rows() if archs is None else [(arch, ()) for arch in archs]
     return [describe(arch, size, **dict(settings)) for arch, settings in rows]
 
 
