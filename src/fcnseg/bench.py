@@ -17,7 +17,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from functools import cache
 
 import numpy as np
@@ -27,20 +27,20 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fcnseg.evaluate import pair_counts
 from fcnseg.evaluate.metrics import ConfusionMatrix, confusion_counts
-from fcnseg.inference.fast import bf16_supported, dense_upsampling, optimize_for_inference
+from fcnseg.inference.fast import bf16_supported, optimize_for_inference
 from fcnseg.models import BUILDERS
 
 DEFAULT_NETS = ("fcn32s", "fcn16s", "fcn8s")
 DEFAULT_SIZES = ((500, 500), (360, 480))
 TRAIN_SIZE = (360, 480)
-# (label, geometry, options for optimize_for_inference, dense upsampling?)
+# (label, geometry, options for optimize_for_inference)
 VARIANTS = {
-    "ref fp32 dense-up": ("reference", {"channels_last": False}, True),
-    "ref fp32": ("reference", {"channels_last": False}, False),
-    "ref fp32 cl": ("reference", {"channels_last": True}, False),
-    "fast fp32 cl": ("fast", {"channels_last": True}, False),
-    "fast bf16 cl": ("fast", {"channels_last": True, "dtype": torch.bfloat16}, False),
-    "fast fp32 compile": ("fast", {"channels_last": True, "compile": True}, False),
+    "ref fp32 dense-up": ("reference", {"channels_last": False, "per_class": False}),
+    "ref fp32": ("reference", {"channels_last": False}),
+    "ref fp32 cl": ("reference", {"channels_last": True}),
+    "fast fp32 cl": ("fast", {"channels_last": True}),
+    "fast bf16 cl": ("fast", {"channels_last": True, "dtype": torch.bfloat16}),
+    "fast fp32 compile": ("fast", {"channels_last": True, "compile": True}),
 }
 QUICK_VARIANTS = ("ref fp32 dense-up", "ref fp32", "fast fp32 cl", "fast bf16 cl")
 _VGG_PREFIXES = ("conv", "fc6", "fc7")
@@ -168,7 +168,7 @@ def forward_rows(
     rows = []
     for arch in nets:
         for label in variants:
-            geometry, options, dense = VARIANTS[label]
+            geometry, options = VARIANTS[label]
             if options.get("dtype") == torch.bfloat16 and not bf16_supported():
                 label = f"{label} (emulated)"
             torch.manual_seed(0)
@@ -178,9 +178,8 @@ def forward_rows(
                 flops = gflops(arch, *size, geometry, net_width)
                 for batch in batches:
                     x = torch.randn(batch, 3, *size)
-                    with dense_upsampling(model) if dense else nullcontext():
-                        with peak_memory() as memory:
-                            seconds = median_seconds(lambda r=runner, x=x: r(x), repeats)
+                    with peak_memory() as memory:
+                        seconds = median_seconds(lambda r=runner, x=x: r(x), repeats)
                     rows.append(
                         _row(arch, label, size, batch, seconds, flops * batch, memory)
                         | {"kind": "forward", "impl": "fcnseg"}

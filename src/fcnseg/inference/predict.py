@@ -34,7 +34,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from fcnseg.data.common import IMAGE_EXTENSIONS, DatasetError, read_rgb
 from fcnseg.data.palettes import voc_palette
 from fcnseg.data.transforms import CaffeMeanSubtract, Normalizer, normalizer_from_spec
-from fcnseg.inference.fast import autocast_to, matmul_convolutions_during
+from fcnseg.inference.fast import autocast_to
 from fcnseg.inference.visualize import label_image, overlay
 
 logger = logging.getLogger(__name__)
@@ -186,9 +186,7 @@ def predict_image(
         raise ValueError(f"scale must be a finite number > 0, got {scale}")
     size = image.shape[-2:]
     device = _device_of(model)
-    # on the CPU fc6/fc7 run as matrix multiplies (fcnseg.inference.fast.MatmulConv2d): same scores
-    fast = matmul_convolutions_during(model) if device.type == "cpu" else nullcontext()
-    with eval_mode(model), fast:
+    with eval_mode(model):
         x = image.to(device=device, dtype=torch.float32)
         x = preprocess(x, None)[0][None]  # (1, C, H, W)
         if scale != 1:
