@@ -31,16 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 import fcnseg
 from fcnseg.checkpoint import CheckpointError, atomic_save, model_record, read
 from fcnseg.data.common import DatasetError, SegmentationDataset
-from fcnseg.data.transforms import collate_pad
-from fcnseg.evaluate.metrics import ConfusionMatrix
+from fcnseg.data.transforms import Normalizer, collate_pad
+from fcnseg.evaluate.scoring import score
 from fcnseg.train import distributed
 from fcnseg.train.build import (
     InitReport,
@@ -107,44 +106,24 @@ def train(
         distributed.teardown(processes)
 
 
-@torch.no_grad()
 def validate(
     model: nn.Module,
     dataset: SegmentationDataset,
-    device: torch.device,
-    resize: float = 1.0,
-    amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
+    preprocess: Normalizer,
+    scale: float = 1.0,
+    dtype: torch.dtype | None = None,
     processes: Processes | None = None,
     limit: int = 0,
     num_workers: int = 0,
 ) -> dict[str, Any]:
-    """The four metrics of ``model`` on (the first ``limit`` of) ``dataset``'s preprocessed
-    whole images; each process scores every ``world_size``-th image and the confusion matrices
-    are summed. With ``resize`` the image is scaled by it and the scores scaled back to the
-    label's size, so metrics are at the labels' full resolution."""
-    processes = processes or Processes(device=device)
+    """The four metrics of ``model`` on (the first ``limit`` of) ``dataset``'s raw images, by
+    :func:`fcnseg.evaluate.scoring.score` (what ``fcnseg eval`` runs on a checkpoint): each
+    process scores every ``world_size``-th image and the confusion matrices are summed."""
+    processes = processes or Processes()
     count = min(len(dataset), limit) if limit else len(dataset)
-    shard = Subset(dataset, range(processes.rank, count, processes.world_size))
-    loader = DataLoader(shard, batch_size=None, num_workers=num_workers)
-    was_training = model.training
-    model.eval()
-    matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
-    matrix.matrix = matrix.matrix.to(device)
-    for image, label in loader:
-        x = image[None].to(device)  # (1, C, H, W)
-        if resize != 1:
-            size = [max(1, math.floor(s * resize + 0.5)) for s in x.shape[-2:]]
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            scores = model(x).float()  # (1, K, h, w)
-        if scores.shape[-2:] != label.shape[-2:]:
-            scores = F.interpolate(scores, size=label.shape[-2:], mode="bilinear")
-        matrix.update(scores.argmax(1)[0], label.to(device))
+    shard = range(processes.rank, count, processes.world_size)
+    matrix = score(model, dataset, preprocess, scale, dtype, shard, num_workers)
     distributed.all_reduce_sum(matrix.matrix, processes)
-    model.train(was_training)
     return matrix.compute()
 
 
@@ -208,8 +187,6 @@ class Trainer:
                 "target (e.g. siftflow's option target = 'semantic')"
             )
         self.normalizer = make_normalizer(recipe.preprocessing, image.shape[0])
-        if self.val_set is not None:
-            self.val_set.transform = self.normalizer
         self.ignore_index = self.train_set.ignore_index
         self.net = make_model(recipe, self.train_set.num_classes, image.shape[0])
         self.init = InitReport("resume") if resume else initialize(self.net, recipe.init)
@@ -418,10 +395,9 @@ class Trainer:
         metrics = validate(
             self.net,
             self.val_set,
-            self.device,
-            resize=self.recipe.resize,
-            amp_dtype=self.amp_dtype,
-            channels_last=self.recipe.channels_last,
+            self.normalizer,
+            scale=self.recipe.resize,
+            dtype=self.amp_dtype,
             processes=self.processes,
             limit=self.recipe.val_images,
             num_workers=self.recipe.num_workers,
