@@ -13,7 +13,7 @@ import fcnseg
 from fcnseg.cli import main
 from fcnseg.data import open_dataset
 from fcnseg.evaluate.scoring import evaluate
-from fcnseg.train.demo import NORMALIZE as DEMO_NORMALIZE
+from fcnseg.train.build import make_normalizer
 from test_evaluate import CLASSES, write_checkpoint, write_folder_dataset
 
 
@@ -36,7 +36,8 @@ def test_demo_writes_figure_model_and_json(tmp_path, capsys):
     payload = json.loads((out / "x.json").read_text())
     assert payload["config"]["iterations"] == 3 and 0 <= payload["metrics"]["pixel_acc"] <= 1
     meta = fcnseg.load(out / "demo_fcn8s.pt").meta
-    assert meta["preprocessing"] == DEMO_NORMALIZE.spec() and meta["ignore_index"] == 255
+    assert meta["preprocessing"] == make_normalizer("scale", 3).spec()
+    assert meta["ignore_index"] == 255
     assert meta["classes"] == payload["classes"]
 
 

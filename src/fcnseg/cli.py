@@ -30,12 +30,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{config.iterations} iterations of {config.batch_size} images, seed {config.seed}"
     )
     result = run_demo(
-        config, out_dir=args.out, progress=lambda total: tqdm(total=total, desc="train", unit="it")
+        config,
+        out_dir=args.out,
+        progress=lambda total, initial: tqdm(total=total, initial=initial, desc="train", unit="it"),
     )
     print(f"trained in {result.seconds:.0f} s; final loss {result.losses[-1]:.4f}")
     print(f"held-out images: {config.val_images}")
     print(format_report(result.metrics, result.classes))
-    print(f"wrote {Path(args.out) / 'demo_grid.png'} and {Path(args.out) / 'demo_fcn8s.pt'}")
+    print(
+        f"wrote {Path(args.out) / 'demo_grid.png'} and {Path(args.out) / 'demo_fcn8s.pt'} "
+        f"(the training run: {Path(args.out) / 'run'})"
+    )
     _write_json(args.json, result.to_json())
     return 0
 

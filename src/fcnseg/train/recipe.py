@@ -62,7 +62,7 @@ class RecipeError(ValueError):
 @dataclass
 class Recipe:
     # ---- data (readers of fcnseg.data, by name)
-    dataset: str = "folder"  # reader: camvid | voc | sbd | nyud | siftflow | context | folder
+    dataset: str = "folder"  # camvid | voc | sbd | nyud | siftflow | context | folder | synthetic
     root: str = ""  # the dataset's folder (required)
     options: dict[str, Any] = field(default_factory=dict)  # reader options: voc {sbd_root}, ...
     train_split: str = "train"  # e.g. train, trainval (SBD), train (CamVid)
@@ -86,6 +86,7 @@ class Recipe:
     scale_range: list[float] = field(default_factory=list)  # [low, high] random scale; needs crop
     crop_size: list[int] = field(default_factory=list)  # [h, w] (or one int) random crops
     batch_size: int = 1  # images per step and process (1: whole images, as in the paper)
+    batch_by_size: bool = False  # one image size per batch: mixed-size whole images, no padding
     # ---- optimisation
     optimizer: str = "sgd"  # sgd | adamw
     lr: float = 1e-4  # base learning rate (~1e-10 with loss = "sum" on VOC-sized images)
@@ -127,7 +128,8 @@ class Recipe:
 
     def check_runnable(self) -> None:
         """Raise unless the fields a run needs are set: ``root``, ``out`` and its length."""
-        missing = [key for key in ("root", "out") if not getattr(self, key)]
+        needed = ("out",) if self.dataset == "synthetic" else ("root", "out")  # made in code
+        missing = [key for key in needed if not getattr(self, key)]
         if missing:
             flags = ", ".join(f"'{k}' (--{k})" for k in missing)
             raise RecipeError(f"recipe: set {flags}")

@@ -127,6 +127,16 @@ def validate(
     return matrix.compute()
 
 
+def image_sizes(dataset: SegmentationDataset) -> list[tuple[int, int]]:
+    """``(H, W)`` of every sample: the reader's ``size_of(i)`` where it has one (generated
+    data knows sizes without drawing), else each label's shape (reads the whole split once)."""
+    size_of = getattr(dataset, "size_of", None)
+    if size_of is not None:
+        return [tuple(size_of(index)) for index in range(len(dataset))]
+    logger.info("reading %d labels for their sizes (batch_by_size)", len(dataset))
+    return [tuple(dataset[index][1].shape[-2:]) for index in range(len(dataset))]
+
+
 def amp_dtype_for(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype: bf16 on CPU or CUDA, fp16 on CUDA only (a no-op elsewhere)."""
     if amp == "none":
@@ -205,6 +215,7 @@ class Trainer:
             recipe.seed,
             processes.rank,
             processes.world_size,
+            sizes=image_sizes(self.train_set) if recipe.batch_by_size else None,
         )
         self.total = recipe.iterations or recipe.epochs * self.sampler.batches_per_epoch
 
