@@ -126,13 +126,15 @@ def test_eval_in_bfloat16_and_the_other_geometry(files, tmp_path, capsys):
 
 def test_eval_fp16_on_the_cpu_is_refused(files, capsys):
     assert run(*_eval_args(*files), "--device", "cpu", "--precision", "fp16") == 2
-    assert "--precision fp16 needs --device cuda" in capsys.readouterr().err
+    assert "--precision fp16: precision fp16 needs a CUDA device" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
 def test_eval_device_cuda_without_cuda(files, capsys):
     assert run(*_eval_args(*files), "--device", "cuda") == 2
-    assert "--device cuda: CUDA is not available" in capsys.readouterr().err
+    assert "--device cuda: device 'cuda' was asked for, but torch sees no CUDA device" in (
+        capsys.readouterr().err
+    )
 
 
 def _image(path, size=(11, 13), mode="RGB"):
@@ -204,3 +206,18 @@ def test_predict_errors_exit_2(files, tmp_path, capsys, case, message):
     assert err.startswith("fcnseg predict: error: ") and err.count("\n") == 1
     assert message.format(tmp=tmp_path) in err
     assert not (tmp_path / "out").exists()
+
+
+def test_eval_fast_layers_and_the_old_precision_spelling(files, tmp_path, capsys):
+    checkpoint, root = files
+    scores = {}
+    for name, extra in {"plain": [], "fast": ["--fast"], "none": ["--precision", "none"]}.items():
+        path = tmp_path / f"{name}.json"
+        assert run(*_eval_args(checkpoint, root), "--json", path, *extra) == 0
+        scores[name] = json.loads(path.read_text())
+    assert scores["fast"]["fast"] and not scores["plain"]["fast"]
+    assert scores["none"]["precision"] == scores["plain"]["precision"] == "fp32"
+    for key in ("pixel_acc", "mean_iu"):
+        assert scores["fast"][key] == pytest.approx(scores["plain"][key], abs=1e-9)
+        assert scores["none"][key] == scores["plain"][key]
+    assert "fast layers" in capsys.readouterr().out

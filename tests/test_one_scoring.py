@@ -13,7 +13,7 @@ from test_engine import tiny_recipe, write_tiny_dataset
 
 @pytest.mark.parametrize(
     ("resize", "amp", "precision"),
-    [(1.0, "none", "fp32"), (0.75, "bf16", "bf16")],  # input scale and autocast both carried
+    [(1.0, "fp32", "fp32"), (0.75, "bf16", "bf16")],  # input scale and autocast both carried
 )
 def test_best_validation_equals_fcnseg_eval_of_best_pt(tmp_path, capsys, resize, amp, precision):
     data = write_tiny_dataset(tmp_path / "data", train=6, val=3)

@@ -136,28 +136,37 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------------- eval and predict
 
-DEVICES = ("auto", "cpu", "cuda")
 INT_OPTIONS = ("ignore_index",)  # dataset options that are numbers; all others stay strings
 
 
-def _pick_device(name: str) -> torch.device:
-    """``auto``: CUDA when available, else the CPU; ``cuda`` without CUDA is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available here; use --device cpu or auto")
-    return torch.device(name)
-
-
-def _load_model(path: str, device: torch.device, geometry: str | None = None) -> torch.nn.Module:
-    """``checkpoint.load`` onto ``device``; a load error keeps only its first line (torch's
-    unpickling errors run to many lines), which names the file."""
-    from fcnseg.checkpoint import CheckpointError, load
+def _device_and_dtype(args: argparse.Namespace) -> tuple[torch.device, torch.dtype | None]:
+    """``--device`` and ``--precision`` through :mod:`fcnseg.runtime`; errors name the flag."""
+    from fcnseg.runtime import DeviceError, precision_dtype, resolve_device
 
     try:
-        return load(path, geometry=geometry).to(device)
+        device = resolve_device(args.device)
+    except DeviceError as error:
+        raise DeviceError(f"--device {args.device}: {error}") from None
+    try:
+        return device, precision_dtype(args.precision, device)
+    except DeviceError as error:
+        raise DeviceError(f"--precision {args.precision}: {error}") from None
+
+
+def _load_model(
+    path: str, device: torch.device, geometry: str | None = None, fast: bool = False
+) -> torch.nn.Module:
+    """``checkpoint.load`` onto ``device`` (with ``fast``, its fast layers swapped in); a load
+    error keeps only its first line (torch's unpickling errors run to many lines), which names
+    the file."""
+    from fcnseg.checkpoint import CheckpointError, load
+    from fcnseg.inference.fast import fast_modules
+
+    try:
+        model = load(path, geometry=geometry).to(device)
     except CheckpointError as error:
         raise CheckpointError(str(error).strip().splitlines()[0]) from None
+    return fast_modules(model) if fast else model
 
 
 def _dataset_options(pairs: list[str]) -> dict[str, str | int]:
@@ -180,15 +189,6 @@ def _dataset_options(pairs: list[str]) -> dict[str, str | int]:
     return options
 
 
-def _precision(name: str, device: torch.device) -> torch.dtype | None:
-    """``--precision`` as an autocast dtype (None: float32); fp16 only on CUDA."""
-    from fcnseg.inference.fast import PRECISIONS
-
-    if name == "fp16" and device.type != "cuda":
-        raise ValueError("--precision fp16 needs --device cuda; use bf16 on the CPU")
-    return PRECISIONS[name]
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from fcnseg.data import open_dataset
     from fcnseg.evaluate.scoring import (
@@ -198,13 +198,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         metrics_json,
     )
     from fcnseg.inference.predict import normalizer_for
+    from fcnseg.runtime import canonical_precision
 
-    device = _pick_device(args.device)
-    dtype = _precision(args.precision, device)
+    device, dtype = _device_and_dtype(args)
     options = _dataset_options(args.option)
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    model = _load_model(args.checkpoint, device, args.geometry)
+    model = _load_model(args.checkpoint, device, args.geometry, args.fast)
     root = Path(args.root)
     if not root.is_dir():
         raise FileNotFoundError(f"--root {root}: dataset folder not found")
@@ -217,7 +217,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     print(
         f"fcnseg eval: {args.checkpoint} on {args.dataset} {args.split} "
-        f"({count} of {len(dataset)} images) on {device}, {args.precision}"
+        f"({count} of {len(dataset)} images) on {device}, {canonical_precision(args.precision)}"
+        + (", fast layers" if args.fast else "")
         + (f", {args.geometry} geometry" if args.geometry else "")
     )
     matrix = evaluate(
@@ -239,7 +240,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "options": options,
         "images": count,
         "ignore_index": dataset.ignore_index,
-        "precision": args.precision,
+        "precision": canonical_precision(args.precision),
+        "fast": args.fast,
         "geometry": getattr(model, "settings", {}).get("geometry"),
     }
     payload = metrics_json(metrics, dataset.classes, extra)
@@ -256,9 +258,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from fcnseg.inference.predict import normalizer_for, predict_files
 
-    device = _pick_device(args.device)
-    dtype = _precision(args.precision, device)
-    model = _load_model(args.checkpoint, device, args.geometry)
+    device, dtype = _device_and_dtype(args)
+    model = _load_model(args.checkpoint, device, args.geometry, args.fast)
     result = predict_files(
         model,
         args.inputs,
@@ -279,14 +280,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _add_speed_options(command: argparse.ArgumentParser) -> None:
-    from fcnseg.inference.fast import PRECISIONS
     from fcnseg.models import GEOMETRIES
+    from fcnseg.runtime import DEVICES, PRECISION_ALIASES, PRECISIONS
 
+    command.add_argument("--device", choices=DEVICES, default="auto")
     command.add_argument(
         "--precision",
-        choices=list(PRECISIONS),
+        choices=[*PRECISIONS, *PRECISION_ALIASES],
         default="fp32",
-        help="arithmetic of the net: fp32, or autocast to bf16 (CPU/GPU) or fp16 (GPU)",
+        help="arithmetic of the net: fp32, or autocast to bf16 (CPU/GPU) or fp16 (GPU); "
+        "'none' (the old recipe spelling) is read as fp32 and is deprecated",
+    )
+    command.add_argument(
+        "--fast",
+        action="store_true",
+        help="swap in the opt-in fast layers (fcnseg.inference.fast.fast_modules: fc6/fc7 as "
+        "matrix multiplies on the CPU, per-class bilinear upsampling); same labels up to float "
+        "rounding. Default: the plain modules",
     )
     command.add_argument(
         "--geometry",
@@ -325,7 +335,6 @@ def _add_eval_and_predict(commands: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="confusion-matrix PNG (default with --json: <json stem>_confusion.png beside it)",
     )
-    evaluate.add_argument("--device", choices=DEVICES, default="auto")
     _add_speed_options(evaluate)
     evaluate.add_argument("--limit", type=int, default=None, metavar="N", help="first N images")
     evaluate.set_defaults(run=cmd_eval)
@@ -343,7 +352,6 @@ def _add_eval_and_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     predict.add_argument("--checkpoint", required=True, help="fcnseg model file (.pt)")
     predict.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    predict.add_argument("--device", choices=DEVICES, default="auto")
     _add_speed_options(predict)
     predict.add_argument(
         "--alpha", type=float, default=0.5, help="colour share of the overlay, 0..1"

@@ -25,6 +25,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package
 
 from fcnseg.data.by_name import DATASET_NAMES
 from fcnseg.models import BUILDERS, GEOMETRIES
+from fcnseg.runtime import DEVICES, PRECISION_ALIASES, PRECISIONS
 from fcnseg.train.losses import NORMALIZATIONS
 
 NETS = tuple(BUILDERS)
@@ -32,8 +33,7 @@ PREPROCESSING = ("caffe", "imagenet", "scale")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "poly", "onecycle", "step")
 CLASS_WEIGHTS = ("none", "median_frequency")
-DEVICES = ("auto", "cpu", "cuda")
-AMP = ("none", "bf16", "fp16")
+AMP = tuple(PRECISIONS)  # fp32 | bf16 | fp16; "none" is read as fp32 (PRECISION_ALIASES)
 MAX_SEED = 2**31 - 1
 
 # Fields a resumed run may change: they leave the weights' trajectory alone (``iterations``
@@ -113,7 +113,7 @@ class Recipe:
     out: str = ""  # output folder (required)
     num_workers: int = 0  # DataLoader worker processes
     device: str = "auto"  # auto | cpu | cuda
-    amp: str = "none"  # none | bf16 | fp16: autocast (fp16 on CUDA only, with loss scaling)
+    amp: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 CUDA only); "none": deprecated fp32
     channels_last: bool = False  # NHWC memory format (faster convolutions on recent GPUs)
 
     def __post_init__(self) -> None:
@@ -232,6 +232,7 @@ def _validate(recipe: Recipe, source: str) -> None:
     for f in FIELDS:
         setattr(recipe, f.name, _check_type(f.name, getattr(recipe, f.name), source))
     r = recipe
+    r.amp = PRECISION_ALIASES.get(r.amp, r.amp)  # the old spelling, read as its new name
     for key, valid in CHOICES.items():
         if getattr(r, key) not in valid:
             raise _fail(source, key, f"must be one of {', '.join(valid)}", getattr(r, key))

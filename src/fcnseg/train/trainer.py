@@ -40,6 +40,7 @@ from fcnseg.checkpoint import CheckpointError, atomic_save, model_record, read
 from fcnseg.data.common import DatasetError, SegmentationDataset
 from fcnseg.data.transforms import Normalizer, collate_pad
 from fcnseg.evaluate.scoring import score
+from fcnseg.runtime import canonical_precision, precision_dtype
 from fcnseg.train import distributed
 from fcnseg.train.build import (
     InitReport,
@@ -138,13 +139,12 @@ def image_sizes(dataset: SegmentationDataset) -> list[tuple[int, int]]:
 
 
 def amp_dtype_for(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16 on CPU or CUDA, fp16 on CUDA only (a no-op elsewhere)."""
-    if amp == "none":
-        return None
-    if amp == "fp16" and device.type != "cuda":
+    """The autocast dtype of a recipe's ``amp`` (:mod:`fcnseg.runtime` precision names):
+    bf16 on CPU or CUDA, fp16 on CUDA only (elsewhere a warning, and float32)."""
+    if canonical_precision(amp) == "fp16" and device.type != "cuda":
         logger.warning("amp 'fp16' needs CUDA; training in float32 on %s", device)
         return None
-    return torch.bfloat16 if amp == "bf16" else torch.float16
+    return precision_dtype(amp, device)
 
 
 def git_revision() -> dict[str, Any] | None:
