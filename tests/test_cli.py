@@ -39,6 +39,12 @@ def test_demo_writes_figure_model_and_json(tmp_path, capsys):
     assert meta["preprocessing"] == make_normalizer("scale", 3).spec()
     assert meta["ignore_index"] == 255
     assert meta["classes"] == payload["classes"]
+    # the demo's figures are its run's validation: fcnseg eval gives them again
+    seed = ["--option", f"seed={payload['config']['seed']}"]
+    assert run("eval", "--checkpoint", out / "demo_fcn8s.pt", "--dataset", "synthetic",
+               "--split", "val", "--json", out / "eval.json", *seed) == 0  # fmt: skip
+    scored = json.loads((out / "eval.json").read_text())
+    assert all(scored[k] == payload["metrics"][k] for k in ("pixel_acc", "mean_iu", "fw_iu"))
 
 
 def test_eval_prints_and_writes_json_and_figure(files, tmp_path, capsys):
@@ -83,7 +89,7 @@ def _eval_args(checkpoint, root, dataset="folder", *extra):
         ("dataset root", "--root {tmp}/nowhere: dataset folder not found"),
         ("class count", "{tmp}/two.pt predicts 2 classes but the dataset"),
         ("option syntax", "--option expects key=value, got 'year'"),
-        ("unknown option", "dataset 'folder' rejects --option {{'year': '2012'}}"),
+        ("unknown option", "dataset 'folder' rejects the options {{'year': '2012'}}"),
     ],
 )
 def test_eval_errors_exit_2_with_one_line(files, tmp_path, capsys, case, message):

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from speed_rows import label_maps  # benchmarks/ (pytest's pythonpath)
+from torchfcn_port import from_torchfcn, label_accuracy_score, to_torchfcn
 
 import fcnseg
-from fcnseg.bench import from_torchfcn, label_accuracy_score, label_maps, to_torchfcn
 from fcnseg.data.transforms import ImageNetNormalize
 from fcnseg.evaluate.metrics import ConfusionMatrix, confusion_counts
 from fcnseg.inference.fast import (

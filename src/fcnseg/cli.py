@@ -51,18 +51,13 @@ _KIND_METAVARS = {"str": "TEXT", "int": "N", "float": "X", "floats": "X,X", "int
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fcnseg.train import TrainingDiverged, launched_rank, train
-    from fcnseg.train.recipe import FIELDS, Recipe, load
+    from fcnseg.train import TrainingDiverged, launched_rank, resolve_recipe, train
+    from fcnseg.train.recipe import FIELDS
 
     main_process = launched_rank() == 0
     given = {f.name: getattr(args, f"key_{f.name}") for f in FIELDS}
     given = {name: value for name, value in given.items() if value is not None}
-    path = args.recipe
-    if path is None and args.resume:
-        if "out" not in given:
-            raise ValueError("--resume needs --out (the folder of the run to continue)")
-        path = Path(given["out"]) / "recipe.toml"
-    recipe = (load(path) if path else Recipe()).replace(source="command line", **given)
+    recipe = resolve_recipe(args.recipe, given, args.resume)
     if main_process:
         length = f"{recipe.epochs} epochs" if recipe.epochs else f"{recipe.iterations} iterations"
         print(
@@ -205,13 +200,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     model = _load_model(args.checkpoint, device, args.geometry, args.fast)
-    root = Path(args.root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"--root {root}: dataset folder not found")
-    try:
-        dataset = open_dataset(args.dataset, root, args.split, **options)
-    except TypeError as error:  # an option the reader does not take
-        raise ValueError(f"dataset {args.dataset!r} rejects --option {options}: {error}") from None
+    root = Path(args.root or "")
+    if args.dataset != "synthetic" and (args.root is None or not root.is_dir()):
+        raise FileNotFoundError(f"--root {args.root}: dataset folder not found")
+    dataset = open_dataset(args.dataset, root, args.split, **options)
     check_compatible(model, dataset, source=args.checkpoint)
     preprocess = normalizer_for(model, source=args.checkpoint)
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
@@ -319,7 +311,7 @@ def _add_eval_and_predict(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--dataset", required=True, help=f"dataset reader: {', '.join(DATASET_NAMES)}"
     )
-    evaluate.add_argument("--root", required=True, help="the dataset's folder")
+    evaluate.add_argument("--root", default=None, help="the dataset's folder (not for synthetic)")
     evaluate.add_argument("--split", required=True, help="e.g. val, test, seg11valid")
     evaluate.add_argument(
         "--option",
@@ -378,36 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_and_predict(commands)
     _add_models(commands)
     _add_interop(commands)
-    _add_bench(commands)
     return parser
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from fcnseg.bench import run
-
-    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
-    result = run(args.nets, sizes, args.repeats, quick=args.quick, net_width=args.width)
-    columns = ["kind", "impl", "net", "variant", "size", "batch", "ms", "img/s", "GFLOP/s"]
-    metric_columns = ["kind", "impl", "maps", "size", "ms", "x vs torchfcn", "x vs numpy"]
-    print(f"matmul {result['matmul GFLOP/s']:.1f} GFLOP/s, {result['threads']} threads")
-    for row in result["rows"]:
-        cells = [row.get(c, "-") for c in (metric_columns if row["kind"] == "metrics" else columns)]
-        print("  ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells))
-    _write_json(args.json, result)
-    return 0
-
-
-def _add_bench(commands: argparse._SubParsersAction) -> None:
-    bench = commands.add_parser(
-        "bench", help="time our nets' forward, training step and metrics (see benchmarks/)"
-    )
-    bench.add_argument("--nets", nargs="+", default=["fcn32s", "fcn16s", "fcn8s"])
-    bench.add_argument("--sizes", nargs="+", default=["500x500", "360x480"], metavar="HxW")
-    bench.add_argument("--repeats", type=int, default=5)
-    bench.add_argument("--width", type=float, default=1.0, help="VGG16 channel multiplier")
-    bench.add_argument("--quick", action="store_true", help="batch 1, fewer variants")
-    bench.add_argument("--json", default=None, metavar="PATH", help="write the rows as JSON")
-    bench.set_defaults(run=cmd_bench)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

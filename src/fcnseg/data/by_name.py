@@ -32,7 +32,21 @@ def open_dataset(
     ``root/labels/<split>/`` and the class list ``root/classes.txt``. ``synthetic`` generates
     shapes in code (no ``root``; splits ``train``, ``val``; options ``seed``, ``train_images``,
     ``val_images``, ``sizes``, ``max_shapes``: :func:`fcnseg.data.synthetic.synthetic_split`).
+    An option the reader does not take raises :class:`DatasetError` naming it.
     """
+    try:
+        return _open(name, root, split, transform, **options)
+    except TypeError as error:  # an option the reader's constructor does not take
+        raise DatasetError(f"dataset {name!r} rejects the options {options}: {error}") from None
+
+
+def _open(
+    name: str,
+    root: str | Path,
+    split: str,
+    transform: Transform | None = None,
+    **options: Any,
+) -> SegmentationDataset:
     root = Path(root)
     if name == "camvid":
         return CamVid(root, split, transform=transform, **options)

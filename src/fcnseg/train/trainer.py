@@ -57,6 +57,7 @@ from fcnseg.train.distributed import Processes
 from fcnseg.train.log import MetricsLog, plot_curves
 from fcnseg.train.losses import segmentation_loss
 from fcnseg.train.recipe import RESUMABLE, Recipe, RecipeError, dumps, from_dict
+from fcnseg.train.recipe import load as load_recipe
 from fcnseg.train.sampler import KeyedSamples, ResumableBatchSampler, loss_sample_generator
 from fcnseg.train.state import capture_rng, restore_rng, seed_everything
 
@@ -90,6 +91,20 @@ class TrainResult:
     seconds: float  # wall time of this call's training loop
     classes: list[str] = field(default_factory=list)
     init: InitReport = field(default_factory=InitReport)
+
+
+def resolve_recipe(
+    path: str | Path | None, overrides: dict[str, Any], resume: bool = False
+) -> Recipe:
+    """The recipe a run uses: the file at ``path`` (with ``resume`` and no ``path``, the run's
+    own ``OUT/recipe.toml``; with neither, the defaults), then ``overrides`` (field name ->
+    typed value or command-line text), validated."""
+    if path is None and resume:
+        if "out" not in overrides:
+            raise RecipeError("--resume needs --out (the folder of the run to continue)")
+        path = Path(overrides["out"]) / "recipe.toml"
+    recipe = load_recipe(path) if path is not None else Recipe()
+    return recipe.replace(source="command line", **overrides)
 
 
 def train(

@@ -1,4 +1,4 @@
-"""In-process speed and memory rows for ``fcnseg bench`` and benchmarks/bench_speed.py.
+"""In-process speed and memory rows for benchmarks/bench_speed.py (and the other scripts).
 
 Each row times one configuration after warm-up (median of ``repeats``), in eval mode under
 ``torch.inference_mode`` for forward rows, and records its peak resident memory (CPU: the
@@ -6,8 +6,8 @@ highest RSS a sampling thread saw during the row; CUDA: the allocator's peak), i
 (``torch.utils.flop_counter`` on a meta-device copy, dense deconvolutions counted as the
 reference runs them) and the achieved GFLOP/s, to set against :func:`matmul_gflops`.
 
-Also here: the torchfcn <-> fcnseg weight mapping used to check that the nets agree, and a
-faithful copy of torchfcn's ``_fast_hist`` / ``label_accuracy_score`` for the metrics rows.
+Also here: the label maps and the rows of the confusion-matrix counters; torchfcn's weight
+mapping and metrics, which these rows compare against, are in ``torchfcn_port.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
+from torchfcn_port import label_accuracy_score
 
 from fcnseg.evaluate import pair_counts
 from fcnseg.evaluate.metrics import ConfusionMatrix, confusion_counts
@@ -43,31 +44,6 @@ VARIANTS = {
     "fast fp32 compile": ("fast", {"channels_last": True, "compile": True}),
 }
 QUICK_VARIANTS = ("ref fp32 dense-up", "ref fp32", "fast fp32 cl", "fast bf16 cl")
-_VGG_PREFIXES = ("conv", "fc6", "fc7")
-
-
-# ----------------------------------------------------------------------- torchfcn weight mapping
-
-
-def from_torchfcn(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """torchfcn FCN32s/16s/8s state dict -> ours: VGG layers move under ``backbone.``.
-
-    The score and upscore layers already share the Caffe names. Both nets pad conv1_1 by 100,
-    so our ``geometry="reference"`` nets give the same scores on the mapped weights.
-    """
-    return {
-        (f"backbone.{key}" if key.startswith(_VGG_PREFIXES) else key): value
-        for key, value in state.items()
-    }
-
-
-def to_torchfcn(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Ours -> torchfcn (the inverse of :func:`from_torchfcn`); at-once scale buffers dropped."""
-    return {
-        key.removeprefix("backbone."): value
-        for key, value in state.items()
-        if not key.startswith("scale_")
-    }
 
 
 # ------------------------------------------------------------------------ timing and memory
@@ -248,29 +224,6 @@ def train_rows(
 
 
 # ------------------------------------------------------------------------------ the metrics
-
-
-def fast_hist(label_true: np.ndarray, label_pred: np.ndarray, n_class: int) -> np.ndarray:
-    """torchfcn.utils._fast_hist, verbatim in substance."""
-    mask = (label_true >= 0) & (label_true < n_class)
-    return np.bincount(
-        n_class * label_true[mask].astype(int) + label_pred[mask], minlength=n_class**2
-    ).reshape(n_class, n_class)
-
-
-def label_accuracy_score(label_trues, label_preds, n_class: int) -> tuple[float, ...]:
-    """torchfcn.utils.label_accuracy_score: accumulate float histograms, then the four scores."""
-    hist = np.zeros((n_class, n_class))
-    for lt, lp in zip(label_trues, label_preds):
-        hist += fast_hist(lt.flatten(), lp.flatten(), n_class)
-    acc = np.diag(hist).sum() / hist.sum()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        acc_cls = np.nanmean(np.diag(hist) / hist.sum(axis=1))
-        iu = np.diag(hist) / (hist.sum(axis=1) + hist.sum(axis=0) - np.diag(hist))
-    mean_iu = np.nanmean(iu)
-    freq = hist.sum(axis=1) / hist.sum()
-    fwavacc = (freq[freq > 0] * iu[freq > 0]).sum()
-    return acc, acc_cls, mean_iu, fwavacc
 
 
 LABEL_MAPS = ("noise", "regions")
