@@ -33,6 +33,7 @@ from fcnseg.data.transforms import IGNORE_INDEX
 from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.inference.predict import (
     Preprocess,
+    device_of,
     eval_mode,
     in_channels_of,
     input_scale_of,
@@ -108,8 +109,7 @@ def score(
     """
     indices = list(range(len(dataset))) if indices is None else list(indices)
     channels = in_channels_of(model)
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
+    device = device_of(model)
     matrix = ConfusionMatrix(dataset.num_classes, getattr(dataset, "ignore_index", IGNORE_INDEX))
     matrix.matrix = matrix.matrix.to(device)
     loader = DataLoader(Subset(dataset, indices), batch_size=None, num_workers=num_workers)

@@ -155,7 +155,8 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def _device_of(model: nn.Module) -> torch.device:
+def device_of(model: nn.Module) -> torch.device:
+    """The device of the net's parameters (the CPU for a net without any)."""
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
 
@@ -185,7 +186,7 @@ def predict_image(
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a finite number > 0, got {scale}")
     size = image.shape[-2:]
-    device = _device_of(model)
+    device = device_of(model)
     with eval_mode(model):
         x = image.to(device=device, dtype=torch.float32)
         x = preprocess(x, None)[0][None]  # (1, C, H, W)
@@ -326,6 +327,7 @@ def predict_files(
 __all__ = [
     "PredictResult",
     "class_names",
+    "device_of",
     "eval_mode",
     "in_channels_of",
     "input_scale_of",
