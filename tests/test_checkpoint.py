@@ -103,3 +103,9 @@ def test_geometry_override_errors_name_the_file(tmp_path):
     path = fcnseg.save(fcnseg.fcn8s(num_classes=3, width=1 / 16), tmp_path / "v.pt")
     with pytest.raises(CheckpointError, match="geometry 'wide' is not one of"):
         fcnseg.load(path, geometry="wide")
+
+
+def test_load_returns_eval_mode(tmp_path):
+    model = fcnseg.fcn8s(num_classes=3, width=1 / 16, batch_norm=True).train()
+    loaded = fcnseg.load(fcnseg.save(model, tmp_path / "m.pt"))
+    assert not loaded.training and not any(m.training for m in loaded.modules())

@@ -249,3 +249,42 @@ def test_cli_names_a_bad_recipe_file(tmp_path, capsys):
     assert "bad.toml" in err and "'learning_rate'" in err and "valid keys" in err
     assert run_cli("--recipe", tmp_path / "absent.toml") == 2
     assert "absent.toml does not exist" in capsys.readouterr().err
+
+
+def test_batches_by_size_hold_one_size_and_stay_a_function_of_the_iteration():
+    sizes = [(24, 24), (24, 32), (32, 24)] * 5 + [(40, 40)]  # 5, 5, 5 and 1 of each
+    one = ResumableBatchSampler(len(sizes), 2, seed=3, sizes=sizes)
+    assert one.batches_per_epoch == 6  # 2 full pairs of each of three sizes; (40, 40) never
+    for epoch in range(3):
+        batches = one.epoch(epoch)
+        assert len(batches) == 6 and all(len(b) == 2 for b in batches)
+        assert all(len({sizes[i] for i, _ in b}) == 1 for b in batches)
+    again = ResumableBatchSampler(len(sizes), 2, seed=3, sizes=sizes)
+    assert [again.batch(t) for t in (13, 2, 7)] == [one.batch(t) for t in (13, 2, 7)]
+    assert one.epoch(0) != one.epoch(1)
+    shards = [ResumableBatchSampler(len(sizes), 2, 3, r, 2, sizes=sizes).epoch(0) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 3
+    keys = [key for shard in shards for batch in shard for key in batch]
+    assert len(set(keys)) == 12 and set(keys) <= {k for b in one.epoch(0) for k in b}
+    with pytest.raises(ValueError, match="0 full batches of 6"):
+        ResumableBatchSampler(len(sizes), 6, seed=3, sizes=sizes)
+
+
+def test_batch_by_size_trains_mixed_sizes_without_padding(tmp_path, monkeypatch):
+    seen = []
+    real = train_module.Trainer._step
+
+    def step(self, model, images, labels):
+        seen.append(labels)
+        return real(self, model, images, labels)
+
+    monkeypatch.setattr(train_module.Trainer, "_step", step)
+    options = {"train_images": 12, "val_images": 2, "sizes": "24,40"}
+    recipe = tiny_recipe("", tmp_path / "run", dataset="synthetic", options=options)
+    result = train(recipe.replace(batch_by_size=True, iterations=6))
+    assert result.iteration == 6 and result.metrics is not None
+    assert all(not (labels == 255).any() for labels in seen)  # synthetic labels: no ignore
+    assert len({tuple(labels.shape[1:]) for labels in seen}) > 1  # mixed sizes, unpadded
+    seen.clear()
+    train(recipe.replace(out=str(tmp_path / "padded"), iterations=6, val_split=""))
+    assert any((labels == 255).any() for labels in seen)  # without it: padded to a batch's max

@@ -129,9 +129,10 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
 def load(
     path: str | os.PathLike, map_location: str | torch.device = "cpu", geometry: str | None = None
 ) -> nn.Module:
-    """Load a net saved by :func:`save` (or a training checkpoint).
+    """Load a net saved by :func:`save` (or a training checkpoint), in eval mode (call
+    ``.train()`` to train it further).
 
     The net's metadata: :func:`fcnseg.metadata_of`. ``geometry``: rebuild a VGG16 FCN in this
     geometry instead of its own (see :func:`build`).
     """
-    return build(read(path, map_location), source=str(path), geometry=geometry)
+    return build(read(path, map_location), source=str(path), geometry=geometry).eval()

@@ -30,12 +30,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{config.iterations} iterations of {config.batch_size} images, seed {config.seed}"
     )
     result = run_demo(
-        config, out_dir=args.out, progress=lambda total: tqdm(total=total, desc="train", unit="it")
+        config,
+        out_dir=args.out,
+        progress=lambda total, initial: tqdm(total=total, initial=initial, desc="train", unit="it"),
     )
     print(f"trained in {result.seconds:.0f} s; final loss {result.losses[-1]:.4f}")
     print(f"held-out images: {config.val_images}")
     print(format_report(result.metrics, result.classes))
-    print(f"wrote {Path(args.out) / 'demo_grid.png'} and {Path(args.out) / 'demo_fcn8s.pt'}")
+    print(
+        f"wrote {Path(args.out) / 'demo_grid.png'} and {Path(args.out) / 'demo_fcn8s.pt'} "
+        f"(the training run: {Path(args.out) / 'run'})"
+    )
     _write_json(args.json, result.to_json())
     return 0
 
@@ -46,18 +51,13 @@ _KIND_METAVARS = {"str": "TEXT", "int": "N", "float": "X", "floats": "X,X", "int
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fcnseg.train import TrainingDiverged, launched_rank, train
-    from fcnseg.train.recipe import FIELDS, Recipe, load
+    from fcnseg.train import TrainingDiverged, launched_rank, resolve_recipe, train
+    from fcnseg.train.recipe import FIELDS
 
     main_process = launched_rank() == 0
     given = {f.name: getattr(args, f"key_{f.name}") for f in FIELDS}
     given = {name: value for name, value in given.items() if value is not None}
-    path = args.recipe
-    if path is None and args.resume:
-        if "out" not in given:
-            raise ValueError("--resume needs --out (the folder of the run to continue)")
-        path = Path(given["out"]) / "recipe.toml"
-    recipe = (load(path) if path else Recipe()).replace(source="command line", **given)
+    recipe = resolve_recipe(args.recipe, given, args.resume)
     if main_process:
         length = f"{recipe.epochs} epochs" if recipe.epochs else f"{recipe.iterations} iterations"
         print(
@@ -131,28 +131,37 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------------- eval and predict
 
-DEVICES = ("auto", "cpu", "cuda")
 INT_OPTIONS = ("ignore_index",)  # dataset options that are numbers; all others stay strings
 
 
-def _pick_device(name: str) -> torch.device:
-    """``auto``: CUDA when available, else the CPU; ``cuda`` without CUDA is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available here; use --device cpu or auto")
-    return torch.device(name)
-
-
-def _load_model(path: str, device: torch.device, geometry: str | None = None) -> torch.nn.Module:
-    """``checkpoint.load`` onto ``device``; a load error keeps only its first line (torch's
-    unpickling errors run to many lines), which names the file."""
-    from fcnseg.checkpoint import CheckpointError, load
+def _device_and_dtype(args: argparse.Namespace) -> tuple[torch.device, torch.dtype | None]:
+    """``--device`` and ``--precision`` through :mod:`fcnseg.runtime`; errors name the flag."""
+    from fcnseg.runtime import DeviceError, precision_dtype, resolve_device
 
     try:
-        return load(path, geometry=geometry).to(device)
+        device = resolve_device(args.device)
+    except DeviceError as error:
+        raise DeviceError(f"--device {args.device}: {error}") from None
+    try:
+        return device, precision_dtype(args.precision, device)
+    except DeviceError as error:
+        raise DeviceError(f"--precision {args.precision}: {error}") from None
+
+
+def _load_model(
+    path: str, device: torch.device, geometry: str | None = None, fast: bool = False
+) -> torch.nn.Module:
+    """``checkpoint.load`` onto ``device`` (with ``fast``, its fast layers swapped in); a load
+    error keeps only its first line (torch's unpickling errors run to many lines), which names
+    the file."""
+    from fcnseg.checkpoint import CheckpointError, load
+    from fcnseg.inference.fast import fast_modules
+
+    try:
+        model = load(path, geometry=geometry).to(device)
     except CheckpointError as error:
         raise CheckpointError(str(error).strip().splitlines()[0]) from None
+    return fast_modules(model) if fast else model
 
 
 def _dataset_options(pairs: list[str]) -> dict[str, str | int]:
@@ -175,15 +184,6 @@ def _dataset_options(pairs: list[str]) -> dict[str, str | int]:
     return options
 
 
-def _precision(name: str, device: torch.device) -> torch.dtype | None:
-    """``--precision`` as an autocast dtype (None: float32); fp16 only on CUDA."""
-    from fcnseg.inference.fast import PRECISIONS
-
-    if name == "fp16" and device.type != "cuda":
-        raise ValueError("--precision fp16 needs --device cuda; use bf16 on the CPU")
-    return PRECISIONS[name]
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from fcnseg.data import open_dataset
     from fcnseg.evaluate.scoring import (
@@ -194,26 +194,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     from fcnseg.inference.predict import normalizer_for
     from fcnseg.models import settings_of
+    from fcnseg.runtime import canonical_precision
 
-    device = _pick_device(args.device)
-    dtype = _precision(args.precision, device)
+    device, dtype = _device_and_dtype(args)
     options = _dataset_options(args.option)
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    model = _load_model(args.checkpoint, device, args.geometry)
-    root = Path(args.root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"--root {root}: dataset folder not found")
-    try:
-        dataset = open_dataset(args.dataset, root, args.split, **options)
-    except TypeError as error:  # an option the reader does not take
-        raise ValueError(f"dataset {args.dataset!r} rejects --option {options}: {error}") from None
+    model = _load_model(args.checkpoint, device, args.geometry, args.fast)
+    root = Path(args.root or "")
+    if args.dataset != "synthetic" and (args.root is None or not root.is_dir()):
+        raise FileNotFoundError(f"--root {args.root}: dataset folder not found")
+    dataset = open_dataset(args.dataset, root, args.split, **options)
     check_compatible(model, dataset, source=args.checkpoint)
     preprocess = normalizer_for(model, source=args.checkpoint)
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     print(
         f"fcnseg eval: {args.checkpoint} on {args.dataset} {args.split} "
-        f"({count} of {len(dataset)} images) on {device}, {args.precision}"
+        f"({count} of {len(dataset)} images) on {device}, {canonical_precision(args.precision)}"
+        + (", fast layers" if args.fast else "")
         + (f", {args.geometry} geometry" if args.geometry else "")
     )
     matrix = evaluate(
@@ -235,7 +233,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "options": options,
         "images": count,
         "ignore_index": dataset.ignore_index,
-        "precision": args.precision,
+        "precision": canonical_precision(args.precision),
+        "fast": args.fast,
         "geometry": settings_of(model).get("geometry"),
     }
     payload = metrics_json(metrics, dataset.classes, extra)
@@ -252,9 +251,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from fcnseg.inference.predict import normalizer_for, predict_files
 
-    device = _pick_device(args.device)
-    dtype = _precision(args.precision, device)
-    model = _load_model(args.checkpoint, device, args.geometry)
+    device, dtype = _device_and_dtype(args)
+    model = _load_model(args.checkpoint, device, args.geometry, args.fast)
     result = predict_files(
         model,
         args.inputs,
@@ -275,14 +273,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _add_speed_options(command: argparse.ArgumentParser) -> None:
-    from fcnseg.inference.fast import PRECISIONS
     from fcnseg.models import GEOMETRIES
+    from fcnseg.runtime import DEVICES, PRECISION_ALIASES, PRECISIONS
 
+    command.add_argument("--device", choices=DEVICES, default="auto")
     command.add_argument(
         "--precision",
-        choices=list(PRECISIONS),
+        choices=[*PRECISIONS, *PRECISION_ALIASES],
         default="fp32",
-        help="arithmetic of the net: fp32, or autocast to bf16 (CPU/GPU) or fp16 (GPU)",
+        help="arithmetic of the net: fp32, or autocast to bf16 (CPU/GPU) or fp16 (GPU); "
+        "'none' (the old recipe spelling) is read as fp32 and is deprecated",
+    )
+    command.add_argument(
+        "--fast",
+        action="store_true",
+        help="swap in the opt-in fast layers (fcnseg.inference.fast.fast_modules: fc6/fc7 as "
+        "matrix multiplies on the CPU, per-class bilinear upsampling); same labels up to float "
+        "rounding. Default: the plain modules",
     )
     command.add_argument(
         "--geometry",
@@ -305,7 +312,7 @@ def _add_eval_and_predict(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--dataset", required=True, help=f"dataset reader: {', '.join(DATASET_NAMES)}"
     )
-    evaluate.add_argument("--root", required=True, help="the dataset's folder")
+    evaluate.add_argument("--root", default=None, help="the dataset's folder (not for synthetic)")
     evaluate.add_argument("--split", required=True, help="e.g. val, test, seg11valid")
     evaluate.add_argument(
         "--option",
@@ -321,7 +328,6 @@ def _add_eval_and_predict(commands: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="confusion-matrix PNG (default with --json: <json stem>_confusion.png beside it)",
     )
-    evaluate.add_argument("--device", choices=DEVICES, default="auto")
     _add_speed_options(evaluate)
     evaluate.add_argument("--limit", type=int, default=None, metavar="N", help="first N images")
     evaluate.set_defaults(run=cmd_eval)
@@ -339,7 +345,6 @@ def _add_eval_and_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     predict.add_argument("--checkpoint", required=True, help="fcnseg model file (.pt)")
     predict.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    predict.add_argument("--device", choices=DEVICES, default="auto")
     _add_speed_options(predict)
     predict.add_argument(
         "--alpha", type=float, default=0.5, help="colour share of the overlay, 0..1"
@@ -366,36 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_and_predict(commands)
     _add_models(commands)
     _add_interop(commands)
-    _add_bench(commands)
     return parser
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from fcnseg.bench import run
-
-    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
-    result = run(args.nets, sizes, args.repeats, quick=args.quick, net_width=args.width)
-    columns = ["kind", "impl", "net", "variant", "size", "batch", "ms", "img/s", "GFLOP/s"]
-    metric_columns = ["kind", "impl", "maps", "size", "ms", "x vs torchfcn", "x vs numpy"]
-    print(f"matmul {result['matmul GFLOP/s']:.1f} GFLOP/s, {result['threads']} threads")
-    for row in result["rows"]:
-        cells = [row.get(c, "-") for c in (metric_columns if row["kind"] == "metrics" else columns)]
-        print("  ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells))
-    _write_json(args.json, result)
-    return 0
-
-
-def _add_bench(commands: argparse._SubParsersAction) -> None:
-    bench = commands.add_parser(
-        "bench", help="time our nets' forward, training step and metrics (see benchmarks/)"
-    )
-    bench.add_argument("--nets", nargs="+", default=["fcn32s", "fcn16s", "fcn8s"])
-    bench.add_argument("--sizes", nargs="+", default=["500x500", "360x480"], metavar="HxW")
-    bench.add_argument("--repeats", type=int, default=5)
-    bench.add_argument("--width", type=float, default=1.0, help="VGG16 channel multiplier")
-    bench.add_argument("--quick", action="store_true", help="batch 1, fewer variants")
-    bench.add_argument("--json", default=None, metavar="PATH", help="write the rows as JSON")
-    bench.set_defaults(run=cmd_bench)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

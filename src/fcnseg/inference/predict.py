@@ -34,7 +34,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ from fcnseg.data.transforms import (
     normalizer_from_spec,
     scaled_size,
 )
-from fcnseg.inference.fast import autocast_to, matmul_convolutions_during
+from fcnseg.inference.fast import autocast_to
 from fcnseg.inference.visualize import label_image, overlay
 from fcnseg.metadata import metadata_of
 from fcnseg.models import FCNConfig, config_of
@@ -153,7 +153,8 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def _device_of(model: nn.Module) -> torch.device:
+def device_of(model: nn.Module) -> torch.device:
+    """The device of the net's parameters (the CPU for a net without any)."""
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
 
@@ -183,10 +184,8 @@ def predict_image(
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a finite number > 0, got {scale}")
     size = image.shape[-2:]
-    device = _device_of(model)
-    # on the CPU fc6/fc7 run as matrix multiplies (fcnseg.inference.fast.MatmulConv2d): same scores
-    fast = matmul_convolutions_during(model) if device.type == "cpu" else nullcontext()
-    with eval_mode(model), fast:
+    device = device_of(model)
+    with eval_mode(model):
         x = image.to(device=device, dtype=torch.float32)
         x = preprocess(x, None)[0][None]  # (1, C, H, W)
         if scale != 1:
@@ -326,6 +325,7 @@ def predict_files(
 __all__ = [
     "PredictResult",
     "class_names",
+    "device_of",
     "eval_mode",
     "in_channels_of",
     "input_scale_of",

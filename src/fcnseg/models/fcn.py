@@ -101,7 +101,7 @@ def align_upsampling(scores: CoordMap, target: CoordMap, factor: int, what: str)
 
 def _upsampling(channels: int, alignment: Alignment, learnable: bool) -> nn.ConvTranspose2d:
     """A transposed convolution initialised to bilinear upsampling; frozen unless ``learnable``."""
-    layer = BilinearUpsample(  # per-class fast path while diagonal and frozen
+    layer = BilinearUpsample(  # a plain ConvTranspose2d, marked as bilinear
         channels, channels, alignment.kernel, stride=alignment.factor, bias=False
     )
     with torch.no_grad():
