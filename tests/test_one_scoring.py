@@ -8,7 +8,7 @@ import pytest
 
 from fcnseg.cli import main
 from fcnseg.train import train
-from test_engine import tiny_recipe, write_tiny_dataset
+from helpers import tiny_recipe, write_tiny_dataset
 
 
 @pytest.mark.parametrize(
