@@ -33,7 +33,7 @@ HASH_IN_NAME = re.compile(r"-([a-f0-9]*)\.")
 FORMATS = ("torchvision", "caffemodel")
 FILLS = ("backbone", "net")
 PREPROCESSING = ("imagenet", "caffe")  # ImageNet RGB mean/std on 0..1; BGR minus mean on 0..255
-TORCHVISION = "torchvision (hash prefix in the file name, torch.hub convention)"
+TORCHVISION = "torchvision file name (torch.hub hash-prefix convention)"
 UNVERIFIED = "unverified: recorded on first download"
 
 

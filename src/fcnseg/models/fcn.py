@@ -16,6 +16,7 @@ VGG16 nets without the reference's 100-pixel padding (same parameters, far fewer
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -266,6 +267,19 @@ def _named(model: FCN, arch: str, **settings: object) -> FCN:
     return model
 
 
+def _with_weights(
+    model: FCN, weights: str | os.PathLike | None, weights_backbone: str | os.PathLike | None
+) -> FCN:
+    """Fill a just-built net from a registry name or file (:func:`fcnseg.hub.apply_weights`):
+    ``weights`` a whole net ("voc-fcn8s"), ``weights_backbone`` its backbone ("imagenet").
+    Without either the net keeps its initialisation; the hub is imported only when used."""
+    if weights is None and weights_backbone is None:
+        return model
+    from fcnseg.hub import apply_weights  # the hub builds on the models, not the reverse
+
+    return apply_weights(model, weights=weights, weights_backbone=weights_backbone)
+
+
 def vgg16_backbone(
     in_channels: int, width: float, batch_norm: bool, dropout: float, geometry: str
 ) -> VGG16:
@@ -319,12 +333,14 @@ def fcn32s(
     learnable_upsampling: bool = False,
     dropout: float = 0.5,
     geometry: str = "reference",
+    weights: str | os.PathLike | None = None,
+    weights_backbone: str | os.PathLike | None = None,
 ) -> FCN:
     """FCN-32s on VGG16 (voc-fcn32s): fc7 scores upsampled 32x in one step.
 
     ``geometry="fast"`` drops the 100-pixel padding (see ``GEOMETRIES``); same parameters.
     """
-    return _vgg16_fcn(
+    model = _vgg16_fcn(
         "fcn32s",
         (),
         num_classes,
@@ -335,6 +351,7 @@ def fcn32s(
         dropout,
         geometry,
     )
+    return _with_weights(model, weights, weights_backbone)
 
 
 def fcn16s(
@@ -345,9 +362,11 @@ def fcn16s(
     learnable_upsampling: bool = False,
     dropout: float = 0.5,
     geometry: str = "reference",
+    weights: str | os.PathLike | None = None,
+    weights_backbone: str | os.PathLike | None = None,
 ) -> FCN:
     """FCN-16s on VGG16 (voc-fcn16s): fc7 scores fused with pool4's, upsampled 16x."""
-    return _vgg16_fcn(
+    model = _vgg16_fcn(
         "fcn16s",
         ("pool4",),
         num_classes,
@@ -358,6 +377,7 @@ def fcn16s(
         dropout,
         geometry,
     )
+    return _with_weights(model, weights, weights_backbone)
 
 
 def fcn8s(
@@ -368,9 +388,11 @@ def fcn8s(
     learnable_upsampling: bool = False,
     dropout: float = 0.5,
     geometry: str = "reference",
+    weights: str | os.PathLike | None = None,
+    weights_backbone: str | os.PathLike | None = None,
 ) -> FCN:
     """FCN-8s on VGG16 (voc-fcn8s): fused with pool4's and then pool3's scores, upsampled 8x."""
-    return _vgg16_fcn(
+    model = _vgg16_fcn(
         "fcn8s",
         ("pool4", "pool3"),
         num_classes,
@@ -381,6 +403,7 @@ def fcn8s(
         dropout,
         geometry,
     )
+    return _with_weights(model, weights, weights_backbone)
 
 
 def fcn8s_atonce(
@@ -391,9 +414,11 @@ def fcn8s_atonce(
     learnable_upsampling: bool = False,
     dropout: float = 0.5,
     geometry: str = "reference",
+    weights: str | os.PathLike | None = None,
+    weights_backbone: str | os.PathLike | None = None,
 ) -> FCN:
     """FCN-8s trained all at once (voc-fcn8s-atonce): pool4 x 0.01 and pool3 x 0.0001."""
-    return _vgg16_fcn(
+    model = _vgg16_fcn(
         "fcn8s_atonce",
         ("pool4", "pool3"),
         num_classes,
@@ -405,6 +430,7 @@ def fcn8s_atonce(
         geometry,
         skip_scales=AT_ONCE_SKIP_SCALES,
     )
+    return _with_weights(model, weights, weights_backbone)
 
 
 def fcn_alexnet(
@@ -413,11 +439,13 @@ def fcn_alexnet(
     width: float = 1.0,
     learnable_upsampling: bool = False,
     dropout: float = 0.5,
+    weights: str | os.PathLike | None = None,
+    weights_backbone: str | os.PathLike | None = None,
 ) -> FCN:
     """FCN-AlexNet (voc-fcn-alexnet, Table 1): CaffeNet's fc7 scores upsampled 32x."""
     backbone = AlexNet(in_channels, width=width, dropout=dropout)
     model = FCN(backbone, num_classes, "fc7", (), None, learnable_upsampling)
-    return _named(
+    model = _named(
         model,
         "fcn_alexnet",
         num_classes=num_classes,
@@ -426,6 +454,7 @@ def fcn_alexnet(
         learnable_upsampling=learnable_upsampling,
         dropout=dropout,
     )
+    return _with_weights(model, weights, weights_backbone)
 
 
 def fcn_googlenet(
@@ -434,11 +463,13 @@ def fcn_googlenet(
     width: float = 1.0,
     learnable_upsampling: bool = False,
     dropout: float = 0.4,
+    weights: str | os.PathLike | None = None,
+    weights_backbone: str | os.PathLike | None = None,
 ) -> FCN:
     """FCN-GoogLeNet (Table 1): inception_5b scores upsampled 32x, final average pool dropped."""
     backbone = GoogLeNet(in_channels, width=width, dropout=dropout)
     model = FCN(backbone, num_classes, "inception_5b", (), None, learnable_upsampling)
-    return _named(
+    model = _named(
         model,
         "fcn_googlenet",
         num_classes=num_classes,
@@ -447,6 +478,7 @@ def fcn_googlenet(
         learnable_upsampling=learnable_upsampling,
         dropout=dropout,
     )
+    return _with_weights(model, weights, weights_backbone)
 
 
 def _fcn8s_on(
@@ -475,12 +507,15 @@ def fcn8s_resnet18(
     in_channels: int = 3,
     width: float = 1.0,
     learnable_upsampling: bool = False,
+    weights: str | os.PathLike | None = None,
+    weights_backbone: str | os.PathLike | None = None,
 ) -> FCN:
     """FCN-8s on ResNet-18 with BatchNorm: layer4 scores fused with layer3's and layer2's."""
     backbone = ResNet(18, in_channels, width)
-    return _fcn8s_on(
+    model = _fcn8s_on(
         "fcn8s_resnet18", backbone, num_classes, in_channels, width, learnable_upsampling
     )
+    return _with_weights(model, weights, weights_backbone)
 
 
 def fcn8s_resnet34(
@@ -488,12 +523,15 @@ def fcn8s_resnet34(
     in_channels: int = 3,
     width: float = 1.0,
     learnable_upsampling: bool = False,
+    weights: str | os.PathLike | None = None,
+    weights_backbone: str | os.PathLike | None = None,
 ) -> FCN:
     """FCN-8s on ResNet-34 with BatchNorm: layer4 scores fused with layer3's and layer2's."""
     backbone = ResNet(34, in_channels, width)
-    return _fcn8s_on(
+    model = _fcn8s_on(
         "fcn8s_resnet34", backbone, num_classes, in_channels, width, learnable_upsampling
     )
+    return _with_weights(model, weights, weights_backbone)
 
 
 def fcn8s_resnet50(
@@ -501,12 +539,15 @@ def fcn8s_resnet50(
     in_channels: int = 3,
     width: float = 1.0,
     learnable_upsampling: bool = False,
+    weights: str | os.PathLike | None = None,
+    weights_backbone: str | os.PathLike | None = None,
 ) -> FCN:
     """FCN-8s on ResNet-50 with BatchNorm: layer4 scores fused with layer3's and layer2's."""
     backbone = ResNet(50, in_channels, width)
-    return _fcn8s_on(
+    model = _fcn8s_on(
         "fcn8s_resnet50", backbone, num_classes, in_channels, width, learnable_upsampling
     )
+    return _with_weights(model, weights, weights_backbone)
 
 
 def fcn8s_resnet101(
@@ -514,12 +555,15 @@ def fcn8s_resnet101(
     in_channels: int = 3,
     width: float = 1.0,
     learnable_upsampling: bool = False,
+    weights: str | os.PathLike | None = None,
+    weights_backbone: str | os.PathLike | None = None,
 ) -> FCN:
     """FCN-8s on ResNet-101 with BatchNorm: layer4 scores fused with layer3's and layer2's."""
     backbone = ResNet(101, in_channels, width)
-    return _fcn8s_on(
+    model = _fcn8s_on(
         "fcn8s_resnet101", backbone, num_classes, in_channels, width, learnable_upsampling
     )
+    return _with_weights(model, weights, weights_backbone)
 
 
 def fcn8s_mobilenet_v3_large(
@@ -527,12 +571,15 @@ def fcn8s_mobilenet_v3_large(
     in_channels: int = 3,
     width: float = 1.0,
     learnable_upsampling: bool = False,
+    weights: str | os.PathLike | None = None,
+    weights_backbone: str | os.PathLike | None = None,
 ) -> FCN:
     """FCN-8s on MobileNetV3-Large with BatchNorm: block 16's scores fused with blocks 12 and 6."""
     backbone = MobileNetV3Large(in_channels, width)
-    return _fcn8s_on(
+    model = _fcn8s_on(
         "fcn8s_mobilenet_v3_large", backbone, num_classes, in_channels, width, learnable_upsampling
     )
+    return _with_weights(model, weights, weights_backbone)
 
 
 BUILDERS = {

@@ -146,7 +146,7 @@ class InitReport:
     """What ``init`` filled: ``copied`` names, ``mismatched`` ``(name, source shape, net
     shape)``, ``untouched`` (net entries left as built), ``unused`` (source entries)."""
 
-    kind: str = "none"  # none | vgg16 | checkpoint | resume (weights from the run's last.pt)
+    kind: str = "none"  # none | vgg16 | checkpoint | imagenet | weights (registry) | resume
     source: str = ""
     copied: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, list[int], list[int]]] = field(default_factory=list)
@@ -185,11 +185,21 @@ def copy_matching(model: nn.Module, state: dict[str, Tensor], source: str = "") 
     return report
 
 
-def initialize(model: nn.Module, init: str) -> InitReport:
-    """Apply a recipe's ``init``: "none", a VGG16 state-dict file or an fcnseg checkpoint."""
+def initialize(model: nn.Module, init: str, preprocessing: str | None = None) -> InitReport:
+    """Apply a recipe's ``init``: "none", a VGG16 state-dict file, an fcnseg checkpoint, or
+    "imagenet" / a registry name (:mod:`fcnseg.hub`: downloaded once and cached). "imagenet"
+    picks the ImageNet classifier of the net's backbone that expects ``preprocessing``."""
     if init == "none":
         return InitReport()
     path = Path(init)
+    if not path.is_file():
+        from fcnseg.hub import registry
+        from fcnseg.hub.weights import IMAGENET, initialize_from
+
+        if init == IMAGENET or init in registry.names():
+            kind, source, copied = initialize_from(model, init, preprocessing)
+            untouched = [name for name in model.state_dict() if name not in copied]
+            return InitReport(kind, source, copied, untouched=untouched)
     if not path.is_file():
         raise FileNotFoundError(f"init weights file {path} does not exist")
     try:
