@@ -17,7 +17,6 @@ from fcnseg.hub.download import (
     DownloadError,
     HubError,
     cache_dir,
-    download,
 )
 from fcnseg.hub.registry import WEIGHTS, UnknownWeightsError, WeightsEntry
 from fcnseg.hub.weights import WeightsError, apply_weights, fetch_converted
@@ -39,7 +38,6 @@ __all__ = [
     "WeightsError",
     "apply_weights",
     "cache_dir",
-    "download",
     "extract",
     "fetch_converted",
     "fetch_dataset",

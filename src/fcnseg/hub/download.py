@@ -214,8 +214,8 @@ def download(
     checksum: Checksum | None = None,
     size: int | None = None,
     progress: bool = True,
-    retries: int = RETRIES,
-    backoff: float = BACKOFF_S,
+    retries: int | None = None,
+    backoff: float | None = None,
 ) -> Path:
     """Fetch ``url`` (through ``$FCNSEG_MIRROR``) to ``dest``; return ``dest``.
 
@@ -223,7 +223,11 @@ def download(
     ``checksum``: the published digest; a mismatch deletes the download and raises
     :class:`ChecksumError`. Without one, the SHA-256 of this first download is recorded in
     ``<dest>.sha256``. ``size``: the expected bytes, to check free space before connecting.
+    ``retries`` and ``backoff`` (seconds before the first retry, doubled after each) default
+    to :data:`RETRIES` and :data:`BACKOFF_S`.
     """
+    retries = RETRIES if retries is None else retries
+    backoff = BACKOFF_S if backoff is None else backoff
     dest = Path(dest)
     if dest.is_file():
         return dest
