@@ -104,7 +104,7 @@ class FileServer:
         self.httpd = _QuietServer(("127.0.0.1", 0), _Handler)
         self.httpd.state = self.state
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
         self.thread.start()
 
     def add(self, url: str, data: bytes) -> str:
