@@ -196,7 +196,9 @@ def voc_members(year: str, prefix: str, train: list[str], val: list[str]) -> dic
 
 def voc_tar(year: str) -> bytes:
     if year == "2011":
-        return tar_bytes(voc_members(year, "TrainVal/VOCdevkit/VOC2011", ["2007_000032"], VOC2011_VAL))
+        return tar_bytes(
+            voc_members(year, "TrainVal/VOCdevkit/VOC2011", ["2007_000032"], VOC2011_VAL)
+        )
     return tar_bytes(voc_members(year, f"VOCdevkit/VOC{year}", ["2007_000032"], ["2007_000033"]))
 
 
