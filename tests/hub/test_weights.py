@@ -229,7 +229,7 @@ def test_unknown_name_lists_the_known(published):
 def test_changed_file_on_the_server_is_refused(published, server):
     entry = published.entries["vgg16-imagenet"]
     server.add(entry.url, b"not the published file")
-    with pytest.raises(ChecksumError, match="does not match the published sha256 prefix"):
+    with pytest.raises(ChecksumError, match="does not match the expected sha256 prefix"):
         fcnseg.fcn32s(width=WIDTH, weights_backbone="imagenet")
     assert not raw_path(entry).exists()
 

@@ -92,19 +92,19 @@ class DatasetEntry:
     options: dict[str, str] = field(default_factory=dict)
 
 
-def _voc(year: str, file: str, md5: str, size: int) -> DatasetFile:
+VOC_SEGMENTATION = ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation")
+
+
+def _voc(
+    year: str, file: str, md5: str, size: int, markers: tuple[str, ...] = VOC_SEGMENTATION
+) -> DatasetFile:
     return DatasetFile(
         url=f"http://host.robots.ox.ac.uk/pascal/VOC/voc{year}/{file}",
         size=size,
         unpacked_size=size,
         md5=md5,
         checksum_source=TORCHVISION_VOC,
-        places=(
-            Place(
-                f"VOCdevkit/VOC{year}",
-                ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"),
-            ),
-        ),
+        places=(Place(f"VOCdevkit/VOC{year}", markers),),
     )
 
 
@@ -121,8 +121,13 @@ def _split_files(folder: str, dest: str, splits: tuple[str, ...]) -> tuple[Datas
     )
 
 
+# PASCAL-Context reads VOC2010's images and its Main lists (train/val).
 VOC2010 = _voc(
-    "2010", "VOCtrainval_03-May-2010.tar", "da459979d0c395079b5c75ee67908abb", 1_400_000_000
+    "2010",
+    "VOCtrainval_03-May-2010.tar",
+    "da459979d0c395079b5c75ee67908abb",
+    1_400_000_000,
+    ("JPEGImages", "ImageSets/Main"),
 )
 
 DATASETS: tuple[DatasetEntry, ...] = (
@@ -335,6 +340,8 @@ def fetch_dataset(
             target.parent.mkdir(parents=True, exist_ok=True)
             if not target.exists():  # an archive may already hold the list
                 shutil.copyfile(archive, target)
+            if not keep_archives:
+                archive.unlink()
             continue
         staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=root))
         try:

@@ -221,8 +221,8 @@ def download(
 
     An existing ``dest`` is returned as it is (it was verified when it was written).
     ``checksum``: the published digest; a mismatch deletes the download and raises
-    :class:`ChecksumError`. Without one, the SHA-256 of this first download is recorded in
-    ``<dest>.sha256``. ``size``: the expected bytes, to check free space before connecting.
+    :class:`ChecksumError`. Without one, the SHA-256 of the first download is recorded in
+    ``<dest>.sha256`` and later downloads (after the file was deleted) must match it. ``size``: the expected bytes, to check free space before connecting.
     ``retries`` and ``backoff`` (seconds before the first retry, doubled after each) default
     to :data:`RETRIES` and :data:`BACKOFF_S`.
     """
@@ -239,6 +239,10 @@ def download(
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    recorded = recorded_sha256(dest)
+    first_copy = checksum is None and not recorded
+    if checksum is None and recorded:  # fetched before, unpublished: hold it to the first copy
+        checksum = Checksum("sha256", recorded, "recorded at the first download")
     if size is not None:
         have = part.stat().st_size if part.exists() else 0
         check_space(dest.parent, max(size - have, 0), source)
@@ -262,11 +266,11 @@ def download(
         if not checksum.matches(actual):
             part.unlink()
             raise ChecksumError(
-                f"{source}: {checksum.algorithm} {actual} does not match the published "
+                f"{source}: {checksum.algorithm} {actual} does not match the expected "
                 f"{checksum.describe()}; the download was deleted (a changed or corrupt file: "
                 "retry, or report it if it persists)"
             )
-    else:
+    if first_copy:
         dest.with_name(dest.name + ".sha256").write_text(f"{sha256}  {dest.name}\n")
         logger.warning(
             "%s has no published checksum; recorded its SHA-256 %s on first download",
