@@ -222,9 +222,10 @@ def download(
     An existing ``dest`` is returned as it is (it was verified when it was written).
     ``checksum``: the published digest; a mismatch deletes the download and raises
     :class:`ChecksumError`. Without one, the SHA-256 of the first download is recorded in
-    ``<dest>.sha256`` and later downloads (after the file was deleted) must match it. ``size``: the expected bytes, to check free space before connecting.
-    ``retries`` and ``backoff`` (seconds before the first retry, doubled after each) default
-    to :data:`RETRIES` and :data:`BACKOFF_S`.
+    ``<dest>.sha256`` and later downloads (after the file was deleted) must match it.
+    ``size``: the expected bytes, to check free space before connecting. ``retries`` and
+    ``backoff`` (seconds before the first retry, doubled after each) default to
+    :data:`RETRIES` and :data:`BACKOFF_S`.
     """
     retries = RETRIES if retries is None else retries
     backoff = BACKOFF_S if backoff is None else backoff
