@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import threading
 from collections import namedtuple
 from pathlib import Path
 
@@ -208,3 +209,20 @@ def test_later_downloads_must_match_the_first_recorded_one(hub_env, server):
     assert not dest.exists() and dl.recorded_sha256(dest) == sha(DATA)
     server.add(url, DATA)
     assert download(url, dest, None, progress=False).read_bytes() == DATA
+
+
+def test_concurrent_fetches_of_one_file_download_it_once(hub_env, server):
+    url = URL.format("shared")
+    server.add(url, DATA)
+    dest = hub_env / "shared.bin"
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(download(url, dest, None, progress=False)))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [dest] * 3 and dest.read_bytes() == DATA
+    assert len(server.requests) == 1

@@ -291,3 +291,23 @@ def test_the_published_registry():
         for arch in registry.ARCH_BACKBONES
         if arch not in ("fcn_alexnet", "fcn_googlenet")
     } == {"vgg16", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_large"}
+
+
+def test_recipe_init_names(published, caplog):
+    from fcnseg.train.build import initialize
+
+    model = fcnseg.fcn32s(num_classes=4, width=WIDTH)
+    report = initialize(model, "imagenet", "caffe")  # the reference's start: the Caffe VGG16
+    assert (report.kind, report.source) == ("imagenet", "vgg16-caffe")
+    assert "backbone.fc7.weight" in report.copied and "score_fr.weight" in report.untouched
+    expected = from_torchvision_vgg16(published.vgg16)["conv2_1.weight"]
+    torch.testing.assert_close(model.backbone.conv2_1.weight, expected, rtol=0, atol=0)
+    assert initialize(model, "imagenet", "imagenet").source == "vgg16-imagenet"
+    with caplog.at_level("WARNING"):
+        initialize(model, "vgg16-imagenet", "caffe")
+    assert "vgg16-imagenet expects imagenet preprocessing, the recipe uses caffe" in caplog.text
+    net = fcnseg.fcn8s(num_classes=21, width=WIDTH)
+    report = initialize(net, "voc-fcn8s", "caffe")
+    assert report.kind == "weights" and report.untouched == []
+    torch.testing.assert_close(net.score_pool4.weight, published.fcn8s.score_pool4.weight)
+    assert report.summary().startswith("init: weights voc-fcn8s: ")

@@ -39,8 +39,8 @@ from fcnseg.hub.download import Checksum, HubError, check_space, download, recor
 
 logger = logging.getLogger(__name__)
 
-TORCHVISION_VOC = "md5 from torchvision/datasets/voc.py (DATASET_YEAR_DICT)"
-TORCHVISION_SBD = "md5 from torchvision/datasets/sbd.py (SBDataset.md5)"
+TORCHVISION_VOC = "torchvision/datasets/voc.py DATASET_YEAR_DICT"
+TORCHVISION_SBD = "torchvision/datasets/sbd.py SBDataset.md5"
 FCN_REPO = "https://raw.githubusercontent.com/shelhamer/fcn.berkeleyvision.org/master/data/"
 
 

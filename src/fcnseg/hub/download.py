@@ -22,6 +22,7 @@ this module; it keeps torch.hub's convention for hash prefixes in file names.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import logging
@@ -31,12 +32,18 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from fcnseg.errors import FcnsegError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock; concurrent fetches of one file are the user's to avoid
+    fcntl = None
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +147,24 @@ def check_space(folder: Path, needed: int, url: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock for ``path`` (POSIX ``flock`` on a file in the cache's
+    ``locks/``, named by the path's hash): processes fetching the same file (the ranks of a
+    distributed run) wait for the first instead of writing over it."""
+    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+    lock = cache_dir() / "locks" / f"{path.name}-{key}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 class _Transient(Exception):
     """A failure worth retrying: the connection dropped, timed out, or the server is busy."""
 
@@ -238,7 +263,21 @@ def download(
             f"offline (FCNSEG_OFFLINE is set): cannot fetch {source}; "
             f"fetch it by other means and place it at {dest}"
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    with locked(dest):
+        if dest.is_file():  # another process fetched it while this one waited
+            return dest
+        return _download(source, dest, checksum, size, progress, retries, backoff)
+
+
+def _download(
+    source: str,
+    dest: Path,
+    checksum: Checksum | None,
+    size: int | None,
+    progress: bool,
+    retries: int,
+    backoff: float,
+) -> Path:
     part = dest.with_name(dest.name + ".part")
     recorded = recorded_sha256(dest)
     first_copy = checksum is None and not recorded

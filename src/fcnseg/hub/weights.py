@@ -25,7 +25,14 @@ import torch
 from torch import Tensor, nn
 
 from fcnseg.hub import registry
-from fcnseg.hub.download import HubError, cache_dir, download, recorded_sha256
+from fcnseg.hub.download import (
+    HubError,
+    cache_dir,
+    check_space,
+    download,
+    locked,
+    recorded_sha256,
+)
 from fcnseg.hub.registry import WeightsEntry
 
 logger = logging.getLogger(__name__)
@@ -92,12 +99,17 @@ def fetch_converted(entry: WeightsEntry, progress: bool = True) -> Path:
     out = converted_path(entry)
     if out.is_file():
         return out
-    try:
-        return _convert(entry, fetch(entry, progress), out)
-    except HubError:
-        raise
-    except ValueError as error:  # the importer's and reader's errors
-        raise WeightsError(f"{entry.name}: cannot convert {raw_path(entry)}: {error}") from error
+    source = fetch(entry, progress)
+    with locked(out):
+        if out.is_file():  # converted by another process meanwhile
+            return out
+        check_space(out.parent, entry.size, f"the conversion of {entry.name}")
+        try:
+            return _convert(entry, source, out)
+        except HubError:
+            raise
+        except ValueError as error:  # the importer's and reader's errors
+            raise WeightsError(f"{entry.name}: cannot convert {source}: {error}") from error
 
 
 def _read(path: Path) -> dict:

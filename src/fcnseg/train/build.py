@@ -1,7 +1,8 @@
 """From a recipe to the pieces of a run: data, preprocessing, net, initialisation, optimiser.
 
-Initialisation (section 4.1, 4.2 of the paper): ``init`` names a torchvision-format VGG16
-classifier, whose convolutionalized weights fill the backbone (score layers stay zero), or an
+Initialisation (section 4.1, 4.2 of the paper): ``init`` names an ImageNet classifier
+("imagenet" or a registry name, fetched by :mod:`fcnseg.hub`; or a torchvision-format VGG16
+file), whose convolutionalized weights fill the backbone (score layers stay zero), or an
 fcnseg checkpoint of a coarser net: staged training starts FCN-16s from FCN-32s and FCN-8s
 from FCN-16s by copying every entry whose name and shape match. The new skip score layers are
 zero-initialised, so the finer net starts out computing exactly what the coarser one did.
