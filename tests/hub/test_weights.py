@@ -311,3 +311,15 @@ def test_recipe_init_names(published, caplog):
     assert report.kind == "weights" and report.untouched == []
     torch.testing.assert_close(net.score_pool4.weight, published.fcn8s.score_pool4.weight)
     assert report.summary().startswith("init: weights voc-fcn8s: ")
+
+
+def test_nyud_hha_net_records_the_hha_mean(hub_env, server, tmp_path, monkeypatch):
+    net = random_fcn("fcn32s", num_classes=40)
+    data = caffemodel_bytes(net, tmp_path)
+    entry = dataclasses.replace(registry.find("nyud-fcn32s-hha"), size=len(data))
+    server.add(entry.url, data)
+    monkeypatch.setattr(registry, "WEIGHTS", (entry,))
+    model = fcnseg.fcn32s(num_classes=40, width=WIDTH, weights="nyud-fcn32s-hha")
+    assert model.meta["modality"] == "hha" and model.meta["preprocessing"]["type"] == "Normalize"
+    assert model.meta["classes"][0] == "wall" and len(model.meta["classes"]) == 40
+    torch.testing.assert_close(model.score_fr.weight, net.score_fr.weight, rtol=0, atol=0)

@@ -65,6 +65,7 @@ class WeightsEntry:
     dataset: str | None = None
     head: str | None = None
     tower: str | None = None
+    modality: str | None = None  # NYUDv2 input: rgb | hha (sets the recorded input mean)
     sha256: str | None = None
     checksum_source: str = UNVERIFIED
 
@@ -138,6 +139,7 @@ def _fcn(
     size: int = VGG16_FCN_BYTES,
     backbone: str = "vgg16",
     head: str | None = None,
+    modality: str | None = None,
 ) -> WeightsEntry:
     return WeightsEntry(
         name=name,
@@ -152,6 +154,7 @@ def _fcn(
         num_classes=num_classes,
         dataset=dataset,
         head=head,
+        modality=modality,
     )
 
 
@@ -267,6 +270,7 @@ WEIGHTS: tuple[WeightsEntry, ...] = (
         40,
         "nyud",
         "FCN-32s, NYUDv2 40 classes, RGB input",
+        modality="rgb",
     ),
     _fcn(
         "nyud-fcn32s-hha",
@@ -275,6 +279,7 @@ WEIGHTS: tuple[WeightsEntry, ...] = (
         40,
         "nyud",
         "FCN-32s, NYUDv2 40 classes, HHA input",
+        modality="hha",
     ),
 )
 

@@ -76,7 +76,12 @@ def _convert(entry: WeightsEntry, source: Path, out: Path) -> Path:
 
     if entry.fills == "net":
         report = convert_caffemodel(
-            source, out, head=entry.head, tower=entry.tower, dataset=entry.dataset
+            source,
+            out,
+            head=entry.head,
+            tower=entry.tower,
+            dataset=entry.dataset,
+            modality=entry.modality,
         )
         if report.arch != entry.arch or report.settings["num_classes"] != entry.num_classes:
             out.unlink(missing_ok=True)
