@@ -323,3 +323,18 @@ def test_nyud_hha_net_records_the_hha_mean(hub_env, server, tmp_path, monkeypatc
     assert model.meta["modality"] == "hha" and model.meta["preprocessing"]["type"] == "Normalize"
     assert model.meta["classes"][0] == "wall" and len(model.meta["classes"]) == 40
     torch.testing.assert_close(model.score_fr.weight, net.score_fr.weight, rtol=0, atol=0)
+
+
+def test_a_file_that_is_not_the_registered_net(hub_env, server, tmp_path, monkeypatch):
+    data = caffemodel_bytes(random_fcn("fcn32s"), tmp_path)  # an FCN-32s where FCN-8s is named
+    entry = dataclasses.replace(registry.find("voc-fcn8s"), size=len(data))
+    server.add(entry.url, data)
+    junk = dataclasses.replace(registry.find("voc-fcn16s"), size=100)
+    server.add(junk.url, b"\x08\x96\x01" * 33)  # not a NetParameter
+    monkeypatch.setattr(registry, "WEIGHTS", (entry, junk))
+    with pytest.raises(WeightsError, match="converts to fcn32s with 21 classes, the registry says"):
+        fcnseg.fcn8s(width=WIDTH, weights="voc-fcn8s")
+    assert not converted_path(entry).exists()
+    with pytest.raises(WeightsError, match="voc-fcn16s: cannot convert .*fcn16s-heavy-pascal"):
+        fcnseg.fcn16s(width=WIDTH, weights="voc-fcn16s")
+    assert not converted_path(junk).exists()
