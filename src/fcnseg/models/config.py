@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -53,6 +54,11 @@ class Builder(Generic[C, M]):
 
     ``name`` is the arch recorded in checkpoints and listed by
     :func:`fcnseg.models.list_models`; ``config_class`` the dataclass it takes.
+
+    Every builder also takes, as torchvision's do, ``weights`` (a whole trained net: a
+    registry name such as ``"voc-fcn8s"`` or a file) and ``weights_backbone`` (``"imagenet"``,
+    a registry name or a file): see :func:`fcnseg.hub.apply_weights`. They are not settings of
+    the net, so they are not fields of its config.
     """
 
     def __init__(self, config_class: type[C], build: Callable[[C], M]) -> None:
@@ -65,13 +71,24 @@ class Builder(Generic[C, M]):
         self.__doc__ = build.__doc__
         self.__signature__ = config_signature(config_class, inspect.signature(build))
 
-    def __call__(self, *args: Any, **kwargs: Any) -> M:
+    def __call__(
+        self,
+        *args: Any,
+        weights: str | os.PathLike | None = None,
+        weights_backbone: str | os.PathLike | None = None,
+        **kwargs: Any,
+    ) -> M:
         try:
             bound = self.__signature__.bind(*args, **kwargs)
         except TypeError as error:
-            takes = ", ".join(self.__signature__.parameters)
+            takes = ", ".join([*self.__signature__.parameters, "weights", "weights_backbone"])
             raise TypeError(f"{self.name}(): {error}; it takes: {takes}") from None
-        return self.from_config(self.config_class(**bound.arguments))
+        model = self.from_config(self.config_class(**bound.arguments))
+        if weights is None and weights_backbone is None:
+            return model
+        from fcnseg.hub import apply_weights  # the hub builds on the models, not the reverse
+
+        return apply_weights(model, weights=weights, weights_backbone=weights_backbone)
 
     def from_config(self, config: C) -> M:
         """The net of ``config``, with ``arch`` and ``config`` recorded on it."""

@@ -1,7 +1,8 @@
 """From a recipe to the pieces of a run: data, preprocessing, net, initialisation, optimiser.
 
-Initialisation (section 4.1, 4.2 of the paper): ``init`` names a torchvision-format VGG16
-classifier, whose convolutionalized weights fill the backbone (score layers stay zero), or an
+Initialisation (section 4.1, 4.2 of the paper): ``init`` names an ImageNet classifier
+("imagenet" or a registry name, fetched by :mod:`fcnseg.hub`; or a torchvision-format VGG16
+file), whose convolutionalized weights fill the backbone (score layers stay zero), or an
 fcnseg checkpoint of a coarser net: staged training starts FCN-16s from FCN-32s and FCN-8s
 from FCN-16s by copying every entry whose name and shape match. The new skip score layers are
 zero-initialised, so the finer net starts out computing exactly what the coarser one did.
@@ -156,7 +157,7 @@ class InitReport:
     """What ``init`` filled: ``copied`` names, ``mismatched`` ``(name, source shape, net
     shape)``, ``untouched`` (net entries left as built), ``unused`` (source entries)."""
 
-    kind: str = "none"  # none | vgg16 | checkpoint | resume (weights from the run's last.pt)
+    kind: str = "none"  # none | vgg16 | checkpoint | imagenet | weights (registry) | resume
     source: str = ""
     copied: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, list[int], list[int]]] = field(default_factory=list)
@@ -195,11 +196,21 @@ def copy_matching(model: nn.Module, state: dict[str, Tensor], source: str = "") 
     return report
 
 
-def initialize(model: nn.Module, init: str) -> InitReport:
-    """Apply a recipe's ``init``: "none", a VGG16 state-dict file or an fcnseg checkpoint."""
+def initialize(model: nn.Module, init: str, preprocessing: str | None = None) -> InitReport:
+    """Apply a recipe's ``init``: "none", a VGG16 state-dict file, an fcnseg checkpoint, or
+    "imagenet" / a registry name (:mod:`fcnseg.hub`: downloaded once and cached). "imagenet"
+    picks the ImageNet classifier of the net's backbone that expects ``preprocessing``."""
     if init == "none":
         return InitReport()
     path = Path(init)
+    if not path.is_file():
+        from fcnseg.hub import registry
+        from fcnseg.hub.weights import IMAGENET, initialize_from
+
+        if init == IMAGENET or init in registry.names():
+            kind, source, copied = initialize_from(model, init, preprocessing)
+            untouched = [name for name in model.state_dict() if name not in copied]
+            return InitReport(kind, source, copied, untouched=untouched)
     if not path.is_file():
         raise FileNotFoundError(f"init weights file {path} does not exist")
     try:

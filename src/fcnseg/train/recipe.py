@@ -78,7 +78,7 @@ class Recipe:
     dropout: float = 0.5  # after fc6 and fc7 (0.5 in the reference)
     learnable_upsampling: bool = False  # learn the bilinear-initialised deconvolutions
     geometry: str = "reference"  # reference (conv1 padded by 100) | fast (unpadded, cheaper)
-    init: str = "none"  # "none", a torchvision VGG16 state-dict file, or an fcnseg checkpoint
+    init: str = "none"  # none | imagenet | a weights name (fcnseg weights) | a VGG16 or fcnseg file
     # ---- input
     preprocessing: str = "caffe"  # caffe (BGR minus ILSVRC mean) | imagenet | scale (x/255-.5)/.25
     resize: float = 1.0  # fixed rescale of train and val images (e.g. 0.5 on a CPU)

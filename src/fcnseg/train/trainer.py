@@ -214,7 +214,11 @@ class Trainer:
         self.normalizer = make_normalizer(recipe.preprocessing, image.shape[0])
         self.ignore_index = self.train_set.ignore_index
         self.net = make_model(recipe, self.train_set.num_classes, image.shape[0])
-        self.init = InitReport("resume") if resume else initialize(self.net, recipe.init)
+        self.init = (
+            InitReport("resume")
+            if resume
+            else initialize(self.net, recipe.init, recipe.preprocessing)
+        )
         logger.info(self.init.summary())
         self.net.to(self.device)
         if recipe.channels_last:
