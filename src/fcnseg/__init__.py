@@ -1,10 +1,12 @@
 """fcnseg: Fully Convolutional Networks for semantic segmentation (Long, Shelhamer & Darrell).
 
-The public API: the builders, save/load, and the confusion-matrix metrics.
+The public API: the builders, save/load, ``segment`` (labels of any image), and the
+confusion-matrix metrics.
 """
 
 from fcnseg.checkpoint import load, save
 from fcnseg.evaluate.metrics import ConfusionMatrix
+from fcnseg.inference.segment import segment
 from fcnseg.models import FCN, fcn8s, fcn8s_atonce, fcn16s, fcn32s
 
 __version__ = "0.1.0"
@@ -17,4 +19,5 @@ __all__ = [
     "fcn32s",
     "load",
     "save",
+    "segment",
 ]
