@@ -49,7 +49,7 @@ AUTO_TILE = 1024
 # The share of an overlap over which two tiles' weights cross-fade (the middle of it), and
 # the weight of a tile's pixels nearer its edge (kept above 0 so sums never vanish).
 BLEND = 0.25
-WEIGHT_FLOOR = 1e-4
+WEIGHT_FLOOR = 1e-6
 
 # (score of a batch of tiles (N, C, h, w) raw -> probabilities (N, K, h, w))
 Score = Callable[[Tensor], Tensor]
