@@ -34,7 +34,9 @@ def test_folder_is_decoded_by_workers_and_batched_by_size(model, tmp_path, monke
     arrays = write_images(tmp_path / "in", [(40, 52), (40, 52), (40, 52), (33, 47), (40, 52)])
     batches = []
     real = files.segment
-    monkeypatch.setattr(files, "segment", lambda m, b, **k: batches.append(len(b)) or real(m, b, **k))
+    monkeypatch.setattr(
+        files, "segment", lambda m, b, **k: batches.append(len(b)) or real(m, b, **k)
+    )
     ticks = []
 
     class Bar:
