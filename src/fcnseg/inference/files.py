@@ -43,7 +43,7 @@ from fcnseg.inference.predict import (
     output_paths,
     palette_for,
 )
-from fcnseg.inference.segment import as_tensor, segment
+from fcnseg.inference.segment import as_tensor, check_options, segment
 from fcnseg.inference.tta import SegmentError
 from fcnseg.inference.visualize import (
     IGNORE_INDEX,
@@ -158,8 +158,7 @@ def predict_images(
         raise SegmentError(f"alpha must lie in 0..1, got {alpha}")
     if workers < 0:
         raise SegmentError(f"workers must be >= 0, got {workers}")
-    if batch_size < 1:
-        raise SegmentError(f"batch_size must be >= 1, got {batch_size}")
+    check_options(model, batch_size=batch_size, **segment_options)
     channels = in_channels_of(model)
     if channels != RGB_CHANNELS:
         raise SegmentError(

@@ -163,6 +163,28 @@ def _labels_dtype(num_classes: int) -> torch.dtype:
     return torch.uint8 if num_classes <= 256 else torch.int64
 
 
+def check_options(
+    model: nn.Module,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    max_pixels: int | None = MAX_PIXELS,
+    flip: bool = False,
+    scales: Sequence[float] = (1.0,),
+    batch_size: int = 4,
+    **_: object,
+) -> None:
+    """Raise :class:`SegmentError` for options :func:`segment` would refuse, before any work
+    (callers that write files check first, so a bad flag writes nothing)."""
+    if batch_size < 1:
+        raise SegmentError(f"batch_size must be >= 1, got {batch_size}")
+    if max_pixels is not None and max_pixels < 1:
+        raise SegmentError(f"max_pixels must be >= 1 or None, got {max_pixels}")
+    Augmentation(flip=flip, scales=tuple(scales))
+    if tile is not None or overlap is not None:
+        plan_for(model, input_scale_of(model), tile, overlap)
+
+
 def segment(
     model: nn.Module,
     images: ImageInput | Sequence[ImageInput],
@@ -194,10 +216,8 @@ def segment(
     - ``preprocess``: overrides the checkpoint's normaliser; ``dtype``: autocast (bfloat16).
     - ``progress(n)``: called with the number of images finished after each batch.
     """
-    if batch_size < 1:
-        raise SegmentError(f"batch_size must be >= 1, got {batch_size}")
-    if max_pixels is not None and max_pixels < 1:
-        raise SegmentError(f"max_pixels must be >= 1 or None, got {max_pixels}")
+    check_options(model, tile=tile, overlap=overlap, max_pixels=max_pixels, flip=flip,
+                  scales=scales, batch_size=batch_size)  # fmt: skip
     single = not isinstance(images, (list, tuple)) and not (
         isinstance(images, Tensor) and images.ndim == 4
     )
@@ -305,4 +325,4 @@ class _Session:
         return labels if kept is None else (labels, kept)
 
 
-__all__ = ["ImageInput", "SegmentError", "as_tensor", "open_image", "segment"]
+__all__ = ["ImageInput", "SegmentError", "as_tensor", "check_options", "open_image", "segment"]

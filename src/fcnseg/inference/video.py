@@ -35,7 +35,7 @@ from torch import nn
 
 from fcnseg.inference.files import save_atomic
 from fcnseg.inference.predict import class_names, palette_for
-from fcnseg.inference.segment import segment
+from fcnseg.inference.segment import check_options, segment
 from fcnseg.inference.tta import SegmentError
 from fcnseg.inference.visualize import colorize, label_image, legend_entries, legend_panel, overlay
 
@@ -157,6 +157,7 @@ def segment_video(
     """
     if not 0.0 <= alpha <= 1.0:
         raise SegmentError(f"alpha must lie in 0..1, got {alpha}")
+    check_options(model, batch_size=batch_size, **segment_options)
     av = _av()
     path, out_dir = Path(path), Path(out_dir)
     names, palette = class_names(model), palette_for(model)
