@@ -65,33 +65,46 @@ def test_tiles_equal_the_whole_image_for_a_net_whose_field_fits_the_overlap():
         torch.testing.assert_close(tiled, whole, atol=2e-6, rtol=0)
 
 
-def test_rows_come_band_by_band_in_a_buffer_of_one_tile():
+def test_blocks_cover_each_pixel_once_in_raster_order():
     plan = TilePlan(tile=40, overlap=16, align=8)
     height, width = 130, 90
-    seen, shapes = [], []
+    covered = torch.zeros(height, width, dtype=torch.long)
+    order, shapes = [], []
 
     def score(batch):
         shapes.append(tuple(batch.shape))
         return torch.ones(batch.shape[0], 2, *batch.shape[-2:])  # probability 1 for both
 
-    def on_rows(y, rows):
-        seen.append((y, rows.shape[1]))
-        torch.testing.assert_close(rows, torch.ones_like(rows))  # normalised blend of ones
+    def on_block(y, x, block):
+        order.append((y, x))
+        covered[y : y + block.shape[1], x : x + block.shape[2]] += 1
+        torch.testing.assert_close(block, torch.ones_like(block))  # normalised blend of ones
 
-    tiled_probabilities(score, torch.zeros(3, height, width), 2, plan, on_rows, batch_size=2)
-    assert [y for y, _ in seen] == plan.starts(height)
-    assert sum(r for _, r in seen) == height and max(r for _, r in seen) <= plan.tile
+    tiled_probabilities(score, torch.zeros(3, height, width), 2, plan, on_block, batch_size=2)
+    assert torch.equal(covered, torch.ones_like(covered))
+    assert order == [(y, x) for y in plan.starts(height) for x in plan.starts(width)]
     assert all(s[-2] <= plan.tile and s[-1] <= plan.tile and s[0] <= 2 for s in shapes)
     assert sum(s[0] for s in shapes) == plan.count(height, width)
+
+
+@pytest.mark.parametrize(("tile", "overlap"), [(16, 12), (24, 8), (12, 10)])
+def test_three_tiles_may_share_a_pixel(tile, overlap):
+    """Overlaps wider than half a tile: a pixel is in up to three tiles per axis; the strips
+    carried to the next tile and band still add each tile's share once."""
+    model = TinyConvNet().eval()
+    image = torch.rand(3, 45, 38) * 255
+    whole = fcnseg.segment(model, image, probabilities=True, max_pixels=None)[1]
+    tiled = fcnseg.segment(model, image, probabilities=True, tile=tile, overlap=overlap)[1]
+    torch.testing.assert_close(tiled, whole, atol=2e-6, rtol=0)
 
 
 def test_receptive_field_and_default_plan():
     model = random_fcn()
     assert net_geometry(model) == (404, 32)  # VGG16, Table 1 of the paper
     plan = plan_for(model, input_scale=1.0)
-    assert (plan.tile, plan.overlap, plan.align) == (1024, 224, 32)  # overlap: 202 -> 224
+    assert (plan.tile, plan.overlap, plan.align) == (768, 224, 32)  # overlap: 202 -> 224
     half = plan_for(model, input_scale=0.5)
-    assert (half.tile, half.overlap, half.align) == (2048, 448, 64)
+    assert (half.tile, half.overlap, half.align) == (1536, 448, 64)
     with pytest.raises(SegmentError, match="cannot read the receptive field"):
         plan_for(TinyConvNet(), 1.0)
     assert plan_for(TinyConvNet(), 1.0, tile=16, overlap=4).align == 1

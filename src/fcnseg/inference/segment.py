@@ -212,7 +212,8 @@ def segment(
       pixels (default: half the net's receptive field); see :mod:`fcnseg.inference.tiling`.
     - ``max_pixels``: images with more pixels are tiled even without ``tile`` (None: never).
     - ``flip``, ``scales``: test-time augmentation, probabilities averaged over the views.
-    - ``batch_size``: images of equal size (or tiles of a band) scored together.
+    - ``batch_size``: images of equal size scored together (and, on CUDA, tiles of a band;
+      on the CPU tiles go one at a time, which bounds memory and costs no speed).
     - ``preprocess``: overrides the checkpoint's normaliser; ``dtype``: autocast (bfloat16).
     - ``progress(n)``: called with the number of images finished after each batch.
     """
@@ -314,13 +315,16 @@ class _Session:
         labels = torch.empty(height, width, dtype=_labels_dtype(self.num_classes))
         kept = torch.empty(self.num_classes, height, width) if self.keep else None
 
-        def on_rows(y: int, rows: Tensor) -> None:  # rows: (K, r, W)
-            labels[y : y + rows.shape[1]] = rows.argmax(0).to("cpu", labels.dtype)
+        def on_block(y: int, x: int, block: Tensor) -> None:  # block: (K, h, w)
+            h, w = block.shape[-2:]
+            labels[y : y + h, x : x + w] = block.argmax(0).to("cpu", labels.dtype)
             if kept is not None:
-                kept[:, y : y + rows.shape[1]] = rows.cpu()
+                kept[:, y : y + h, x : x + w] = block.cpu()
 
+        # on the CPU a tile is work enough for every core: one at a time keeps memory down
+        per_batch = batch_size if self.device.type == "cuda" else 1
         tiled_probabilities(
-            self.score, image, self.num_classes, plan, on_rows, batch_size, self.device
+            self.score, image, self.num_classes, plan, on_block, per_batch, self.device
         )
         return labels if kept is None else (labels, kept)
 

@@ -22,11 +22,13 @@ Geometry:
 - Blending weights fall linearly from 1 to 0 across each overlap, on inner edges only, and
   are normalised by their sum (separable, since tiles form a grid).
 
-Memory: tiles are scored band by band (one row of tiles). An accumulator of
-``K x tile x W`` float32 probabilities holds the current band; rows no later band touches
-are handed to ``on_rows`` and the buffer slides down. Peak memory is that buffer plus a
-batch of tiles through the net: it grows with the tile size and the image width, not the
-area. (The caller's outputs, e.g. a uint8 ``H x W`` label map, are on top.)
+Memory: tiles are scored band by band (one row of tiles), left to right. The part of a tile
+that no later tile overlaps is final as soon as the tile is added, and is handed out
+(``on_block``); what the next tile or the next band shares is kept: a ``K x overlap x W``
+float32 strip for the band below and a ``K x tile x overlap`` one beside. Peak memory is
+those strips plus a batch of tiles through the net: it grows with the tile size and the
+image width, not its area. (The caller's outputs, e.g. a uint8 ``H x W`` label map, are on
+top.)
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from fcnseg.inference.tta import SegmentError
 # image is scored whole; a 4000 x 3000 photo is tiled).
 MAX_PIXELS = 4_000_000
 # The automatic tile side, in pixels the net sees (input pixels times the input scale).
-AUTO_TILE = 1024
+AUTO_TILE = 768
 
 # The share of an overlap over which two tiles' weights cross-fade (the middle of it), and
 # the weight of a tile's pixels nearer its edge (kept above 0 so sums never vanish).
@@ -53,8 +55,8 @@ WEIGHT_FLOOR = 1e-6
 
 # (score of a batch of tiles (N, C, h, w) raw -> probabilities (N, K, h, w))
 Score = Callable[[Tensor], Tensor]
-# (first image row, probabilities of the finished rows (K, rows, W)) -> None
-RowSink = Callable[[int, Tensor], None]
+# (first row y, first column x, final probabilities of that block (K, h, w)) -> None
+BlockSink = Callable[[int, int, Tensor], None]
 
 
 def net_geometry(model: nn.Module) -> tuple[int, int]:
@@ -180,53 +182,62 @@ def tiled_probabilities(
     image: Tensor,
     num_classes: int,
     plan: TilePlan,
-    on_rows: RowSink,
+    on_block: BlockSink,
     batch_size: int = 1,
     device: torch.device | str = "cpu",
-    progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Score ``image`` tile by tile and hand blended probabilities to ``on_rows``, band by band.
+    """Score ``image`` tile by tile and hand out blended probabilities block by block.
 
     ``image``: ``(C, H, W)`` raw values (uint8 or float; any device: each tile is moved to
     ``device`` and made float there). ``score`` maps a batch ``(N, C, h, w)`` of tiles to
-    probabilities ``(N, K, h, w)`` on ``device``. ``on_rows(y, rows)`` receives the blended
-    probabilities ``(K, r, W)`` of image rows ``y .. y + r - 1``, top to bottom, each row once.
-    Tiles of equal size in a band are scored ``batch_size`` at a time. ``progress(n)`` is
-    called after each batch with the number of tiles done.
+    probabilities ``(N, K, h, w)`` on ``device`` (it may return them for reuse: they are
+    modified in place). ``on_block(y, x, block)`` receives the final blended probabilities
+    ``(K, h, w)`` of the image region at ``(y, x)``, once for each pixel: the part of each
+    tile that no later tile overlaps, tiles in raster order. Tiles of equal size in a band
+    are scored ``batch_size`` at a time.
+
+    Memory: besides a batch of tiles, ``carry`` holds the accumulated probabilities of the
+    rows the next band shares with this one (``K x overlap x W``), and ``beside`` those of the
+    columns the next tile shares (``K x tile x overlap``).
     """
     _, height, width = image.shape
     rows, cols = plan.starts(height), plan.starts(width)
     col_weights = [plan.weights(x, width).to(device) for x in cols]
     norm_x = plan.weight_sums(width).to(device)  # (W,)
     norm_y = plan.weight_sums(height).to(device)  # (H,)
-    band = min(plan.tile, height)
-    buffer = torch.zeros(num_classes, band, width, device=device)  # row r: image row y0 + r
-    for index, y0 in enumerate(rows):
+    shared = plan.tile - plan.step  # rows (columns) two neighbouring tiles have in common
+    carry = torch.zeros(num_classes, min(shared, height), width, device=device)
+    for i, y0 in enumerate(rows):
         y1 = min(y0 + plan.tile, height)
+        y_end = rows[i + 1] if i + 1 < len(rows) else height  # rows [y0, y_end) end here
         row_weight = plan.weights(y0, height).to(device)[:, None]  # (h, 1)
-        groups: dict[int, list[int]] = {}  # tiles of one width are batched together
-        for j, x0 in enumerate(cols):
-            groups.setdefault(min(x0 + plan.tile, width) - x0, []).append(j)
-        for members in groups.values():
-            for first in range(0, len(members), batch_size):
-                chunk = members[first : first + batch_size]
-                tiles = torch.stack(
-                    [image[:, y0:y1, cols[j] : cols[j] + plan.tile] for j in chunk]
-                ).to(device)
-                probabilities = score(tiles)  # (n, K, h, w)
-                for j, p in zip(chunk, probabilities):
-                    x0, w = cols[j], p.shape[-1]
-                    weight = row_weight * col_weights[j][None, :]  # (h, w)
-                    buffer[:, : y1 - y0, x0 : x0 + w].addcmul_(p, weight)
-                if progress is not None:
-                    progress(len(chunk))
-        done = (rows[index + 1] if index + 1 < len(rows) else height) - y0
-        norm = norm_y[y0 : y0 + done, None] * norm_x[None, :]  # (done, W)
-        on_rows(y0, buffer[:, :done] / norm)
-        kept = band - done  # rows the next band shares with this one
-        if kept > 0:
-            buffer[:, :kept] = buffer[:, done:].clone()
-        buffer[:, kept:] = 0
+        beside: Tensor | None = None  # (K, h, shared): the previous tile's right edge
+        for first in range(0, len(cols), batch_size):
+            chunk = range(first, min(first + batch_size, len(cols)))
+            widths = {min(cols[j] + plan.tile, width) - cols[j] for j in chunk}
+            groups = [[j for j in chunk if min(cols[j] + plan.tile, width) - cols[j] == w]
+                      for w in sorted(widths, reverse=True)]  # fmt: skip
+            scored = {}
+            for group in groups:  # one batch per tile width (only the last tile is narrower)
+                tiles = [image[:, y0:y1, cols[j] : cols[j] + plan.tile] for j in group]
+                for j, p in zip(group, score(torch.stack(tiles).to(device))):
+                    scored[j] = p
+            for j in chunk:
+                x0 = cols[j]
+                x_end = cols[j + 1] if j + 1 < len(cols) else width  # columns ending here
+                p = scored.pop(j).mul_(row_weight * col_weights[j][None, :])  # (K, h, w)
+                w = p.shape[-1]
+                if beside is not None:
+                    p[:, :, :shared] += beside
+                if i > 0:  # rows shared with the band above, columns not yet taken
+                    start = shared if j > 0 else 0
+                    p[:, :shared, start:] += carry[:, :, x0 + start : x0 + w]
+                done = p[:, : y_end - y0, : x_end - x0]
+                done /= norm_y[y0:y_end, None] * norm_x[None, x0:x_end]
+                on_block(y0, x0, done)
+                if y_end < height:
+                    carry[:, :, x0:x_end] = p[:, y_end - y0 :, : x_end - x0]
+                beside = p[:, :, x_end - x0 :].clone() if x_end < width else None
 
 
 __all__ = [

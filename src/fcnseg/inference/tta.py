@@ -93,6 +93,14 @@ def _scores(
     return scores  # (N, K, H, W)
 
 
+def _softmax_(scores: Tensor) -> Tensor:
+    """``scores.softmax(1)`` computed in place: a large tile's scores are not copied."""
+    scores -= scores.amax(1, keepdim=True)
+    scores.exp_()
+    scores /= scores.sum(1, keepdim=True)
+    return scores
+
+
 def class_probabilities(
     model: nn.Module,
     batch: Tensor,
@@ -112,17 +120,20 @@ def class_probabilities(
     """
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
     x = preprocess(batch.float(), None)[0]  # (N, C, H, W) normalised
+    views = [
+        x
+        if factor == 1
+        else F.interpolate(x, size=_scaled(size, factor), mode="bilinear", align_corners=False)
+        for factor in (input_scale * scale for scale in augmentation.scales)
+    ]
+    del x  # a tile's full-size input is not kept while the net runs on a smaller view
     total: Tensor | None = None
-    for scale in augmentation.scales:
-        factor = input_scale * scale
-        view = x
-        if factor != 1:
-            view = F.interpolate(
-                x, size=_scaled(size, factor), mode="bilinear", align_corners=False
-            )
+    while views:
+        view = views.pop(0)
         for flip in (False, True) if augmentation.flip else (False,):
-            probabilities = _scores(model, view, size, flip, dtype).softmax(1)
+            probabilities = _softmax_(_scores(model, view, size, flip, dtype))
             total = probabilities if total is None else total.add_(probabilities)
+        del view
     assert total is not None  # Augmentation has at least one scale
     return total.div_(augmentation.views) if augmentation.views > 1 else total
 
