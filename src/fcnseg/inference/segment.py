@@ -213,9 +213,12 @@ def segment(
     - ``max_pixels``: images with more pixels are tiled even without ``tile`` (None: never).
     - ``flip``, ``scales``: test-time augmentation, probabilities averaged over the views.
     - ``batch_size``: images of equal size scored together (and, on CUDA, tiles of a band;
-      on the CPU tiles go one at a time, which bounds memory and costs no speed).
+      on the CPU tiles go one at a time, which bounds memory).
     - ``preprocess``: overrides the checkpoint's normaliser; ``dtype``: autocast (bfloat16).
     - ``progress(n)``: called with the number of images finished after each batch.
+
+    A list is decoded whole before scoring (to group equal sizes); for many files,
+    :func:`fcnseg.inference.files.predict_images` streams them through a DataLoader.
     """
     check_options(model, tile=tile, overlap=overlap, max_pixels=max_pixels, flip=flip,
                   scales=scales, batch_size=batch_size)  # fmt: skip
