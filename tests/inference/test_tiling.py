@@ -163,3 +163,16 @@ def test_camvid_frames_tiled_agree_and_keep_mean_iu():
         tiled_cm.update(tiled.long(), label)
     assert min(agreements) >= 0.995, agreements
     assert abs(whole_cm.compute()["mean_iu"] - tiled_cm.compute()["mean_iu"]) <= 0.005
+
+
+def test_tiles_of_a_net_with_an_input_scale():
+    """Input scale 0.5: tile origins on even pixels, so each tile's half-size copy is the
+    matching crop of the whole image's; probabilities agree to float rounding."""
+    model = TinyConvNet().eval()
+    model.meta["input_scale"] = 0.5
+    plan = plan_for(model, 0.5, tile=48, overlap=32)
+    assert plan.align == 2
+    image = torch.rand(3, 70, 94) * 255
+    whole = fcnseg.segment(model, image, probabilities=True, max_pixels=None)[1]
+    tiled = fcnseg.segment(model, image, probabilities=True, tile=48, overlap=32)[1]
+    torch.testing.assert_close(tiled, whole, atol=2e-6, rtol=0)
