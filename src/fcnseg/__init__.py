@@ -1,10 +1,12 @@
 """fcnseg: Fully Convolutional Networks for semantic segmentation (Long, Shelhamer & Darrell).
 
-The public API: the builders, save/load, and the confusion-matrix metrics.
+The public API: the builders, save/load, ``segment`` (labels of any image), and the
+confusion-matrix metrics.
 """
 
 from fcnseg.checkpoint import load, save
 from fcnseg.evaluate.metrics import ConfusionMatrix
+from fcnseg.inference.segment import segment
 from fcnseg.metadata import Metadata, metadata_of
 from fcnseg.models import (
     FCN,
@@ -32,4 +34,5 @@ __all__ = [
     "load",
     "metadata_of",
     "save",
+    "segment",
 ]
