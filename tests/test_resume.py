@@ -17,7 +17,7 @@ import torch
 from fcnseg.checkpoint import read
 from fcnseg.train import train
 from fcnseg.train.recipe import RecipeError, dumps
-from test_engine import tiny_recipe, write_tiny_dataset
+from helpers import tiny_recipe, write_tiny_dataset
 
 # Runs the recipe in argv[1] and SIGKILLs itself right after the step numbered argv[2].
 KILLED_RUN = """

@@ -169,9 +169,13 @@ class ConstantHeads(nn.Module):
         }
 
 
+def _unchanged(image: torch.Tensor, label: torch.Tensor | None) -> tuple:
+    return image, label
+
+
 def test_validation_scores_each_head_against_its_own_labels(siftflow_root):
     data = SIFTFlow(siftflow_root, "test", target="both")
-    metrics = validate(ConstantHeads(semantic=4, geometric=2), data, torch.device("cpu"))
+    metrics = validate(ConstantHeads(semantic=4, geometric=2), data, _unchanged)
     # fixture labels tile raw semantic [0, 1, 33, 5] (0 void; k -> k-1) and geometric
     # [-1, 1, 3, 0] (-1 and 0 void) over 16 x 20 pixels: 80 pixels of each value
     semantic = datafixtures.tiled(datafixtures.SIFT_SEMANTIC_RAW)
@@ -183,4 +187,4 @@ def test_validation_scores_each_head_against_its_own_labels(siftflow_root):
     sky, horizontal, vertical = metrics["geometric_iu"]
     assert (sky, vertical) == (0.0, pytest.approx(0.5)) and math.isnan(horizontal)
     with pytest.raises(ValueError, match=r"needs one label map per head, \(2, H, W\)"):
-        validate(ConstantHeads(4, 2), SIFTFlow(siftflow_root, "test"), torch.device("cpu"))
+        validate(ConstantHeads(4, 2), SIFTFlow(siftflow_root, "test"), _unchanged)

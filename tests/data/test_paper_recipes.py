@@ -23,11 +23,11 @@ import fcnseg
 from fcnseg.checkpoint import read
 from fcnseg.cli import main
 from fcnseg.data import VOC, DatasetError, NYUDv2, PascalContext, SIFTFlow
-from fcnseg.models import BUILDERS
+from fcnseg.models import MODELS, create_model
 from fcnseg.models.surgery import TransplantError
 from fcnseg.train.build import initialize
 from fcnseg.train.recipe import Recipe, RecipeError, load
-from test_surgery import TorchvisionStyleVGG16, _randomize
+from helpers import TorchvisionStyleVGG16, randomize
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
@@ -146,7 +146,7 @@ def test_the_recipes_folder_holds_every_experiment():
 def test_recipe_resolves_to_the_reference_solver(name):
     recipe = load(RECIPES / f"{name}.toml")
     net, lr, iterations, val_every, (dataset, train_split, val_split), init = REFERENCE[name]
-    assert recipe.net == net and recipe.net in BUILDERS
+    assert recipe.net == net and recipe.net in MODELS
     assert (recipe.lr, recipe.iterations, recipe.val_every) == (lr, iterations, val_every)
     assert (recipe.dataset, recipe.train_split) == (dataset, train_split)
     assert recipe.val_split == val_split and recipe.init == init
@@ -202,7 +202,7 @@ def _write_vgg16(path: Path) -> None:
     """A VGG16 in torchvision layout at the test width (1/16: fc6/fc7 have 256 channels)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     vgg = TorchvisionStyleVGG16(width=1 / 16, fc=256, classes=1000)
-    _randomize(vgg)
+    randomize(vgg)
     torch.save(vgg.state_dict(), path)
 
 
@@ -431,7 +431,7 @@ def test_nyud_log_depth_is_the_natural_log_of_the_millimetres(tmp_path):
 def test_early_fusion_init_starts_the_depth_filters_as_the_mean_colour_filter(tmp_path):
     vgg = tmp_path / "vgg.pth"
     _write_vgg16(vgg)
-    model = BUILDERS["fcn32s"](num_classes=40, in_channels=4, width=1 / 16)
+    model = create_model("fcn32s", num_classes=40, in_channels=4, width=1 / 16)
     with pytest.raises(TransplantError, match="extra_channels='mean'"):
         initialize(model, str(vgg))
     report = initialize(model, str(vgg), extra_channels="mean")
@@ -442,13 +442,13 @@ def test_early_fusion_init_starts_the_depth_filters_as_the_mean_colour_filter(tm
 
 
 def test_init_branches_fill_each_stream_and_name_an_unknown_one(tmp_path):
-    color = BUILDERS["fcn32s"](num_classes=40, width=1 / 16)
-    hha = BUILDERS["fcn32s"](num_classes=40, width=1 / 16)
+    color = create_model("fcn32s", num_classes=40, width=1 / 16)
+    hha = create_model("fcn32s", num_classes=40, width=1 / 16)
     for net, name, value in ((color, "color.pt", 1.0), (hha, "hha.pt", 2.0)):
         for parameter in net.parameters():
             parameter.data.fill_(value)
         fcnseg.save(net, tmp_path / name)
-    fused = BUILDERS["fcn_latefusion"](num_classes=40, width=1 / 16)
+    fused = create_model("fcn_latefusion", num_classes=40, width=1 / 16)
     branches = {"rgb": str(tmp_path / "color.pt"), "hha": str(tmp_path / "hha.pt")}
     report = initialize(fused, "none", branches=branches)
     assert report.kind == "branches" and not report.untouched and not report.mismatched

@@ -1,7 +1,8 @@
 """From a recipe to the pieces of a run: data, preprocessing, net, initialisation, optimiser.
 
-Initialisation (section 4.1, 4.2 of the paper): ``init`` names a torchvision-format VGG16
-classifier, whose convolutionalized weights fill the backbone (score layers stay zero), or an
+Initialisation (section 4.1, 4.2 of the paper): ``init`` names an ImageNet classifier
+("imagenet" or a registry name, fetched by :mod:`fcnseg.hub`; or a torchvision-format VGG16
+file), whose convolutionalized weights fill the backbone (score layers stay zero), or an
 fcnseg checkpoint of a coarser net: staged training starts FCN-16s from FCN-32s and FCN-8s
 from FCN-16s by copying every entry whose name and shape match. The new skip score layers are
 zero-initialised, so the finer net starts out computing exactly what the coarser one did.
@@ -9,7 +10,7 @@ zero-initialised, so the finer net starts out computing exactly what the coarser
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from fcnseg.checkpoint import FORMAT
+from fcnseg.checkpoint import is_checkpoint
 from fcnseg.data.by_name import open_dataset
 from fcnseg.data.class_weights import median_frequency_weights
 from fcnseg.data.common import DatasetError, SegmentationDataset
@@ -32,9 +33,10 @@ from fcnseg.data.transforms import (
     RandomScaleCrop,
     Resize,
 )
-from fcnseg.models import BUILDERS
-from fcnseg.models.surgery import TransplantError, transplant_vgg16
+from fcnseg.models import get_builder, list_models
+from fcnseg.models.surgery import TransplantError, state_dict_in, transplant_vgg16
 from fcnseg.train.recipe import Recipe, RecipeError
+from fcnseg.weights_io import WeightsFileError, read_weights
 
 logger = logging.getLogger(__name__)
 
@@ -134,42 +136,50 @@ def class_weights(dataset: SegmentationDataset, num_workers: int = 0) -> Tensor:
 def make_model(
     recipe: Recipe, num_classes: int, in_channels: int, num_geometric: int | None = None
 ) -> nn.Module:
-    """The recipe's net; settings its builder does not take must be left at their defaults.
+    """The recipe's net: its config's fields from the recipe's fields of the same name.
 
-    ``net_options`` adds builder arguments (e.g. ``branch`` of ``fcn_latefusion``);
-    ``num_geometric`` is the geometric head's class count of a two-headed net (SIFT Flow).
+    A net setting the recipe sets away from its default that the net's config lacks (``dropout``
+    for a ResNet) is an error rather than silently dropped. ``net_options`` sets further config
+    fields (e.g. ``branch`` of ``fcn_latefusion``); ``num_geometric`` is the geometric head's
+    class count of a two-headed net (SIFT Flow).
     """
-    builder = BUILDERS[recipe.net]
-    accepted = inspect.signature(builder).parameters
-    settings = {
-        "num_classes": num_classes,
-        "in_channels": in_channels,
-        "width": recipe.width,
-        "batch_norm": recipe.batch_norm,
-        "learnable_upsampling": recipe.learnable_upsampling,
-        "dropout": recipe.dropout,
-        "geometry": recipe.geometry,
-    }
+    builder = get_builder(recipe.net)
+    accepted = [f.name for f in dataclasses.fields(builder.config_class)]
+    given = {"num_classes": num_classes, "in_channels": in_channels}
     defaults = Recipe()
-    for key in [k for k in settings if k not in accepted]:
-        if settings.pop(key) != getattr(defaults, key, None):
+    for name in net_settings():
+        value = getattr(recipe, name)
+        if name in accepted:
+            given[name] = value
+        elif value != getattr(defaults, name):
             raise RecipeError(
-                f"recipe: net {recipe.net!r} has no '{key}' setting; leave it at its default "
-                f"({getattr(defaults, key)!r}). It takes: {', '.join(accepted)}"
+                f"recipe: net {recipe.net!r} has no '{name}' setting; leave it at its default "
+                f"({getattr(defaults, name)!r}). It takes: {', '.join(accepted)}"
             )
     if num_geometric is not None and "num_geometric" in accepted:
-        settings["num_geometric"] = num_geometric
-    for key, value in recipe.net_options.items():
-        if key not in accepted or key in settings:
+        given["num_geometric"] = num_geometric
+    for name, value in recipe.net_options.items():
+        if name not in accepted or name in given:
+            own = [f for f in accepted if f not in given]
             raise RecipeError(
-                f"recipe: net_options.{key}: net {recipe.net!r} takes no such option here; "
-                f"its own options: {', '.join(k for k in accepted if k not in settings)}"
+                f"recipe: net_options.{name}: net {recipe.net!r} takes no such option here; "
+                f"its own options: {', '.join(own) or 'none'}"
             )
-        settings[key] = value
+        given[name] = value
     try:
-        return builder(**settings)
+        return builder(**given)
     except ValueError as error:
         raise RecipeError(f"recipe: net {recipe.net!r}: {error}") from error
+
+
+def net_settings() -> tuple[str, ...]:
+    """The recipe fields that are net settings: fields of some net's config (``width``,
+    ``geometry``, ...), bar the two the data decide (``num_classes``, ``in_channels``)."""
+    config_fields = {
+        f.name for name in list_models() for f in dataclasses.fields(get_builder(name).config_class)
+    }
+    config_fields -= {"num_classes", "in_channels"}
+    return tuple(f.name for f in dataclasses.fields(Recipe) if f.name in config_fields)
 
 
 @dataclass
@@ -177,7 +187,7 @@ class InitReport:
     """What ``init`` filled: ``copied`` names, ``mismatched`` ``(name, source shape, net
     shape)``, ``untouched`` (net entries left as built), ``unused`` (source entries)."""
 
-    kind: str = "none"  # none | vgg16 | checkpoint | resume (weights from the run's last.pt)
+    kind: str = "none"  # none | vgg16 | checkpoint | imagenet | weights (registry) | resume
     source: str = ""
     copied: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, list[int], list[int]]] = field(default_factory=list)
@@ -219,16 +229,19 @@ def copy_matching(model: nn.Module, state: dict[str, Tensor], source: str = "") 
 def initialize(
     model: nn.Module,
     init: str,
+    preprocessing: str | None = None,
     extra_channels: str = "none",
     branches: dict[str, str] | None = None,
 ) -> InitReport:
-    """Apply a recipe's ``init``: "none", a VGG16 state-dict file or an fcnseg checkpoint.
+    """Apply a recipe's ``init``: "none", a VGG16 state-dict file, an fcnseg checkpoint, or
+    "imagenet" / a registry name (:mod:`fcnseg.hub`: downloaded once and cached). "imagenet"
+    picks the ImageNet classifier of the net's backbone that expects ``preprocessing``.
 
     ``extra_channels`` ("mean" or "zero") starts conv1_1's filters of input channels beyond
-    RGB from a VGG16 file (early fusion); ``branches`` initialise submodules on their own,
-    e.g. a late-fusion net's ``{"rgb": color run, "hha": HHA run}`` (after ``init``).
+    RGB from a VGG16 (early fusion); ``branches`` initialise submodules on their own after
+    ``init``, e.g. a late-fusion net's ``{"rgb": colour run, "hha": HHA run}``.
     """
-    report = _initialize(model, init, extra_channels)
+    report = _initialize(model, init, preprocessing, extra_channels)
     for name, source in (branches or {}).items():
         branch = getattr(model, name, None)
         if not isinstance(branch, nn.Module):
@@ -237,7 +250,7 @@ def initialize(
                 f"recipe: init_branches.{name}: the net has no branch {name!r} "
                 f"(its parts: {children})"
             )
-        part = _initialize(branch, source, extra_channels)
+        part = _initialize(branch, source, preprocessing, extra_channels)
         report.kind = "branches" if report.kind == "none" else report.kind
         report.source = ", ".join(filter(None, [report.source, f"{name}={source}"]))
         report.copied += [f"{name}.{key}" for key in part.copied]
@@ -249,24 +262,36 @@ def initialize(
     return report
 
 
-def _initialize(model: nn.Module, init: str, extra_channels: str) -> InitReport:
+def _initialize(
+    model: nn.Module, init: str, preprocessing: str | None, extra_channels: str
+) -> InitReport:
     if init == "none":
         return InitReport()
     path = Path(init)
+    extra = None if extra_channels == "none" else extra_channels
+    if not path.is_file():
+        from fcnseg.hub import registry
+        from fcnseg.hub.weights import IMAGENET, initialize_from
+
+        if init == IMAGENET or init in registry.names():
+            # "mean" preprocessing (raw 0..255 minus a mean, as HHA) is Caffe's convention
+            wanted = "caffe" if preprocessing == "mean" else preprocessing
+            kind, source, copied = initialize_from(model, init, wanted, extra)
+            untouched = [name for name in model.state_dict() if name not in copied]
+            return InitReport(kind, source, copied, untouched=untouched)
     if not path.is_file():
         raise FileNotFoundError(f"init weights file {path} does not exist")
     try:
-        contents = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise TransplantError(f"cannot read init weights {path}: {error}") from error
-    if isinstance(contents, dict) and contents.get("format") == FORMAT:
+        contents = read_weights(path, what="init weights")  # read once, whatever it holds
+    except WeightsFileError as error:
+        raise TransplantError(str(error)) from error
+    if is_checkpoint(contents):
         report = copy_matching(model, contents["state_dict"], str(path))
         if not report.copied:
             arch = getattr(model, "arch", type(model).__name__)
             raise TransplantError(f"init checkpoint {path} shares no parameter with {arch}")
         return report
-    extra = None if extra_channels == "none" else extra_channels
-    copied = transplant_vgg16(model, path, extra)
+    copied = transplant_vgg16(model, state_dict_in(contents, path), extra)
     untouched = [name for name in model.state_dict() if name not in copied]
     return InitReport("vgg16", str(path), copied, untouched=untouched)
 

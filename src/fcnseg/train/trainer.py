@@ -31,18 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 import fcnseg
 from fcnseg.checkpoint import CheckpointError, atomic_save, model_record, read
 from fcnseg.data.common import SegmentationDataset
-from fcnseg.data.transforms import collate_pad
-from fcnseg.evaluate.metrics import ConfusionMatrix
-from fcnseg.evaluate.scoring import check_head_labels, head_matrices
+from fcnseg.data.transforms import Normalizer, collate_pad
+from fcnseg.evaluate.scoring import score
 from fcnseg.inference.predict import heads_of
+from fcnseg.runtime import canonical_precision, precision_dtype
 from fcnseg.train import distributed
 from fcnseg.train.build import (
     InitReport,
@@ -60,6 +59,7 @@ from fcnseg.train.log import MetricsLog, plot_curves
 from fcnseg.train.losses import segmentation_loss
 from fcnseg.train.multitask import check_heads, two_headed_loss
 from fcnseg.train.recipe import RESUMABLE, Recipe, RecipeError, dumps, from_dict
+from fcnseg.train.recipe import load as load_recipe
 from fcnseg.train.sampler import KeyedSamples, ResumableBatchSampler, loss_sample_generator
 from fcnseg.train.state import capture_rng, restore_rng, seed_everything
 
@@ -96,6 +96,20 @@ class TrainResult:
     geometric_classes: list[str] = field(default_factory=list)  # a two-headed net's other head
 
 
+def resolve_recipe(
+    path: str | Path | None, overrides: dict[str, Any], resume: bool = False
+) -> Recipe:
+    """The recipe a run uses: the file at ``path`` (with ``resume`` and no ``path``, the run's
+    own ``OUT/recipe.toml``; with neither, the defaults), then ``overrides`` (field name ->
+    typed value or command-line text), validated."""
+    if path is None and resume:
+        if "out" not in overrides:
+            raise RecipeError("--resume needs --out (the folder of the run to continue)")
+        path = Path(overrides["out"]) / "recipe.toml"
+    recipe = load_recipe(path) if path is not None else Recipe()
+    return recipe.replace(source="command line", **overrides)
+
+
 def train(
     recipe: Recipe,
     resume: bool = False,
@@ -111,75 +125,56 @@ def train(
         distributed.teardown(processes)
 
 
-@torch.no_grad()
 def validate(
     model: nn.Module,
     dataset: SegmentationDataset,
-    device: torch.device,
-    resize: float = 1.0,
-    amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
+    preprocess: Normalizer,
+    scale: float = 1.0,
+    dtype: torch.dtype | None = None,
     processes: Processes | None = None,
     limit: int = 0,
     num_workers: int = 0,
 ) -> dict[str, Any]:
-    """The four metrics of ``model`` on (the first ``limit`` of) ``dataset``'s preprocessed
-    whole images; each process scores every ``world_size``-th image and the confusion matrices
-    are summed. With ``resize`` the image is scaled by it and the scores scaled back to the
-    label's size, so metrics are at the labels' full resolution.
+    """The four metrics of ``model`` on (the first ``limit`` of) ``dataset``'s raw images, by
+    :func:`fcnseg.evaluate.scoring.score` (what ``fcnseg eval`` runs on a checkpoint): each
+    process scores every ``world_size``-th image and the confusion matrices are summed.
 
     A net with several heads (SIFT Flow's semantic and geometric) is scored per head against
     (heads, H, W) labels: the first head's metrics under the usual keys, every other head's
     prefixed with its name (``geometric_pixel_acc``, ..., ``geometric_iu``)."""
-    processes = processes or Processes(device=device)
+    processes = processes or Processes()
     count = min(len(dataset), limit) if limit else len(dataset)
-    shard = Subset(dataset, range(processes.rank, count, processes.world_size))
-    loader = DataLoader(shard, batch_size=None, num_workers=num_workers)
-    was_training = model.training
-    model.eval()
-    matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
-    matrix.matrix = matrix.matrix.to(device)
-    heads = head_matrices(model, dataset)
-    for image, label in loader:
-        check_head_labels(heads, label, repr(dataset))
-        x = image[None].to(device)  # (1, C, H, W)
-        if resize != 1:
-            size = [max(1, math.floor(s * resize + 0.5)) for s in x.shape[-2:]]
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            output = model(x)  # (1, K, h, w), or {head: (1, K_head, h, w)}
-        pairs = (
-            [(heads[head], output[head], label[k]) for k, head in enumerate(heads)]
-            if heads
-            else [(matrix, output, label)]
-        )
-        for counts, scores, target in pairs:
-            scores = scores.float()
-            if scores.shape[-2:] != target.shape[-2:]:
-                scores = F.interpolate(scores, size=target.shape[-2:], mode="bilinear")
-            counts.update(scores.argmax(1)[0], target.to(device))
-    for counts in heads.values() or [matrix]:
-        distributed.all_reduce_sum(counts.matrix, processes)
-    model.train(was_training)
-    if not heads:
-        return matrix.compute()
-    main, *others = heads
-    metrics = heads[main].compute()
+    shard = range(processes.rank, count, processes.world_size)
+    scored = score(model, dataset, preprocess, scale, dtype, shard, num_workers)
+    if not isinstance(scored, dict):
+        distributed.all_reduce_sum(scored.matrix, processes)
+        return scored.compute()
+    main, *others = scored
+    for matrix in scored.values():
+        distributed.all_reduce_sum(matrix.matrix, processes)
+    metrics = scored[main].compute()
     for head in others:
-        metrics.update({f"{head}_{key}": value for key, value in heads[head].compute().items()})
+        metrics.update({f"{head}_{key}": value for key, value in scored[head].compute().items()})
     return metrics
 
 
+def image_sizes(dataset: SegmentationDataset) -> list[tuple[int, int]]:
+    """``(H, W)`` of every sample: the reader's ``size_of(i)`` where it has one (generated
+    data knows sizes without drawing), else each label's shape (reads the whole split once)."""
+    size_of = getattr(dataset, "size_of", None)
+    if size_of is not None:
+        return [tuple(size_of(index)) for index in range(len(dataset))]
+    logger.info("reading %d labels for their sizes (batch_by_size)", len(dataset))
+    return [tuple(dataset[index][1].shape[-2:]) for index in range(len(dataset))]
+
+
 def amp_dtype_for(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16 on CPU or CUDA, fp16 on CUDA only (a no-op elsewhere)."""
-    if amp == "none":
-        return None
-    if amp == "fp16" and device.type != "cuda":
+    """The autocast dtype of a recipe's ``amp`` (:mod:`fcnseg.runtime` precision names):
+    bf16 on CPU or CUDA, fp16 on CUDA only (elsewhere a warning, and float32)."""
+    if canonical_precision(amp) == "fp16" and device.type != "cuda":
         logger.warning("amp 'fp16' needs CUDA; training in float32 on %s", device)
         return None
-    return torch.bfloat16 if amp == "bf16" else torch.float16
+    return precision_dtype(amp, device)
 
 
 def git_revision() -> dict[str, Any] | None:
@@ -227,8 +222,6 @@ class Trainer:
         self.train_set, self.val_set = open_splits(recipe)
         image, label = self.train_set[0]
         self.normalizer = make_normalizer(recipe.preprocessing, image.shape[0], recipe.mean)
-        if self.val_set is not None:
-            self.val_set.transform = self.normalizer
         self.ignore_index = self.train_set.ignore_index
         geometric = getattr(self.train_set, "geometric_classes", None)
         self.net = make_model(
@@ -243,7 +236,13 @@ class Trainer:
         self.init = (
             InitReport("resume")
             if resume
-            else initialize(self.net, recipe.init, recipe.extra_channels, recipe.init_branches)
+            else initialize(
+                self.net,
+                recipe.init,
+                recipe.preprocessing,
+                recipe.extra_channels,
+                recipe.init_branches,
+            )
         )
         logger.info(self.init.summary())
         self.net.to(self.device)
@@ -260,6 +259,7 @@ class Trainer:
             recipe.seed,
             processes.rank,
             processes.world_size,
+            sizes=image_sizes(self.train_set) if recipe.batch_by_size else None,
         )
         self.total = recipe.iterations or recipe.epochs * self.sampler.batches_per_epoch
 
@@ -471,10 +471,9 @@ class Trainer:
         metrics = validate(
             self.net,
             self.val_set,
-            self.device,
-            resize=self.recipe.resize,
-            amp_dtype=self.amp_dtype,
-            channels_last=self.recipe.channels_last,
+            self.normalizer,
+            scale=self.recipe.resize,
+            dtype=self.amp_dtype,
             processes=self.processes,
             limit=self.recipe.val_images,
             num_workers=self.recipe.num_workers,
