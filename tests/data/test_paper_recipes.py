@@ -34,7 +34,9 @@ RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 # name: (net, lr, iterations, validate every, (dataset, train split, val split), init)
 # from the reference solver.prototxt / solve.py of fcn.berkeleyvision.org (NYUDv2 and SIFT
 # Flow step 50 x 2,000 iterations; PASCAL-Context 50 x 8,000; VOC 25 x 4,000).
-VGG = "weights/vgg16_caffe_torchvision_layout.pth"
+VGG = "imagenet"  # fcnseg.hub's ImageNet VGG16 (the Caffe one, for caffe preprocessing)
+# What the runs below give instead (no downloads in tests): a tiny VGG16 in torchvision layout.
+TINY_VGG = "weights/vgg16_tiny.pth"
 REFERENCE = {
     "nyud-fcn32s-color": ("fcn32s", 1e-10, 100000, 2000, ("nyud", "trainval", "test"), VGG),
     "nyud-fcn32s-hha": ("fcn32s", 1e-10, 100000, 2000, ("nyud", "trainval", "test"), VGG),
@@ -224,6 +226,7 @@ def _run(name: str, overrides: dict, capsys) -> dict:
     """``fcnseg train`` the recipe for 2 tiny iterations, then ``fcnseg eval`` its best.pt."""
     recipe = load(RECIPES / f"{name}.toml")
     flags = {
+        **({"init": TINY_VGG} if recipe.init == VGG else {}),
         "width": 1 / 16,
         "iterations": 2,
         "val-every": 2,
@@ -294,14 +297,14 @@ def test_each_recipe_trains_then_evaluates_on_its_dataset_layout(
     chain, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)  # the recipes' relative weights/ and runs/ paths land here
-    _write_vgg16(tmp_path / VGG)
+    _write_vgg16(tmp_path / TINY_VGG)
     overrides = _fixture("sbd" if chain == "voc" else chain, tmp_path / "data")
     runs = {name: _run(name, overrides, capsys) for name in CHAINS[chain]}
     for name, run in runs.items():
         init_line = next(line for line in run["train"].splitlines() if line.startswith("init:"))
         init = REFERENCE[name][5]
         if init == VGG:
-            assert init_line.startswith(f"init: vgg16 {VGG}"), init_line
+            assert init_line.startswith(f"init: vgg16 {TINY_VGG}"), init_line
         elif init.startswith("runs/"):
             assert init_line.startswith(f"init: checkpoint {init}"), init_line
         assert "pixel acc" in run["eval"] and "mean IU" in run["eval"]

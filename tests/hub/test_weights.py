@@ -344,3 +344,23 @@ def test_a_file_that_is_not_the_registered_net(hub_env, server, tmp_path, monkey
     with pytest.raises(WeightsError, match="voc-fcn16s: cannot convert .*fcn16s-heavy-pascal"):
         fcnseg.fcn16s(width=WIDTH, weights="voc-fcn16s")
     assert not converted_path(junk).exists()
+
+
+def test_imagenet_init_of_the_nyud_and_siftflow_recipes(published):
+    """init = "imagenet" for the paper's other nets: the early-fusion net's fourth input starts
+    as the mean of the Caffe VGG16's colour filters, the HHA net ("mean" preprocessing, raw
+    0..255 minus a mean) takes the Caffe VGG16 too, and a two-headed net fills its trunk."""
+    from fcnseg.train.build import initialize
+
+    rgbd = create_model("fcn32s", num_classes=40, in_channels=4, width=WIDTH)
+    report = initialize(rgbd, "imagenet", "caffe", extra_channels="mean")
+    assert (report.kind, report.source) == ("imagenet", "vgg16-caffe")
+    conv1 = rgbd.backbone.conv1_1.weight  # (O, 4, 3, 3)
+    torch.testing.assert_close(conv1[:, 3], conv1[:, :3].mean(dim=1), rtol=0, atol=1e-6)
+    with pytest.raises(WeightsError, match=r"conv1_1.weight has shape \(4, 3, 3, 3\)"):
+        initialize(create_model("fcn32s", in_channels=4, width=WIDTH), "imagenet", "caffe")
+    hha = create_model("fcn32s", num_classes=40, width=WIDTH)
+    assert initialize(hha, "imagenet", "mean").source == "vgg16-caffe"
+    for arch in ("fcn32s_two_headed", "fcn16s_two_headed", "fcn8s_two_headed"):
+        report = initialize(create_model(arch, width=WIDTH), "imagenet", "caffe")
+        assert "backbone.fc7.weight" in report.copied and "score_fr_sem.weight" not in report.copied

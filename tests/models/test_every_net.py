@@ -52,6 +52,7 @@ REFERENCE_NAMES: dict[str, tuple[str, ...]] = {
     "fcn_latefusion": tuple(
         f"{branch}.{name}" for branch in ("rgb", "hha") for name in (*_VGG, "score_fr", "upscore")
     ),
+    "fcn32s_two_headed": (*_VGG, "score_fr_sem", "upscore_sem", "score_fr_geo", "upscore_geo"),
     "fcn16s_two_headed": (
         *_VGG,
         *(

@@ -251,6 +251,14 @@ def _fill_backbone(
             for k, v in contents["state_dict"].items()
             if k.startswith("backbone.")
         }
+        own = model.backbone.state_dict().get("conv1_1.weight")
+        if extra_channels is not None and own is not None and "conv1_1.weight" in state:
+            from fcnseg.models.surgery import widen_conv1  # early fusion: more than RGB in
+
+            if own.shape[1] > state["conv1_1.weight"].shape[1]:
+                state["conv1_1.weight"] = widen_conv1(
+                    state["conv1_1.weight"], own.shape[1], extra_channels
+                )
         _load_exact(model.backbone, state, f"{model.arch} backbone", label)
         return [f"backbone.{k}" for k in state]
     if not isinstance(contents, dict):
