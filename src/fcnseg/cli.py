@@ -6,13 +6,14 @@ import argparse
 import functools
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from fcnseg.evaluate.metrics import format_heads_report, format_report
+from fcnseg.evaluate.metrics import format_heads_report, format_report, labelled_mean_iu
 
 
 def _write_json(path: str | None, payload: dict) -> None:
@@ -268,6 +269,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:  # the main head's metrics at the top, as for one head; each other head under its name
         main, *others = metrics
         payload = metrics_json(metrics[main], names[main], extra)
+        labelled = labelled_mean_iu(metrics[main])  # the paper's Table 5 mean IU
+        payload["mean_iu_labelled"] = None if math.isnan(labelled) else labelled
         for head in others:
             payload[head] = metrics_json(metrics[head], [str(n) for n in names[head]])
             payload[head]["confusion_matrix"] = matrices[head].matrix.cpu().tolist()

@@ -23,6 +23,7 @@ from torch import nn
 from fcnseg.checkpoint import read
 from fcnseg.data import SIFTFlow
 from fcnseg.data.common import DatasetError
+from fcnseg.evaluate.metrics import ConfusionMatrix, format_heads_report, labelled_mean_iu
 from fcnseg.train import train
 from fcnseg.train.recipe import Recipe, RecipeError, dumps
 from fcnseg.train.trainer import validate
@@ -188,3 +189,23 @@ def test_validation_scores_each_head_against_its_own_labels(siftflow_root):
     assert (sky, vertical) == (0.0, pytest.approx(0.5)) and math.isnan(horizontal)
     with pytest.raises(ValueError, match=r"needs one label map per head, \(2, H, W\)"):
         validate(ConstantHeads(4, 2), SIFTFlow(siftflow_root, "test"), _unchanged)
+
+
+def test_the_table5_row_uses_the_papers_mean_iu_over_labelled_classes():
+    semantic = ConfusionMatrix(3, 255)
+    # class 0: 3 pixels, 2 right, 1 taken for class 2; class 1: 1 pixel, right; class 2 never
+    # labelled (absent from the split) but predicted once
+    semantic.update(torch.tensor([0, 0, 2, 1]), torch.tensor([0, 0, 0, 1]))
+    geometric = ConfusionMatrix(3, 255)
+    geometric.update(torch.tensor([0, 2, 2, 1]), torch.tensor([0, 2, 1, 1]))
+    metrics = {"semantic": semantic.compute(), "geometric": geometric.compute()}
+    assert metrics["semantic"]["mean_iu"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert labelled_mean_iu(metrics["semantic"]) == pytest.approx((2 / 3 + 1) / 2)
+    names = {"semantic": ["a", "b", "c"], "geometric": ["sky", "horizontal", "vertical"]}
+    report = format_heads_report(metrics, names)
+    assert report.splitlines()[0] == (
+        "pixel acc. 75.0  mean acc. 83.3  mean IU 83.3  f.w. IU 75.0  geom. acc. 75.0"
+    )
+    assert "over the 2 semantic classes labelled here" in report.splitlines()[1]
+    assert "over every class labelled or predicted: 55.6" in report.splitlines()[1]
+    assert "geometric (3 classes)" in report and "vertical" in report

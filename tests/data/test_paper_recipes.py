@@ -319,6 +319,9 @@ def test_each_recipe_trains_then_evaluates_on_its_dataset_layout(
             geometric = run["json"]["geometric"]
             assert set(geometric["per_class"]) == {"sky", "horizontal", "vertical"}
             assert 0 <= geometric["pixel_acc"] <= 1 and len(run["json"]["per_class"]) == 33
+            labelled = run["json"]["mean_iu_labelled"]  # the paper's mean IU (present classes)
+            row = next(line for line in run["eval"].splitlines() if line.startswith("pixel acc. "))
+            assert f"mean IU {100 * labelled:.1f}" in row, row
             assert "geom. acc." in run["train"]  # the run's final validation too
     if chain == "nyud":
         # the late fusion's two streams start as the colour and the HHA runs' best weights,
