@@ -121,10 +121,10 @@ def test_shipped_recipes_load_and_set_their_length(name):
 @pytest.mark.parametrize(
     ("name", "net", "lr", "iterations", "init"),
     [
-        ("voc-fcn32s.toml", "fcn32s", 1e-10, 100_000, "weights/"),
+        ("voc-fcn32s.toml", "fcn32s", 1e-10, 100_000, "imagenet"),
         ("voc-fcn16s.toml", "fcn16s", 1e-12, 100_000, "runs/voc-fcn32s/"),
         ("voc-fcn8s.toml", "fcn8s", 1e-14, 100_000, "runs/voc-fcn16s/"),
-        ("voc-fcn8s-atonce.toml", "fcn8s_atonce", 1e-10, 300_000, "weights/"),
+        ("voc-fcn8s-atonce.toml", "fcn8s_atonce", 1e-10, 300_000, "imagenet"),
     ],
 )
 def test_voc_recipes_hold_the_reference_solver(name, net, lr, iterations, init):
