@@ -1,11 +1,17 @@
 """Model files: a net with its builder, settings and metadata, written atomically.
 
 A file holds only tensors and plain Python values (str, int, float, bool, lists, dicts), so
-it loads with ``torch.load(weights_only=True)``: an untrusted file cannot run code.
+it loads with ``torch.load(weights_only=True)``: an untrusted file cannot run code. Reading
+verifies the file: every member of the zip archive against its CRC-32 (a damaged byte is
+found, not loaded), and every floating-point weight is finite (NaN or inf is refused, naming
+the tensor). Files are written through a temporary file and a rename, with the permissions the
+umask gives (0644 under the usual 022), and a full disk raises
+:class:`~fcnseg.errors.DiskFullError` after removing the temporary file.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 import zipfile
@@ -15,40 +21,95 @@ from typing import Any
 import torch
 from torch import nn
 
+from fcnseg.errors import DiskFullError, FcnsegError, is_disk_full
 from fcnseg.models import BUILDERS
+from fcnseg.safe_files import umask_mode
 
 FORMAT = "fcnseg"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FcnsegError):
     """A file that is not a readable fcnseg checkpoint; the message names the file."""
 
 
+TMP_SUFFIX = ".tmp"  # temporary files are .<name>.<random>.tmp beside the file
+
+
+def temporary_files(path: str | os.PathLike) -> list[Path]:
+    """The temporary files :func:`atomic_save` may have left beside ``path`` if killed."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*{TMP_SUFFIX}"))
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    while error is not None:
+        if is_disk_full(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename: never a broken file."""
+    """``torch.save`` to a temporary file beside ``path``, then rename: never a broken file.
+
+    The file gets mode 0o666 less the umask. No space left (ENOSPC, or a quota): the temporary
+    file is removed, ``path`` keeps its old contents, and :class:`DiskFullError` names it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
+        os.fchmod(fd, umask_mode())  # mkstemp makes it 0o600
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if _disk_full(error):
+            kept = f"{path.name} is unchanged" if path.exists() else "nothing was written"
+            raise DiskFullError(path, f"the temporary file was removed; {kept}") from error
         raise
     return path
+
+
+def non_finite_tensor(state_dict: dict[str, Any]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or inf, else None."""
+    for name, tensor in state_dict.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            if not bool(torch.isfinite(tensor).all()):
+                return name
+    return None
+
+
+def _verify_zip(path: Path) -> None:
+    """Every member of the archive against its CRC-32 (read once, in chunks)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise CheckpointError(f"{path} is damaged: {error}") from None
+    if bad is not None:
+        raise CheckpointError(
+            f"{path} is damaged: member {bad} fails its CRC-32 check (the file was changed "
+            "after it was written)"
+        )
 
 
 def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint file's contents with ``weights_only=True``, checking its format."""
     path = Path(path)
+    if path.is_dir():
+        last = path / "last.pt"
+        hint = f" (the run's checkpoint is {last})" if last.is_file() else ""
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file{hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
         raise CheckpointError(f"{path} is not a torch checkpoint (not a zip archive; truncated?)")
+    _verify_zip(path)
     try:
         contents = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # pickle, zip and unsafe-global errors all land here
@@ -65,6 +126,12 @@ def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     for key in ("arch", "settings", "state_dict"):
         if key not in contents:
             raise CheckpointError(f"{path} lacks '{key}'")
+    if isinstance(contents["state_dict"], dict):
+        bad = non_finite_tensor(contents["state_dict"])
+        if bad is not None:
+            raise CheckpointError(
+                f"{path}: tensor {bad} holds NaN or inf values (a damaged or diverged checkpoint)"
+            )
     return contents
 
 

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from fcnseg.data.common import IMAGE_EXTENSIONS, DatasetError, read_rgb
 from fcnseg.data.palettes import voc_palette
 from fcnseg.data.transforms import CaffeMeanSubtract, Normalizer, normalizer_from_spec
+from fcnseg.errors import FcnsegError, InputNotFoundError, NonFiniteError
 from fcnseg.inference.fast import autocast_to, matmul_convolutions_during
 from fcnseg.inference.visualize import label_image, overlay
 
@@ -98,11 +99,11 @@ def normalizer_for(model: nn.Module, source: str = "model") -> Normalizer:
         )
         return CaffeMeanSubtract()
     if not isinstance(spec, dict):
-        raise ValueError(f"{source}: preprocessing must be a normaliser spec (dict), got {spec!r}")
+        raise FcnsegError(f"{source}: preprocessing must be a normaliser spec (dict), got {spec!r}")
     try:
         return normalizer_from_spec(spec)
     except (TypeError, ValueError) as error:
-        raise ValueError(
+        raise FcnsegError(
             f"{source}: preprocessing {spec!r} is not a normaliser: {error}"
         ) from error
 
@@ -129,7 +130,7 @@ def palette_for(model: nn.Module, source: str = "model") -> list[tuple[int, int,
         return default
     colours = [tuple(int(c) for c in colour) for colour in given]
     if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in colours):
-        raise ValueError(f"{source}: palette entries must be [r, g, b] in 0..255")
+        raise FcnsegError(f"{source}: palette entries must be [r, g, b] in 0..255")
     if len(colours) < count:
         logger.warning(
             "%s has %d palette colours for %d classes; the rest use the VOC palette",
@@ -183,7 +184,7 @@ def predict_image(
     if image.shape[0] != channels:
         raise ValueError(f"image has {image.shape[0]} channels; the net takes {channels}")
     if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a finite number > 0, got {scale}")
+        raise FcnsegError(f"input scale must be a finite number > 0, got {scale}")
     size = image.shape[-2:]
     device = _device_of(model)
     # on the CPU fc6/fc7 run as matrix multiplies (fcnseg.inference.fast.MatmulConv2d): same scores
@@ -196,6 +197,11 @@ def predict_image(
             x = F.interpolate(x, size=scaled, mode="bilinear", align_corners=False)
         with autocast_to(device, dtype):
             scores = model(x).float()  # (1, K, h, w)
+        if not bool(torch.isfinite(scores).all()):
+            raise NonFiniteError(
+                "the net's scores hold NaN or inf values (damaged or diverged weights, or an "
+                "overflow in reduced precision)"
+            )
         if scores.shape[-2:] != size:
             scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
     return scores.argmax(1)[0]  # (H, W)
@@ -216,7 +222,7 @@ class PredictResult:
 def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Files as given, and each folder's image files (not recursive, sorted); each file once.
 
-    Raises ``FileNotFoundError`` naming an input that does not exist and ``ValueError`` naming
+    Raises ``InputNotFoundError`` naming an input that does not exist and ``FcnsegError`` naming
     a folder without images.
     """
     found: list[Path] = []
@@ -227,11 +233,11 @@ def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
                 p for p in entry.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
             )
             if not files:
-                raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {entry}")
+                raise FcnsegError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {entry}")
         elif entry.is_file():
             files = [entry]
         else:
-            raise FileNotFoundError(f"input {entry} does not exist")
+            raise InputNotFoundError(f"input {entry} does not exist")
         for path in files:
             if path.resolve() not in seen:
                 seen.add(path.resolve())
@@ -253,7 +259,7 @@ def output_paths(images: Sequence[Path], out_dir: str | os.PathLike) -> list[tup
         for name in names:
             other = owners.setdefault(name.casefold(), image)
             if other != image:
-                raise ValueError(
+                raise FcnsegError(
                     f"{other} and {image} would both write {out_dir / name}; "
                     "rename one or predict them into separate --out folders"
                 )
@@ -262,7 +268,7 @@ def output_paths(images: Sequence[Path], out_dir: str | os.PathLike) -> list[tup
     for label_path, overlay_path in paths:
         for path in (label_path, overlay_path):
             if path.resolve() in inputs:
-                raise ValueError(
+                raise FcnsegError(
                     f"writing {path} would overwrite the input image {inputs[path.resolve()]}; "
                     "choose another output folder"
                 )
@@ -290,7 +296,7 @@ def predict_files(
         raise ValueError(f"alpha must lie in 0..1, got {alpha}")
     channels = in_channels_of(model)
     if channels != RGB_CHANNELS:
-        raise ValueError(
+        raise FcnsegError(
             f"the net takes {channels} input channels, but predict reads image files as RGB "
             f"({RGB_CHANNELS} channels); score such data with evaluate on its dataset reader"
         )
@@ -307,12 +313,16 @@ def predict_files(
         with eval_mode(model):
             for image_path, (label_path, overlay_path) in zip(images, targets):
                 try:
-                    image = read_rgb(image_path)  # (3, H, W) float32 0..255
+                    # as viewers show it: EXIF orientation applied
+                    image = read_rgb(image_path, apply_exif=True)  # (3, H, W) float32 0..255
                 except DatasetError as error:
                     result.failed.append((image_path, str(error)))
                     logger.debug("skipped %s: %s", image_path, error)
                 else:
-                    label = predict_image(model, image, preprocess, scale, dtype).cpu()  # (H, W)
+                    try:
+                        label = predict_image(model, image, preprocess, scale, dtype).cpu()
+                    except NonFiniteError as error:  # the net, not the image: stop
+                        raise NonFiniteError(f"{image_path}: {error}") from None
                     label_image(label, palette).save(label_path)
                     Image.fromarray(overlay(image, label, palette, alpha)).save(overlay_path)
                     result.written.append((image_path, label_path, overlay_path))

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from fcnseg.errors import FcnsegError
+
 try:
     from google.protobuf.message import DecodeError
 
@@ -38,7 +40,7 @@ MAX_CAFFEMODEL_BYTES = 2**31 - 1
 MAX_BLOB_AXES = 32  # Caffe's kMaxBlobAxes
 
 
-class CaffeModelError(ValueError):
+class CaffeModelError(FcnsegError):
     """A file that is not a readable caffemodel; the message names the file and the fault."""
 
 

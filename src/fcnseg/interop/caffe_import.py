@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from fcnseg.checkpoint import save
+from fcnseg.errors import FcnsegError
 from fcnseg.interop.caffe import CaffeNet, read_caffemodel
 from fcnseg.models import BUILDERS
 from fcnseg.models.surgery import VGG16_CONV_NAMES
@@ -56,7 +57,7 @@ NYUD_MODALITIES = ("rgb", "hha", "rgbd")
 LAYER_ALIASES = {"conv1_1_bgrd": "conv1_1"}  # nyud-fcn32s-color-d: conv1_1 over BGR + depth
 
 
-class CaffeImportError(ValueError):
+class CaffeImportError(FcnsegError):
     """A readable caffemodel that does not fit the requested (or any) fcnseg net."""
 
 

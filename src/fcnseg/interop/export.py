@@ -40,6 +40,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fcnseg.errors import EXIT_FAILED, FcnsegError
+
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "image"
@@ -52,8 +54,10 @@ CHECK_SHAPES = ((1, 37, 53), (2, 70, 45), (1, 5, 3))  # (batch, height, width)
 RTOL, ATOL = 1e-4, 1e-4  # float32 kernels differ in summation order, nothing else
 
 
-class ExportError(RuntimeError):
+class ExportError(FcnsegError, RuntimeError):
     """An export that failed or whose file does not reproduce the eager model."""
+
+    exit_status = EXIT_FAILED
 
 
 def export_meta(model: nn.Module) -> dict[str, Any]:

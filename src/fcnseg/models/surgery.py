@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from fcnseg.errors import FcnsegError
 from fcnseg.models.backbones.vgg import FC6_KERNEL, VGG16, VGG16_STAGES
 from fcnseg.models.fcn import FCN
 from fcnseg.models.fusion import LateFusion
@@ -35,7 +36,7 @@ VGG16_CONV_NAMES = tuple(
 EXTRA_CHANNEL_INITS = ("mean", "zero")
 
 
-class TransplantError(ValueError):
+class TransplantError(FcnsegError):
     """Weights that do not fit: the message names the key and both shapes."""
 
 

@@ -24,6 +24,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package
     import tomli as tomllib
 
 from fcnseg.data.by_name import DATASET_NAMES
+from fcnseg.errors import FcnsegError
 from fcnseg.models import BUILDERS, GEOMETRIES
 from fcnseg.train.losses import NORMALIZATIONS
 
@@ -55,7 +56,7 @@ RESUMABLE = frozenset(
 )
 
 
-class RecipeError(ValueError):
+class RecipeError(FcnsegError):
     """A recipe that cannot run; the message names the source, the key and the valid values."""
 
 

@@ -40,6 +40,7 @@ import fcnseg
 from fcnseg.checkpoint import CheckpointError, atomic_save, model_record, read
 from fcnseg.data.common import DatasetError, SegmentationDataset
 from fcnseg.data.transforms import collate_pad
+from fcnseg.errors import EXIT_DIVERGED, FcnsegError
 from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.train import distributed
 from fcnseg.train.build import (
@@ -67,8 +68,10 @@ StepHook = Callable[[int, float], None]  # on_step(iterations done, loss)
 METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(FcnsegError, RuntimeError):
     """The loss became NaN or infinite; the weights were not updated with it."""
+
+    exit_status = EXIT_DIVERGED
 
     def __init__(self, iteration: int, loss: float, checkpoint: str) -> None:
         super().__init__(
