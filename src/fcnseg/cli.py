@@ -489,7 +489,12 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
         "bench", help="time our nets' forward, training step and metrics (see benchmarks/)"
     )
-    bench.add_argument("--nets", nargs="+", default=["fcn32s", "fcn16s", "fcn8s"])
+    bench.add_argument(
+        "--nets",
+        nargs="+",
+        choices=("fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"),  # the VGG16 nets: two geometries
+        default=["fcn32s", "fcn16s", "fcn8s"],
+    )
     bench.add_argument(
         "--sizes", nargs="+", type=image_size, default=[(500, 500), (360, 480)], metavar="HxW"
     )
@@ -508,13 +513,17 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _add_models(commands: argparse._SubParsersAction) -> None:
+    from fcnseg.models import BUILDERS
+
     models = commands.add_parser(
         "models", help="list every net: parameters, receptive field, strides, GFLOPs"
     )
     models.add_argument(
         "--size", type=positive_int, default=500, help="square input side for GFLOPs"
     )
-    models.add_argument("--arch", nargs="+", default=None, help="only these nets")
+    models.add_argument(
+        "--arch", nargs="+", choices=sorted(BUILDERS), default=None, help="only these nets"
+    )
     models.set_defaults(run=cmd_models)
 
 
