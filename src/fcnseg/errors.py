@@ -55,8 +55,9 @@ class OutputPathError(FcnsegError):
     folder is wanted, a parent that is a file, or no write permission. Raised before work."""
 
 
-class RunFolderBusyError(FcnsegError, FileExistsError):
-    """Another run holds the output folder (its lock file names the process)."""
+class RunFolderError(FcnsegError, FileExistsError):
+    """The output folder holds a finished run (resume it) or one still running (its lock file
+    names the process)."""
 
 
 class NonFiniteError(FcnsegError):

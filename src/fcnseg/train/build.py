@@ -32,6 +32,7 @@ from fcnseg.data.transforms import (
     RandomScaleCrop,
     Resize,
 )
+from fcnseg.errors import InputNotFoundError
 from fcnseg.models import BUILDERS, TwoHeadedFCN
 from fcnseg.models.surgery import TransplantError, transplant_vgg16
 from fcnseg.train.recipe import Recipe, RecipeError
@@ -191,7 +192,7 @@ def initialize(model: nn.Module, init: str) -> InitReport:
         return InitReport()
     path = Path(init)
     if not path.is_file():
-        raise FileNotFoundError(f"init weights file {path} does not exist")
+        raise InputNotFoundError(f"init weights file {path} does not exist")
     try:
         contents = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
