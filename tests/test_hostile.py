@@ -159,7 +159,8 @@ def test_7_output_paths_are_checked_before_any_work(files, tmp_path, capsys, mon
     cases = [
         (["predict", root, "--checkpoint", checkpoint, "--out", a_file],
          f"--out {a_file}: is a file; give a folder"),
-        (eval_args(checkpoint, root, "--json", a_dir), f"--json {a_dir}: is a folder; give a file path"),
+        (eval_args(checkpoint, root, "--json", a_dir),
+         f"--json {a_dir}: is a folder; give a file path"),
         (eval_args(checkpoint, root, "--json", a_file / "x.json"),
          f"--json {a_file}/x.json: {a_file} is a file, not a folder"),
         (["export", "--checkpoint", checkpoint, "--onnx", a_file / "x.onnx"],

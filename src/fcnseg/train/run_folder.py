@@ -40,6 +40,10 @@ from fcnseg.errors import RunFolderError
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
+# Mean cross-entropy per labelled pixel, in nats, past which weights have blown up: guessing
+# uniformly over K classes costs ln K (3.0 for 21 classes), and a net must score the true
+# class 1000 below another on average to cost 1000. Weights of 1e28 cost about 1e28.
+LOSS_BLOWN_UP = 1e3
 CHECKPOINT_NAMES = ("last.pt", "best.pt")
 
 
@@ -204,7 +208,7 @@ def unhealthy(net: nn.Module, images: Tensor, labels: Tensor, ignore_index: int)
 
     Its floating-point weights must be finite, and in eval mode (no statistics updated, no
     random draws: resuming stays exact) its scores of ``images`` (N, C, H, W) must be finite,
-    and so must their summed cross-entropy against ``labels`` (N, H, W).
+    and their mean cross-entropy against ``labels`` (N, H, W) at most :data:`LOSS_BLOWN_UP`.
     """
     bad = non_finite_tensor(net.state_dict())
     if bad is not None:
@@ -219,8 +223,12 @@ def unhealthy(net: nn.Module, images: Tensor, labels: Tensor, ignore_index: int)
         largest = max(p.abs().max().item() for p in net.parameters() if p.numel())
         return f"its weights (up to {largest:.3g}) score the last batch with NaN or inf"
     value = F.cross_entropy(scores, labels, ignore_index=ignore_index, reduction="sum").item()
-    if not math.isfinite(value):
-        return f"its loss on the last batch is {value}"
+    value /= max(1, int((labels != ignore_index).sum()))
+    if not math.isfinite(value) or value > LOSS_BLOWN_UP:
+        return (
+            f"its cross-entropy on the last batch is {value:.3g} per pixel (blown up: over "
+            f"{LOSS_BLOWN_UP:g})"
+        )
     return None
 
 

@@ -83,10 +83,12 @@ class TrainingDiverged(FcnsegError, RuntimeError):
 
     def __init__(self, iteration: int, loss: float, checkpoint: str, reason: str = "") -> None:
         what = reason or f"the loss is {loss} at iteration {iteration}; stopped before updating"
-        super().__init__(
-            f"training diverged: {what}. {checkpoint} Lower the lr (or check the data) and "
-            "resume: --resume --lr X."
+        advice = (
+            "Lower the lr (or check the data) and resume: --resume --lr X."
+            if "intact" in checkpoint
+            else "Lower the lr (or check the data) and start again."
         )
+        super().__init__(f"training diverged: {what}. {checkpoint} {advice}")
         self.iteration = iteration
         self.loss = loss
 
