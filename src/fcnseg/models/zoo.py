@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from fcnseg.errors import FcnsegError
 from fcnseg.models import geometry
 from fcnseg.models.fcn import BUILDERS
 
@@ -104,7 +105,7 @@ def _describe(arch: str, size: int, settings: tuple[tuple[str, object], ...]) ->
 def describe(arch: str, size: int = 500, **settings: object) -> ModelInfo:
     """The table row of ``arch`` built with ``settings`` (e.g. ``geometry="fast"``)."""
     if arch not in BUILDERS:
-        raise ValueError(f"unknown arch {arch!r}; known: {sorted(BUILDERS)}")
+        raise FcnsegError(f"unknown arch {arch!r}; known: {sorted(BUILDERS)}")
     if size < 1:
         raise ValueError(f"size must be >= 1 pixel, got {size}")
     return _describe(arch, size, tuple(sorted(settings.items())))
