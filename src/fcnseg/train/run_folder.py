@@ -9,8 +9,8 @@
 - :func:`remove_stale_temporaries`: the lock holder deletes the ``.last.pt.*.tmp`` files that a
   run killed while writing a checkpoint left behind.
 - :func:`unhealthy`: before a checkpoint is written, its weights must be finite and must score
-  a batch with finite values and a finite loss; otherwise the run has diverged and the older
-  checkpoint is kept (weights of 4e28 are finite but score NaN everywhere).
+  the last batch with finite values and a loss that has not blown up; otherwise the run has
+  diverged and the older checkpoint is kept (weights of 4e28 are finite but score NaN).
 - :class:`DeferredInterrupt`: while training, SIGINT (Ctrl-C) only sets a flag; the loop
   finishes its step, writes ``last.pt`` at that step and raises :class:`TrainingInterrupted`
   with the command that resumes it. A second Ctrl-C interrupts at once.
@@ -206,19 +206,23 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 def unhealthy(net: nn.Module, images: Tensor, labels: Tensor, ignore_index: int) -> str | None:
     """Why ``net`` must not be checkpointed, or None when it may.
 
-    Its floating-point weights must be finite, and in eval mode (no statistics updated, no
-    random draws: resuming stays exact) its scores of ``images`` (N, C, H, W) must be finite,
-    and their mean cross-entropy against ``labels`` (N, H, W) at most :data:`LOSS_BLOWN_UP`.
+    Its floating-point weights and buffers must be finite, and its scores of ``images``
+    (N, C, H, W) must be finite with a mean cross-entropy against ``labels`` (N, H, W) of at
+    most :data:`LOSS_BLOWN_UP`. The net is run as training runs it (BatchNorm on the batch's
+    statistics: early running averages would make a healthy net look blown up), then its
+    buffers and the random generators are put back, so resuming stays exact.
     """
     bad = non_finite_tensor(net.state_dict())
     if bad is not None:
         return f"tensor {bad} holds NaN or inf values"
-    was_training = net.training
-    net.eval()
+    saved = {name: buffer.clone() for name, buffer in net.named_buffers()}
+    devices = [images.device] if images.device.type == "cuda" else []
     try:
-        scores = net(images).float()  # (N, K, H, W)
+        with torch.random.fork_rng(devices=devices):  # dropout's draws leave no trace
+            scores = net(images).float()  # (N, K, H, W)
     finally:
-        net.train(was_training)
+        for name, buffer in net.named_buffers():  # BatchNorm's running statistics
+            buffer.copy_(saved[name])
     if not bool(torch.isfinite(scores).all()):
         largest = max(p.abs().max().item() for p in net.parameters() if p.numel())
         return f"its weights (up to {largest:.3g}) score the last batch with NaN or inf"

@@ -77,15 +77,18 @@ METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
 
 
 class TrainingDiverged(FcnsegError, RuntimeError):
-    """The loss became NaN or infinite; the weights were not updated with it."""
+    """The loss became NaN or infinite (the weights were not updated with it), or weights about
+    to be checkpointed had blown up (they were not written); ``reason`` says which."""
 
     exit_status = EXIT_DIVERGED
 
-    def __init__(self, iteration: int, loss: float, checkpoint: str, reason: str = "") -> None:
+    def __init__(
+        self, iteration: int, loss: float, checkpoint: str, reason: str = "", resumable: bool = True
+    ) -> None:
         what = reason or f"the loss is {loss} at iteration {iteration}; stopped before updating"
         advice = (
             "Lower the lr (or check the data) and resume: --resume --lr X."
-            if "intact" in checkpoint
+            if resumable
             else "Lower the lr (or check the data) and start again."
         )
         super().__init__(f"training diverged: {what}. {checkpoint} {advice}")
@@ -392,6 +395,7 @@ class Trainer:
                 self._kept(),
                 f"at iteration {self.iteration} {problem or 'another process diverged'}; "
                 "these weights were not saved",
+                resumable=self.saved_iteration is not None,
             )
 
     def _kept(self) -> str:
@@ -441,7 +445,9 @@ class Trainer:
         mean = distributed.all_reduce_sum(loss.detach().clone(), self.processes)
         value = mean.item() / self.processes.world_size
         if not math.isfinite(value):
-            raise TrainingDiverged(self.iteration + 1, value, self._kept())
+            raise TrainingDiverged(
+                self.iteration + 1, value, self._kept(), resumable=self.saved_iteration is not None
+            )
         self.last_batch = (images, labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
