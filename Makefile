@@ -21,12 +21,12 @@ demo: $(STAMP)
 	$(BIN)/fcnseg demo
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks hubconf.py
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks hubconf.py
+	$(BIN)/ruff format --check src tests benchmarks hubconf.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

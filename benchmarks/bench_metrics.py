@@ -1,11 +1,11 @@
 """Confusion-matrix counting per 500x500 label-map pair: ours against numpy and torchfcn.
 
-Rows: torchfcn's ``label_accuracy_score`` (re-implemented faithfully in ``fcnseg.bench``; the
+Rows: torchfcn's ``label_accuracy_score`` (re-implemented faithfully in ``torchfcn_port.py``; the
 peers venv times the imported one), a plain numpy ``bincount``, ``ConfusionMatrix.update``
 and ``fcnseg.evaluate.metrics.confusion_counts`` with each counter (``torch.bincount``; the compiled
 loop of ``fcnseg.evaluate.pair_counts`` where numba is installed); each with its speed-up over the
 first two, the median of per-round ratios (the ways take turns, ``--rounds`` times). Two pairs
-of maps: pixel noise and block regions (``fcnseg.bench.label_maps``). Our labels are uint8 as a
+of maps: pixel noise and block regions (``speed_rows.label_maps``). Our labels are uint8 as a
 data loader gives them, the others' int64; the target's top rows are ignore (255).
 glibc is told to keep freed memory (``common.steady_malloc``): in a fresh process numpy's
 megabyte temporaries otherwise fault in new pages on every call, which makes it look 4x
@@ -21,8 +21,7 @@ import argparse
 
 import torch
 from common import print_table, steady_malloc, write_json
-
-from fcnseg.bench import LABEL_MAPS, metrics_rows
+from speed_rows import LABEL_MAPS, metrics_rows
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Speed and memory of fcn32s/16s/8s (VGG16) next to a plain FCN-8s and, from JSON, torchfcn.
 
-In this process: every variant of ``fcnseg.bench.VARIANTS`` (reference vs fast geometry,
+In this process: every variant of ``speed_rows.VARIANTS`` (reference vs fast geometry,
 dense vs per-class upsampling, channels-last, bfloat16, torch.compile), a training step at
 360x480, the metrics rows, and benchmarks/baselines/plain_fcn8s.py on the same sizes. Peers
 run in their own venv (benchmarks/peers/run_peers.py) and are merged from ``--peers``. Each
@@ -21,10 +21,9 @@ import json
 import sys
 from pathlib import Path
 
+import speed_rows as bench
 import torch
 from common import print_table, write_json
-
-from fcnseg import bench
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "baselines"))
 from plain_fcn8s import PlainFCN8s  # noqa: E402

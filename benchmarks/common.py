@@ -1,5 +1,5 @@
 """Shared helpers for the benchmark scripts: memory, table printing, JSON output (timing:
-``fcnseg.bench.median_seconds``)."""
+``speed_rows.median_seconds``)."""
 
 from __future__ import annotations
 

@@ -30,8 +30,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "baselines"))
 sys.path.insert(0, str(HERE / "peers"))
 from plain_fcn8s import PlainFCN8s  # noqa: E402
+from torchfcn_port import from_torchfcn  # noqa: E402
 
-from fcnseg.bench import from_torchfcn  # noqa: E402
 from fcnseg.inference.fast import optimize_for_inference  # noqa: E402
 from fcnseg.models import fcn8s  # noqa: E402
 

@@ -12,9 +12,9 @@ import argparse
 
 import torch
 from common import print_table, write_json
+from speed_rows import median_seconds
 from torch import nn
 
-from fcnseg.bench import median_seconds
 from fcnseg.models.stitch import rarefy, shift_and_stitch
 
 

@@ -7,6 +7,7 @@ import torch
 
 import fcnseg
 from fcnseg.checkpoint import CheckpointError, atomic_save
+from fcnseg.metadata import Metadata
 
 
 @pytest.mark.parametrize("arch", ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"])
@@ -16,8 +17,9 @@ def test_round_trip(tmp_path, arch):
         torch.nn.init.normal_(p)
     path = fcnseg.save(model, tmp_path / "m.pt", classes=["a", "b", "c", "d"], palette=[[0, 0, 0]])
     loaded = fcnseg.load(path).eval()
-    assert loaded.arch == arch and loaded.settings == model.settings
-    assert loaded.meta == {"classes": ["a", "b", "c", "d"], "palette": [[0, 0, 0]]}
+    assert loaded.arch == arch and loaded.config == model.config
+    expected = Metadata(classes=("a", "b", "c", "d"), palette=((0, 0, 0),))
+    assert fcnseg.metadata_of(loaded) == expected
     x = torch.randn(1, 3, 21, 23)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
@@ -78,8 +80,8 @@ def test_load_in_the_other_geometry_keeps_the_weights(tmp_path):
         torch.nn.init.normal_(p, std=0.1)
     path = fcnseg.save(model, tmp_path / "fast.pt")
     reference = fcnseg.load(path, geometry="reference").eval()
-    assert reference.settings["geometry"] == "reference"
-    assert fcnseg.load(path).settings["geometry"] == "fast"
+    assert reference.config.geometry == "reference"
+    assert fcnseg.load(path).config.geometry == "fast"
     for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
         assert torch.equal(a, b), name
     x = torch.randn(1, 3, 37, 45)
@@ -101,3 +103,9 @@ def test_geometry_override_errors_name_the_file(tmp_path):
     path = fcnseg.save(fcnseg.fcn8s(num_classes=3, width=1 / 16), tmp_path / "v.pt")
     with pytest.raises(CheckpointError, match="geometry 'wide' is not one of"):
         fcnseg.load(path, geometry="wide")
+
+
+def test_load_returns_eval_mode(tmp_path):
+    model = fcnseg.fcn8s(num_classes=3, width=1 / 16, batch_norm=True).train()
+    loaded = fcnseg.load(fcnseg.save(model, tmp_path / "m.pt"))
+    assert not loaded.training and not any(m.training for m in loaded.modules())

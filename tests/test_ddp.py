@@ -8,15 +8,13 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 import fcnseg
 from fcnseg.checkpoint import read
 from fcnseg.data import open_dataset
-from fcnseg.data.transforms import normalizer_from_spec
-from fcnseg.train import validate
+from fcnseg.evaluate.scoring import evaluate
 from fcnseg.train.recipe import dumps
-from test_engine import tiny_recipe, write_tiny_dataset
+from helpers import tiny_recipe, write_tiny_dataset
 
 
 @pytest.mark.slow
@@ -48,8 +46,6 @@ def test_two_processes_train_and_validate_as_one(tmp_path):
 
     # The confusion matrices summed over the two shards equal one process scoring all images.
     model = fcnseg.load(out / "last.pt")
-    val = open_dataset("folder", data, "val")
-    val.transform = normalizer_from_spec(model.meta["preprocessing"])
-    metrics = validate(model, val, torch.device("cpu"))
+    metrics = evaluate(model, open_dataset("folder", data, "val")).compute()
     assert metrics["mean_iu"] == pytest.approx(last_val["mean_iu"], abs=1e-12)
     assert metrics["pixel_acc"] == pytest.approx(last_val["pixel_acc"], abs=1e-12)

@@ -11,14 +11,12 @@ import logging
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 import fcnseg
 from fcnseg.checkpoint import read
-from fcnseg.cli import main
 from fcnseg.data import open_dataset
 from fcnseg.data.class_weights import median_frequency_weights
 from fcnseg.train import (
@@ -32,61 +30,15 @@ from fcnseg.train import (
 from fcnseg.train import trainer as train_module
 from fcnseg.train.build import make_model
 from fcnseg.train.recipe import Recipe, RecipeError, dumps, load
-from test_surgery import TorchvisionStyleVGG16, _randomize
-
-CLASSES = ["background", "red", "green"]
-
-
-def write_tiny_dataset(root: Path, train: int = 6, val: int = 2, size: int = 24) -> Path:
-    """A ``folder`` dataset: ``root/{images,labels}/{train,val}/NNN.png`` and classes.txt.
-
-    Each image is dark noise with a red and a green 8 x 8 square (classes 1 and 2); the top
-    row of every label is ignore (255).
-    """
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "classes.txt").write_text("".join(f"{name}\n" for name in CLASSES))
-    for split, count in (("train", train), ("val", val)):
-        for index in range(count):
-            image = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-            label = np.zeros((size, size), np.uint8)
-            for cls, channel in ((1, 0), (2, 1)):
-                top, left = rng.integers(0, size - 8, 2)
-                image[top : top + 8, left : left + 8, channel] = 220
-                label[top : top + 8, left : left + 8] = cls
-            label[0] = 255
-            for folder, array in (("images", image), ("labels", label)):
-                path = root / folder / split / f"{index:03d}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(array).save(path)
-    return root
-
-
-def tiny_recipe(root: Path, out: Path, **changes) -> Recipe:
-    """A recipe for the tiny dataset: FCN-8s x 1/16 with BatchNorm, AdamW, 4 steps of 2."""
-    values = {
-        "dataset": "folder",
-        "root": str(root),
-        "out": str(out),
-        "net": "fcn8s",
-        "width": 1 / 16,
-        "batch_norm": True,
-        "dropout": 0.0,
-        "preprocessing": "scale",
-        "optimizer": "adamw",
-        "lr": 1e-2,
-        "weight_decay": 0.0,
-        "iterations": 4,
-        "batch_size": 2,
-        "log_every": 1,
-        "device": "cpu",
-    }
-    return Recipe(**{**values, **changes})
-
-
-def losses(out: Path) -> list[float]:
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    return [r["loss"] for r in map(json.loads, lines) if "loss" in r]
+from helpers import TINY_CLASSES as CLASSES
+from helpers import (
+    TorchvisionStyleVGG16,
+    losses,
+    randomize,
+    run_cli,
+    tiny_recipe,
+    write_tiny_dataset,
+)
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +70,11 @@ def test_training_lowers_the_loss_and_writes_the_run(data, tmp_path):
 
     for name in ("last.pt", "best.pt"):
         model = fcnseg.load(out / name)  # a usable model from either file
-        assert model.arch == "fcn8s" and model.settings["width"] == 1 / 16
-        assert model.meta["classes"] == CLASSES and model.meta["ignore_index"] == 255
-        assert model.meta["preprocessing"]["type"] == "Normalize"
-        assert model.meta["dataset"] == "folder" and len(model.meta["palette"]) == 3
+        assert model.arch == "fcn8s" and model.config.width == 1 / 16
+        meta = fcnseg.metadata_of(model)
+        assert list(meta.classes) == CLASSES and meta.ignore_index == 255
+        assert meta.preprocessing["type"] == "Normalize"
+        assert meta.dataset == "folder" and len(meta.palette) == 3
         training = read(out / name)["training"]
         assert training["best_mean_iu"] == result.best_mean_iu
         assert training["optimizer"]["state"] and training["recipe"]["iterations"] == 16
@@ -183,7 +136,7 @@ def test_staged_init_copies_every_matching_entry(data, tmp_path):
 
 
 def test_vgg16_init_transplants_the_backbone(tmp_path):
-    classifier = _randomize(TorchvisionStyleVGG16())  # width 1/16, fc 256
+    classifier = randomize(TorchvisionStyleVGG16())  # width 1/16, fc 256
     path = tmp_path / "vgg16.pth"
     torch.save(classifier.state_dict(), path)
     model = fcnseg.fcn8s(num_classes=3, width=1 / 16)
@@ -256,10 +209,6 @@ def test_settings_a_net_does_not_take_are_refused():
         make_model(Recipe(net="fcn8s_resnet18", batch_norm=True), 3, 3)
 
 
-def run_cli(*args) -> int:
-    return main(["--threads", "1", "train", *map(str, args)])
-
-
 def test_cli_trains_resumes_and_refuses_to_overwrite(data, tmp_path, capsys):
     recipe = tmp_path / "tiny.toml"
     recipe.write_text(dumps(tiny_recipe(data, tmp_path / "unused", val_split="")))
@@ -302,3 +251,42 @@ def test_cli_names_a_bad_recipe_file(tmp_path, capsys):
     assert "bad.toml" in err and "'learning_rate'" in err and "valid keys" in err
     assert run_cli("--recipe", tmp_path / "absent.toml") == 2
     assert "absent.toml does not exist" in capsys.readouterr().err
+
+
+def test_batches_by_size_hold_one_size_and_stay_a_function_of_the_iteration():
+    sizes = [(24, 24), (24, 32), (32, 24)] * 5 + [(40, 40)]  # 5, 5, 5 and 1 of each
+    one = ResumableBatchSampler(len(sizes), 2, seed=3, sizes=sizes)
+    assert one.batches_per_epoch == 6  # 2 full pairs of each of three sizes; (40, 40) never
+    for epoch in range(3):
+        batches = one.epoch(epoch)
+        assert len(batches) == 6 and all(len(b) == 2 for b in batches)
+        assert all(len({sizes[i] for i, _ in b}) == 1 for b in batches)
+    again = ResumableBatchSampler(len(sizes), 2, seed=3, sizes=sizes)
+    assert [again.batch(t) for t in (13, 2, 7)] == [one.batch(t) for t in (13, 2, 7)]
+    assert one.epoch(0) != one.epoch(1)
+    shards = [ResumableBatchSampler(len(sizes), 2, 3, r, 2, sizes=sizes).epoch(0) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 3
+    keys = [key for shard in shards for batch in shard for key in batch]
+    assert len(set(keys)) == 12 and set(keys) <= {k for b in one.epoch(0) for k in b}
+    with pytest.raises(ValueError, match="0 full batches of 6"):
+        ResumableBatchSampler(len(sizes), 6, seed=3, sizes=sizes)
+
+
+def test_batch_by_size_trains_mixed_sizes_without_padding(tmp_path, monkeypatch):
+    seen = []
+    real = train_module.Trainer._step
+
+    def step(self, model, images, labels):
+        seen.append(labels)
+        return real(self, model, images, labels)
+
+    monkeypatch.setattr(train_module.Trainer, "_step", step)
+    options = {"train_images": 12, "val_images": 2, "sizes": "24,40"}
+    recipe = tiny_recipe("", tmp_path / "run", dataset="synthetic", options=options)
+    result = train(recipe.replace(batch_by_size=True, iterations=6))
+    assert result.iteration == 6 and result.metrics is not None
+    assert all(not (labels == 255).any() for labels in seen)  # synthetic labels: no ignore
+    assert len({tuple(labels.shape[1:]) for labels in seen}) > 1  # mixed sizes, unpadded
+    seen.clear()
+    train(recipe.replace(out=str(tmp_path / "padded"), iterations=6, val_split=""))
+    assert any((labels == 255).any() for labels in seen)  # without it: padded to a batch's max

@@ -1,16 +1,14 @@
 """evaluate: metrics equal a hand-accumulated confusion matrix; JSON and figure outputs.
 
-The builders here (a tiny checkpoint, a tiny LabelFolder dataset) are shared with
-test_predict.py and test_cli.py, which import them from this module.
+The tiny checkpoint and LabelFolder dataset come from helpers.py (shared with test_predict.py
+and test_cli.py).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -18,7 +16,7 @@ from torch import Tensor, nn
 
 import fcnseg
 from fcnseg.data import LabelFolder, open_dataset
-from fcnseg.data.transforms import CaffeMeanSubtract, Normalize
+from fcnseg.data.transforms import CaffeMeanSubtract
 from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.evaluate.scoring import (
     check_compatible,
@@ -27,62 +25,8 @@ from fcnseg.evaluate.scoring import (
     metrics_json,
 )
 from fcnseg.inference.predict import normalizer_for
-
-CLASSES = ["background", "road", "sky"]
-PALETTE = [[0, 0, 0], [128, 64, 128], [70, 130, 180]]
-NORMALIZE = Normalize(mean=(128.0,) * 3, std=(64.0,) * 3)
-SIZES = [(17, 23), (20, 30), (9, 12)]  # (H, W) of the dataset's images
-
-
-def tiny_model(num_classes: int = 3, in_channels: int = 3) -> nn.Module:
-    """A width-1/16 FCN-8s whose predictions vary over the pixels of a random image.
-
-    FCN score layers start at zero (every pixel predicts class 0), so they get random weights,
-    centred over input channels (the ReLU features are all positive, and uncentred weights let
-    one class win everywhere), and a larger stride-8 skip. The first of a few draws whose probe
-    image shows two classes is kept, so tests of label values are not vacuous.
-    """
-    model = fcnseg.fcn8s(num_classes=num_classes, in_channels=in_channels, width=1 / 16).eval()
-    probe = torch.rand(1, in_channels, 20, 30) * 4 - 2
-    scores = [p for name, p in model.named_parameters() if name.startswith("score")]
-    with torch.no_grad():
-        for _ in range(10):
-            for parameter in scores:
-                if parameter.ndim == 4:  # weights (K, C, 1, 1); biases stay zero
-                    nn.init.normal_(parameter)
-                    parameter.sub_(parameter.mean(1, keepdim=True))
-            model.score_pool3.weight.mul_(10)
-            if model(probe).argmax(1).unique().numel() > 1:
-                break
-    return model
-
-
-def write_checkpoint(path: Path, num_classes: int = 3, **meta) -> Path:
-    """A tiny model saved with classes, palette and preprocessing unless ``meta`` overrides."""
-    meta = {
-        "classes": CLASSES[:num_classes],
-        "palette": PALETTE[:num_classes],
-        "preprocessing": NORMALIZE.spec(),
-        "ignore_index": 255,
-        **meta,
-    }
-    return fcnseg.save(tiny_model(num_classes), path, **{k: v for k, v in meta.items() if v})
-
-
-def write_folder_dataset(root: Path, split: str = "val") -> Path:
-    """``root/images/<split>/*.png``, ``root/labels/<split>/*.png`` (values 0..2 and 255) and
-    ``root/classes.txt`` with colours; one image per entry of ``SIZES``."""
-    rng = np.random.default_rng(0)
-    (root / "images" / split).mkdir(parents=True)
-    (root / "labels" / split).mkdir(parents=True)
-    lines = [f"{name} {r} {g} {b}" for name, (r, g, b) in zip(CLASSES, PALETTE)]
-    (root / "classes.txt").write_text("# name R G B\n" + "\n".join(lines) + "\n")
-    for index, (h, w) in enumerate(SIZES):
-        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        label = rng.choice(np.array([0, 1, 2, 255], dtype=np.uint8), (h, w), p=[0.4, 0.3, 0.2, 0.1])
-        Image.fromarray(image).save(root / "images" / split / f"im{index}.png")
-        Image.fromarray(label, mode="L").save(root / "labels" / split / f"im{index}.png")
-    return root
+from helpers import FOLDER_CLASSES as CLASSES
+from helpers import NORMALIZE, write_checkpoint, write_folder_dataset
 
 
 def hand_matrix(model: nn.Module, dataset: LabelFolder, count: int | None = None) -> Tensor:
@@ -175,7 +119,7 @@ def test_multi_target_labels_are_refused(setup):
 
 def test_missing_preprocessing_falls_back_to_caffe_with_a_warning(tmp_path, caplog):
     model = fcnseg.load(write_checkpoint(tmp_path / "old.pt", preprocessing=None))
-    assert "preprocessing" not in model.meta
+    assert fcnseg.metadata_of(model).preprocessing is None
     with caplog.at_level(logging.WARNING, logger="fcnseg.inference.predict"):
         normalizer = normalizer_for(model, source="old.pt")
     assert isinstance(normalizer, CaffeMeanSubtract)

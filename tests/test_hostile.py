@@ -32,7 +32,7 @@ from fcnseg.errors import (
 )
 from fcnseg.inference.predict import predict_files
 from fcnseg.safe_files import DEFAULT_MAX_PIXELS, max_pixels, set_max_pixels
-from test_evaluate import NORMALIZE, tiny_model, write_checkpoint, write_folder_dataset
+from helpers import NORMALIZE, tiny_model, write_checkpoint, write_folder_dataset
 
 
 def run(*args) -> int:
@@ -263,7 +263,6 @@ def test_10_a_folder_as_checkpoint_is_named_as_a_folder(files, tmp_path, capsys)
     [
         (["--threads", "-1", "models"], "argument --threads: must be an integer >= 1, got '-1'"),
         (["demo", "--iterations", "0"], "argument --iterations: must be an integer >= 1, got '0'"),
-        (["bench", "--sizes", "abc"], "argument --sizes: expected HxW with H, W >= 1"),
         (["predict", "x.png", "--checkpoint", "c.pt", "--out", "o", "--alpha", "2"],
          "argument --alpha: must lie in 0..1, got '2'"),
         (["eval", "--checkpoint", "c", "--dataset", "d", "--root", "r", "--split", "s",

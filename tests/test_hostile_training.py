@@ -26,8 +26,7 @@ from fcnseg.train import TrainingDiverged, train
 from fcnseg.train.recipe import dumps
 from fcnseg.train.run_folder import LOCK_NAME, RunFolderLock
 from fcnseg.train.trainer import Trainer
-from test_engine import run_cli, tiny_recipe, write_tiny_dataset
-from test_resume import _assert_same_tensors, _records
+from helpers import assert_same_tensors, records, run_cli, tiny_recipe, write_tiny_dataset
 
 SRC = str(Path(fcnseg.__file__).parents[1])
 
@@ -145,7 +144,7 @@ def test_4_divergence_keeps_a_usable_checkpoint_and_resume_takes_a_lower_lr(data
     assert read(out / "last.pt")["training"]["iteration"] == 2 and kept is not None
     result = train(dataclasses.replace(recipe, lr=1e-3, iterations=4), resume=True)
     assert result.iteration == 4
-    events = [r for r in _records(out) if r.get("event") == "resume"]
+    events = [r for r in records(out) if r.get("event") == "resume"]
     assert events[-1] == {"iteration": 2, "event": "resume",
                           "changed": {"lr": [1e-2, 1e-3], "iterations": [2, 4]}}  # fmt: skip
 
@@ -198,9 +197,9 @@ def test_5_ctrl_c_checkpoints_the_step_exits_130_and_resumes_exactly(
     assert resumed.iteration == whole.iteration == 7
     for name in ("last.pt", "best.pt"):
         a, b = read(tmp_path / "whole" / name), read(out / name)
-        _assert_same_tensors(a["state_dict"], b["state_dict"], f"{name} state_dict")
-        _assert_same_tensors(a["training"]["optimizer"], b["training"]["optimizer"], name)
-    assert _records(tmp_path / "whole") == _records(out)
+        assert_same_tensors(a["state_dict"], b["state_dict"], f"{name} state_dict")
+        assert_same_tensors(a["training"]["optimizer"], b["training"]["optimizer"], name)
+    assert records(tmp_path / "whole") == records(out)
 
 
 # --------------------------------------------------------------------------- 6 disk full

@@ -14,7 +14,7 @@ from fcnseg.train import train
 from fcnseg.train import trainer as train_module
 from fcnseg.train.recipe import RecipeError, load
 from fcnseg.train.sampler import loss_sample_generator
-from test_engine import losses, tiny_recipe, write_tiny_dataset
+from helpers import losses, tiny_recipe, write_tiny_dataset
 
 
 @pytest.fixture(scope="module")

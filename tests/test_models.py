@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import fcnseg
-from fcnseg.models import BUILDERS, VGG16
+from fcnseg.models import MODELS, VGG16
 
 VGG16_ARCHS = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"]
 
@@ -52,7 +52,7 @@ def reference_params(arch, k):
 @pytest.mark.parametrize("num_classes", [21, 33, 40, 60])
 def test_parameter_names_and_shapes_match_reference(arch, num_classes):
     with torch.device("meta"):
-        model = BUILDERS[arch](num_classes=num_classes)
+        model = MODELS[arch](num_classes=num_classes)
     params = dict(model.named_parameters())
     weights, biased = reference_params(arch, num_classes)
     expected = {f"{name}.weight": shape for name, shape in weights.items()}
@@ -73,7 +73,7 @@ def test_reference_crop_offsets_are_derived():
 
 
 def _tiny_models(**kwargs):
-    return {arch: BUILDERS[arch](num_classes=3, width=1 / 16, **kwargs) for arch in VGG16_ARCHS}
+    return {arch: MODELS[arch](num_classes=3, width=1 / 16, **kwargs) for arch in VGG16_ARCHS}
 
 
 @pytest.mark.parametrize("arch", VGG16_ARCHS)
@@ -81,7 +81,7 @@ def _tiny_models(**kwargs):
     "size", [(1, 1), (1, 7), (17, 1), (31, 33), (32, 32), (63, 65), (360, 480), (500, 500)]
 )
 def test_output_size_equals_input_size(arch, size):
-    model = BUILDERS[arch](num_classes=5, width=1 / 16).eval()
+    model = MODELS[arch](num_classes=5, width=1 / 16).eval()
     with torch.inference_mode():
         out = model(torch.randn(2, 3, *size))
     assert out.shape == (2, 5, *size)
@@ -90,7 +90,7 @@ def test_output_size_equals_input_size(arch, size):
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["fcn32s", "fcn8s"])
 def test_output_size_large_image(arch):
-    model = BUILDERS[arch](num_classes=4, width=1 / 16).eval()
+    model = MODELS[arch](num_classes=4, width=1 / 16).eval()
     with torch.inference_mode():
         out = model(torch.randn(1, 3, 1000, 750))
     assert out.shape == (1, 4, 1000, 750)

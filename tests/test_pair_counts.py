@@ -59,7 +59,7 @@ def test_an_ignore_index_the_dtype_cannot_hold_counts_nothing():
 
 
 def test_confusion_counts_agree_on_label_maps_of_every_kind():
-    from fcnseg.bench import LABEL_MAPS, label_maps
+    from speed_rows import LABEL_MAPS, label_maps  # benchmarks/ (pytest's pythonpath)
 
     for kind in LABEL_MAPS:
         pred, target = label_maps((120, 130), num_classes=21, kind=kind)

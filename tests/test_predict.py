@@ -18,7 +18,7 @@ from fcnseg.inference.predict import (
     predict_files,
     predict_image,
 )
-from test_evaluate import NORMALIZE, PALETTE, tiny_model, write_checkpoint
+from helpers import NORMALIZE, PALETTE, tiny_model, write_checkpoint
 
 
 @pytest.fixture
@@ -142,7 +142,6 @@ def test_input_errors(model, tmp_path):
 
 def test_net_with_other_channel_counts_is_refused(tmp_path):
     model = tiny_model(in_channels=4)
-    model.meta = {}
     with pytest.raises(ValueError, match="takes 4 input channels.*RGB"):
         predict_files(model, [write_inputs(tmp_path / "in")], tmp_path / "out")
 

@@ -56,7 +56,7 @@ def test_defaults_are_valid_and_a_resolved_recipe_reads_back(tmp_path):
         ({"crop_size": [1, 2, 3]}, "key 'crop_size' must be [], one int or [height, width]"),
         ({"schedule": "step"}, "key 'step_size' must be > 0 for schedule 'step'"),
         ({"options": {"year": [2011]}}, "key 'options.year' must be a string, number"),
-        ({"amp": "fp8"}, "key 'amp' must be one of none, bf16, fp16"),
+        ({"amp": "fp8"}, "key 'amp' must be one of fp32, bf16, fp16"),
         ({"seed": -1}, "key 'seed' must be in 0..2147483647"),
         ({"val_dataset": "coco"}, "key 'val_dataset' must be '' or one of"),
         ({"val_options": {"year": "2011"}}, "key 'val_options' needs val_dataset"),

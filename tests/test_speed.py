@@ -9,17 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from speed_rows import label_maps  # benchmarks/ (pytest's pythonpath)
+from torchfcn_port import from_torchfcn, label_accuracy_score, to_torchfcn
 
 import fcnseg
-from fcnseg.bench import from_torchfcn, label_accuracy_score, label_maps, to_torchfcn
 from fcnseg.data.transforms import ImageNetNormalize
 from fcnseg.evaluate.metrics import ConfusionMatrix, confusion_counts
 from fcnseg.inference.fast import (
     MatmulConv2d,
-    dense_upsampling,
+    PerClassUpsample,
+    fast_modules,
     matmul_convolutions,
-    matmul_convolutions_during,
     optimize_for_inference,
+    per_class_upsampling,
 )
 from fcnseg.inference.predict import predict_image
 from fcnseg.models.upsample import BilinearUpsample, bilinear_upsampling
@@ -44,23 +46,27 @@ def _net(arch: str, geometry: str = "reference") -> torch.nn.Module:
 @pytest.mark.parametrize("factor", [2, 8, 32])
 def test_per_class_upsampling_equals_dense(factor):
     layer = bilinear_upsampling(6, factor)
-    assert isinstance(layer, BilinearUpsample) and layer._diagonal() is not None
+    assert type(layer) is BilinearUpsample  # the builders make the plain module
     x = torch.randn(2, 6, 5, 7)
+    dense = layer(x)
+    assert per_class_upsampling(layer) == 1 and isinstance(layer, PerClassUpsample)
+    assert layer._diagonal() is not None
     fast = layer(x)
-    with dense_upsampling(layer):
-        dense = layer(x)
     assert fast.shape == dense.shape
     torch.testing.assert_close(fast, dense, rtol=0, atol=1e-6)
+    assert per_class_upsampling(layer, enable=False) == 1 and type(layer) is BilinearUpsample
 
 
 def test_dense_path_for_learned_or_nondiagonal_weights():
     learned = bilinear_upsampling(3, 2, learnable=True)
+    per_class_upsampling(learned)
     assert learned._diagonal() is None  # grad mode on: the off-diagonal grads are wanted
     with torch.no_grad():
         assert learned._diagonal() is not None  # inference: diagonal weights are exact
         learned.weight[0, 1] += 1.0  # learned cross-class terms: must stay dense
-        assert learned._diagonal() is None  # cache keyed on the version counter
+        assert learned._diagonal() is None  # checked on every call, nothing cached
     frozen = bilinear_upsampling(3, 2)
+    per_class_upsampling(frozen)
     state = {"weight": torch.randn_like(frozen.weight)}
     frozen.load_state_dict(state)
     assert frozen._diagonal() is None
@@ -80,8 +86,8 @@ def test_state_dict_keeps_dense_shapes():
 def test_channels_last_and_grouped_match_reference(arch, geometry):
     model = _net(arch, geometry)
     x = torch.randn(1, 3, 37, 45)
-    with torch.no_grad(), dense_upsampling(model):
-        expected = model(x)
+    with torch.no_grad():
+        expected = model(x)  # the plain modules: dense upsampling, Conv2d
     runner = optimize_for_inference(model, channels_last=True)
     torch.testing.assert_close(runner(x), expected, rtol=1e-4, atol=1e-5)
 
@@ -223,7 +229,7 @@ def test_matmul_convolution_too_small_input_gives_conv2d_error():
 @pytest.mark.parametrize("arch", ["fcn8s", "fcn_alexnet"])
 def test_matmul_convolutions_swaps_fc6_and_fc7_and_keeps_outputs(arch, monkeypatch):
     torch.manual_seed(0)
-    model = _random_scores(fcnseg.models.BUILDERS[arch](num_classes=3, width=1 / 4)).eval()
+    model = _random_scores(fcnseg.models.MODELS[arch](num_classes=3, width=1 / 4)).eval()
     # at full width fc6 and fc7 pass the threshold; at this width, the threshold is fc7's size
     monkeypatch.setattr(
         "fcnseg.inference.fast.MATMUL_MIN_WEIGHTS", model.backbone.fc7.weight.numel()
@@ -241,25 +247,18 @@ def test_matmul_convolutions_swaps_fc6_and_fc7_and_keeps_outputs(arch, monkeypat
     assert not any(isinstance(m, MatmulConv2d) for m in model.modules())
 
 
-def test_matmul_convolutions_during_restores_only_what_it_swapped(monkeypatch):
-    monkeypatch.setattr("fcnseg.inference.fast.MATMUL_MIN_WEIGHTS", 1)
-    model = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Conv2d(3, 4, 1))
-    model[1].__class__ = MatmulConv2d  # swapped before: stays swapped
-    with matmul_convolutions_during(model):
-        assert [type(m) for m in model] == [MatmulConv2d, MatmulConv2d]
-    assert [type(m) for m in model] == [torch.nn.Conv2d, MatmulConv2d]
-
-
-def test_predict_image_runs_fc6_as_matmul_on_the_cpu_and_gives_the_same_labels(monkeypatch):
+def test_fast_modules_swaps_in_place_and_keeps_labels(monkeypatch):
     model = _random_scores(fcnseg.fcn8s(num_classes=3, width=1 / 8)).eval()
     monkeypatch.setattr(
         "fcnseg.inference.fast.MATMUL_MIN_WEIGHTS", model.backbone.fc6.weight.numel()
     )
     image = torch.rand(3, 41, 53) * 255
-    seen = []
-    model.backbone.fc6.register_forward_hook(lambda m, i, o: seen.append(type(m)))
-    labels = predict_image(model, image, ImageNetNormalize())
-    assert seen == [MatmulConv2d] and type(model.backbone.fc6) is torch.nn.Conv2d
-    with torch.no_grad():
-        expected = model(ImageNetNormalize()(image, None)[0][None]).argmax(1)[0]
-    assert torch.equal(labels, expected)
+    keys = list(model.state_dict())
+    plain = predict_image(model, image, ImageNetNormalize())
+    # the default path runs the plain modules the builder made
+    assert type(model.backbone.fc6) is torch.nn.Conv2d
+    assert type(model.upscore8) is BilinearUpsample
+    assert fast_modules(model) is model
+    assert type(model.backbone.fc6) is MatmulConv2d and type(model.upscore8) is PerClassUpsample
+    assert list(model.state_dict()) == keys
+    assert torch.equal(predict_image(model, image, ImageNetNormalize()), plain)

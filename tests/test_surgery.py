@@ -13,38 +13,7 @@ from fcnseg.models.surgery import (
     from_torchvision_vgg16,
     transplant_vgg16,
 )
-
-STAGES = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
-
-
-class TorchvisionStyleVGG16(nn.Module):
-    """VGG16 laid out as torchvision's (``features.N``, ``classifier.0/3/6``), any width."""
-
-    def __init__(self, width=1 / 16, fc=256, classes=10, padding=1):
-        super().__init__()
-        layers, cin = [], 3
-        for convs, channels in STAGES:
-            for _ in range(convs):
-                cout = max(1, round(channels * width))
-                layers += [nn.Conv2d(cin, cout, 3, padding=padding), nn.ReLU()]
-                cin = cout
-            layers.append(nn.MaxPool2d(2, 2))
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.Linear(cin * 49, fc), nn.ReLU(), nn.Dropout(),
-            nn.Linear(fc, fc), nn.ReLU(), nn.Dropout(),
-            nn.Linear(fc, classes),
-        )  # fmt: skip
-
-    def forward(self, x):
-        return self.classifier(torch.flatten(self.features(x), 1))
-
-
-def _randomize(module):
-    torch.manual_seed(0)
-    for p in module.parameters():
-        nn.init.normal_(p, std=(2 / max(1, p[0].numel())) ** 0.5 if p.ndim > 1 else 0.1)
-    return module.eval()
+from helpers import TorchvisionStyleVGG16, randomize
 
 
 @pytest.mark.parametrize("a, b", [(0, 0), (1, 2)])
@@ -54,7 +23,7 @@ def test_convolutionalized_net_equals_classifier_on_every_window(a, b):
     (Padded convolutions see zeros at a window's border but real pixels inside a larger
     image, so there the equality holds only away from window borders; see the next test.)
     """
-    classifier = _randomize(TorchvisionStyleVGG16(padding=0))
+    classifier = randomize(TorchvisionStyleVGG16(padding=0))
     window = 404  # VGG16's receptive field at fc6 with unpadded 3x3 convolutions
     dense = convolutionalize_vgg16(classifier.state_dict(), conv1_padding=0, padding=0)
     image = torch.randn(1, 3, window + 32 * a, window + 32 * b)
@@ -70,7 +39,7 @@ def test_convolutionalized_net_equals_classifier_on_every_window(a, b):
 
 
 def test_padded_vgg16_at_224_and_fc_layers_on_every_window():
-    classifier = _randomize(TorchvisionStyleVGG16(padding=1))
+    classifier = randomize(TorchvisionStyleVGG16(padding=1))
     dense = convolutionalize_vgg16(classifier.state_dict())  # the classifier's own padding
     image = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
@@ -91,7 +60,7 @@ def test_padded_vgg16_at_224_and_fc_layers_on_every_window():
 
 
 def test_transplant_fills_backbone_from_file_and_zeroes_scores(tmp_path):
-    classifier = _randomize(TorchvisionStyleVGG16())  # width 1/16: fc 256, like the net's
+    classifier = randomize(TorchvisionStyleVGG16())  # width 1/16: fc 256, like the net's
     path = tmp_path / "vgg16.pth"
     torch.save(classifier.state_dict(), path)
     model = fcnseg.fcn8s(num_classes=5, width=1 / 16)

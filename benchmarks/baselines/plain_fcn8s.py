@@ -2,7 +2,7 @@
 
 One flat nn.Module with the reference (Caffe) layer names, 100-pixel padding on conv1_1, dense
 K x K bilinear deconvolutions, and the reference crops typed in (5, 9, 31) as torchfcn does.
-Its state dict has torchfcn's keys, so ``fcnseg.bench.from_torchfcn`` maps it onto our fcn8s
+Its state dict has torchfcn's keys, so ``torchfcn_port.from_torchfcn`` maps it onto our fcn8s
 and ``to_torchfcn`` maps ours onto it; on the same weights both give the same scores.
 """
 

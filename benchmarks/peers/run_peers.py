@@ -28,8 +28,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parents[1] / "src")]
 from common import machine, print_table, write_json  # noqa: E402
-
-from fcnseg.bench import median_seconds  # noqa: E402
+from speed_rows import median_seconds  # noqa: E402
 
 TORCHFCN_CLASSES = {"fcn32s": "FCN32s", "fcn16s": "FCN16s", "fcn8s": "FCN8s"}
 
@@ -57,7 +56,8 @@ def parity(torchfcn: types.SimpleNamespace) -> dict[str, float] | None:
     """max |ours - torchfcn| of fcn8s scores on the same (random) weights, or None: our net
     as built ("plain") and through the "ref fp32" fast path that bench_speed.py times."""
     try:
-        from fcnseg.bench import to_torchfcn
+        from torchfcn_port import to_torchfcn
+
         from fcnseg.inference.fast import optimize_for_inference
         from fcnseg.models import fcn8s
     except ImportError as error:

@@ -1,11 +1,14 @@
-"""Model files: a net with its builder, settings and metadata, written atomically.
+"""Model files: a net with its builder, config and metadata, written atomically.
 
 A file holds only tensors and plain Python values (str, int, float, bool, lists, dicts), so
-it loads with ``torch.load(weights_only=True)``: an untrusted file cannot run code. Reading
-verifies the file: every member of the zip archive against its CRC-32 (a damaged byte is
-found, not loaded), and every floating-point weight is finite (NaN or inf is refused, naming
-the tensor). Files are written through a temporary file and a rename, with the permissions the
-umask gives (0644 under the usual 022), and a full disk raises
+it loads with ``torch.load(weights_only=True)``: an untrusted file cannot run code. Its keys:
+``arch`` (a name of :func:`fcnseg.models.list_models`), ``settings`` (the net's config as a
+dict), ``state_dict``, ``meta`` (:class:`fcnseg.metadata.Metadata` as a dict) and, in
+training checkpoints, ``training``. Every weight file fcnseg reads (checkpoints, VGG16
+state dicts) goes through :func:`read_weights`, which verifies every member of the zip archive
+against its CRC-32 (a damaged byte is found, not loaded); reading a checkpoint also refuses
+NaN or inf weights, naming the tensor. Files are written through a temporary file and a rename,
+with the permissions the umask gives (0644 under the usual 022), and a full disk raises
 :class:`~fcnseg.errors.DiskFullError` after removing the temporary file.
 """
 
@@ -14,22 +17,23 @@ from __future__ import annotations
 import glob
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from fcnseg.errors import DiskFullError, FcnsegError, is_disk_full
-from fcnseg.models import BUILDERS
+from fcnseg.errors import DiskFullError, is_disk_full
+from fcnseg.metadata import Metadata, MetadataError, metadata_of
+from fcnseg.models import get_builder, list_models, settings_of
 from fcnseg.safe_files import umask_mode
+from fcnseg.weights_io import WeightsFileError, read_weights
 
 FORMAT = "fcnseg"
 VERSION = 1
 
 
-class CheckpointError(FcnsegError):
+class CheckpointError(WeightsFileError):
     """A file that is not a readable fcnseg checkpoint; the message names the file."""
 
 
@@ -84,40 +88,18 @@ def non_finite_tensor(state_dict: dict[str, Any]) -> str | None:
     return None
 
 
-def _verify_zip(path: Path) -> None:
-    """Every member of the archive against its CRC-32 (read once, in chunks)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
-        raise CheckpointError(f"{path} is damaged: {error}") from None
-    if bad is not None:
-        raise CheckpointError(
-            f"{path} is damaged: member {bad} fails its CRC-32 check (the file was changed "
-            "after it was written)"
-        )
+def is_checkpoint(contents: Any) -> bool:
+    """Whether ``contents`` (what :func:`read_weights` returned) is an fcnseg checkpoint."""
+    return isinstance(contents, dict) and contents.get("format") == FORMAT
 
 
 def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint file's contents with ``weights_only=True``, checking its format."""
-    path = Path(path)
-    if path.is_dir():
-        last = path / "last.pt"
-        hint = f" (the run's checkpoint is {last})" if last.is_file() else ""
-        raise CheckpointError(f"checkpoint {path} is a folder, not a file{hint}")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
-        raise CheckpointError(f"{path} is not a torch checkpoint (not a zip archive; truncated?)")
-    _verify_zip(path)
     try:
-        contents = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # pickle, zip and unsafe-global errors all land here
-        first_line = (
-            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        )
-        raise CheckpointError(f"cannot read checkpoint {path}: {first_line}") from error
-    if not isinstance(contents, dict) or contents.get("format") != FORMAT:
+        contents = read_weights(path, map_location, what="checkpoint")
+    except WeightsFileError as error:
+        raise CheckpointError(str(error)) from error
+    if not is_checkpoint(contents):
         raise CheckpointError(f"{path} is not an fcnseg checkpoint (no 'format': '{FORMAT}')")
     if contents.get("version", 0) > VERSION:
         raise CheckpointError(
@@ -136,58 +118,68 @@ def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
 
 
 def model_record(model: nn.Module, **meta: Any) -> dict[str, Any]:
-    """The checkpoint dictionary of a net built by one of :data:`fcnseg.models.BUILDERS`."""
+    """The checkpoint dictionary of a net made by a builder of :func:`fcnseg.models.list_models`;
+    ``meta`` updates the net's own metadata (fields of :class:`~fcnseg.metadata.Metadata`, or
+    other plain values)."""
     arch = getattr(model, "arch", None)
-    if arch not in BUILDERS:
-        raise ValueError(f"model has arch {arch!r}; only nets from {sorted(BUILDERS)} can be saved")
+    if arch not in list_models():
+        raise ValueError(f"model has arch {arch!r}; only nets from {list_models()} can be saved")
     return {
         "format": FORMAT,
         "version": VERSION,
         "arch": arch,
-        "settings": dict(model.settings),
+        "settings": settings_of(model),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "meta": {**getattr(model, "meta", {}), **meta},
+        "meta": metadata_of(model).updated(**meta).to_dict(),
     }
 
 
 def build(
     contents: dict[str, Any], source: str = "checkpoint", geometry: str | None = None
 ) -> nn.Module:
-    """Rebuild the net a checkpoint describes and load its weights.
+    """Rebuild the net a checkpoint describes, load its weights and set its ``metadata``.
 
     ``geometry`` ("reference" or "fast") rebuilds a VGG16 FCN in the other geometry: the same
     weights with or without conv1's 100-pixel padding (see :data:`fcnseg.models.GEOMETRIES`); an
     unknown one is an error naming ``source``.
     """
     arch = contents["arch"]
-    if arch not in BUILDERS:
-        raise CheckpointError(f"{source} names arch {arch!r}; known: {sorted(BUILDERS)}")
+    if arch not in list_models():
+        raise CheckpointError(f"{source} names arch {arch!r}; known: {list_models()}")
+    builder = get_builder(arch)
     settings = dict(contents["settings"])
     if geometry is not None:
-        if "geometry" not in settings:
+        if "geometry" not in settings and not hasattr(builder.config_class, "geometry"):
             raise CheckpointError(
                 f"{source}: {arch} has no geometry choice (only the VGG16 FCNs have one)"
             )
         settings["geometry"] = geometry
-    try:  # the builder checks the settings (ValueError), load_state_dict the shapes
-        model = BUILDERS[arch](**settings)
+    try:  # the config checks the settings (TypeError, ValueError), load_state_dict the shapes
+        model = builder.from_settings(settings)
         model.load_state_dict(contents["state_dict"])
+        model.metadata = Metadata.from_dict(contents.get("meta") or {})
     except (TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{source} does not fit {arch}: {error}") from error
-    model.meta = dict(contents.get("meta", {}))
     return model
 
 
 def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
-    """Save ``model`` with its builder, settings and ``meta`` (e.g. ``classes``, ``palette``)."""
-    return atomic_save(model_record(model, **meta), path)
+    """Save ``model`` with its builder, config and metadata, updated by ``meta`` (e.g.
+    ``classes``, ``palette``: see :class:`~fcnseg.metadata.Metadata`)."""
+    try:
+        record = model_record(model, **meta)
+    except MetadataError as error:
+        raise CheckpointError(f"cannot save {path}: {error}") from error
+    return atomic_save(record, path)
 
 
 def load(
     path: str | os.PathLike, map_location: str | torch.device = "cpu", geometry: str | None = None
 ) -> nn.Module:
-    """Load a net saved by :func:`save` (or a training checkpoint); ``model.meta`` holds meta.
+    """Load a net saved by :func:`save` (or a training checkpoint), in eval mode (call
+    ``.train()`` to train it further).
 
-    ``geometry``: rebuild a VGG16 FCN in this geometry instead of its own (see :func:`build`).
+    The net's metadata: :func:`fcnseg.metadata_of`. ``geometry``: rebuild a VGG16 FCN in this
+    geometry instead of its own (see :func:`build`).
     """
-    return build(read(path, map_location), source=str(path), geometry=geometry)
+    return build(read(path, map_location), source=str(path), geometry=geometry).eval()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -64,16 +65,6 @@ def fraction(text: str) -> float:
     return value
 
 
-def image_size(text: str) -> tuple[int, int]:
-    """``HxW`` (e.g. ``360x480``), both >= 1."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
-        raise argparse.ArgumentTypeError(
-            f"expected HxW with H, W >= 1 (e.g. 360x480), got {text!r}"
-        )
-    return int(parts[0]), int(parts[1])
-
-
 def _write_json(path: str | None, payload: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -106,12 +97,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{config.iterations} iterations of {config.batch_size} images, seed {config.seed}"
     )
     result = run_demo(
-        config, out_dir=args.out, progress=lambda total: tqdm(total=total, desc="train", unit="it")
+        config,
+        out_dir=args.out,
+        progress=lambda total, initial: tqdm(total=total, initial=initial, desc="train", unit="it"),
     )
     print(f"trained in {result.seconds:.0f} s; final loss {result.losses[-1]:.4f}")
     print(f"held-out images: {config.val_images}")
     print(format_report(result.metrics, result.classes))
-    print(f"wrote {Path(args.out) / 'demo_grid.png'} and {Path(args.out) / 'demo_fcn8s.pt'}")
+    print(
+        f"wrote {Path(args.out) / 'demo_grid.png'} and {Path(args.out) / 'demo_fcn8s.pt'} "
+        f"(the training run: {Path(args.out) / 'run'})"
+    )
     _write_json(args.json, result.to_json())
     return 0
 
@@ -122,18 +118,13 @@ _KIND_METAVARS = {"str": "TEXT", "int": "N", "float": "X", "floats": "X,X", "int
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fcnseg.train import launched_rank, train
-    from fcnseg.train.recipe import FIELDS, Recipe, load
+    from fcnseg.train import launched_rank, resolve_recipe, train
+    from fcnseg.train.recipe import FIELDS
 
     main_process = launched_rank() == 0
     given = {f.name: getattr(args, f"key_{f.name}") for f in FIELDS}
     given = {name: value for name, value in given.items() if value is not None}
-    path = args.recipe
-    if path is None and args.resume:
-        if "out" not in given:
-            raise FcnsegError("--resume needs --out (the folder of the run to continue)")
-        path = Path(given["out"]) / "recipe.toml"
-    recipe = (load(path) if path else Recipe()).replace(source="command line", **given)
+    recipe = resolve_recipe(args.recipe, given, args.resume)
     if main_process:
         length = f"{recipe.epochs} epochs" if recipe.epochs else f"{recipe.iterations} iterations"
         print(
@@ -207,28 +198,37 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------------- eval and predict
 
-DEVICES = ("auto", "cpu", "cuda")
 INT_OPTIONS = ("ignore_index",)  # dataset options that are numbers; all others stay strings
 
 
-def _pick_device(name: str) -> torch.device:
-    """``auto``: CUDA when available, else the CPU; ``cuda`` without CUDA is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise FcnsegError("--device cuda: CUDA is not available here; use --device cpu or auto")
-    return torch.device(name)
-
-
-def _load_model(path: str, device: torch.device, geometry: str | None = None) -> torch.nn.Module:
-    """``checkpoint.load`` onto ``device``; a load error keeps only its first line (torch's
-    unpickling errors run to many lines), which names the file."""
-    from fcnseg.checkpoint import CheckpointError, load
+def _device_and_dtype(args: argparse.Namespace) -> tuple[torch.device, torch.dtype | None]:
+    """``--device`` and ``--precision`` through :mod:`fcnseg.runtime`; errors name the flag."""
+    from fcnseg.runtime import DeviceError, precision_dtype, resolve_device
 
     try:
-        return load(path, geometry=geometry).to(device)
+        device = resolve_device(args.device)
+    except DeviceError as error:
+        raise DeviceError(f"--device {args.device}: {error}") from None
+    try:
+        return device, precision_dtype(args.precision, device)
+    except DeviceError as error:
+        raise DeviceError(f"--precision {args.precision}: {error}") from None
+
+
+def _load_model(
+    path: str, device: torch.device, geometry: str | None = None, fast: bool = False
+) -> torch.nn.Module:
+    """``checkpoint.load`` onto ``device`` (with ``fast``, its fast layers swapped in); a load
+    error keeps only its first line (torch's unpickling errors run to many lines), which names
+    the file."""
+    from fcnseg.checkpoint import CheckpointError, load
+    from fcnseg.inference.fast import fast_modules
+
+    try:
+        model = load(path, geometry=geometry).to(device)
     except CheckpointError as error:
         raise CheckpointError(str(error).strip().splitlines()[0]) from None
+    return fast_modules(model) if fast else model
 
 
 def _dataset_options(pairs: list[str]) -> dict[str, str | int]:
@@ -251,15 +251,6 @@ def _dataset_options(pairs: list[str]) -> dict[str, str | int]:
     return options
 
 
-def _precision(name: str, device: torch.device) -> torch.dtype | None:
-    """``--precision`` as an autocast dtype (None: float32); fp16 only on CUDA."""
-    from fcnseg.inference.fast import PRECISIONS
-
-    if name == "fp16" and device.type != "cuda":
-        raise FcnsegError("--precision fp16 needs --device cuda; use bf16 on the CPU")
-    return PRECISIONS[name]
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from fcnseg.data import open_dataset
     from fcnseg.evaluate.scoring import (
@@ -269,31 +260,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
         metrics_json,
     )
     from fcnseg.inference.predict import normalizer_for
+    from fcnseg.models import settings_of
+    from fcnseg.runtime import canonical_precision
 
     _check_outputs(files={"--json": args.json, "--figure": args.figure})
     if args.figure is None and args.json:  # the default figure beside the JSON
         _check_outputs(
             files={"--json": Path(args.json).with_name(f"{Path(args.json).stem}_confusion.png")}
         )
-    device = _pick_device(args.device)
-    dtype = _precision(args.precision, device)
+    device, dtype = _device_and_dtype(args)
     options = _dataset_options(args.option)
     if args.limit is not None and args.limit < 1:
         raise FcnsegError(f"--limit must be >= 1, got {args.limit}")
-    model = _load_model(args.checkpoint, device, args.geometry)
-    root = Path(args.root)
-    if not root.is_dir():
-        raise InputNotFoundError(f"--root {root}: dataset folder not found")
-    try:
-        dataset = open_dataset(args.dataset, root, args.split, **options)
-    except TypeError as error:  # an option the reader does not take
-        raise FcnsegError(f"dataset {args.dataset!r} rejects --option {options}: {error}") from None
+    model = _load_model(args.checkpoint, device, args.geometry, args.fast)
+    root = Path(args.root or "")
+    if args.dataset != "synthetic" and (args.root is None or not root.is_dir()):
+        raise InputNotFoundError(f"--root {args.root}: dataset folder not found")
+    dataset = open_dataset(args.dataset, root, args.split, **options)
     check_compatible(model, dataset, source=args.checkpoint)
     preprocess = normalizer_for(model, source=args.checkpoint)
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     print(
         f"fcnseg eval: {args.checkpoint} on {args.dataset} {args.split} "
-        f"({count} of {len(dataset)} images) on {device}, {args.precision}"
+        f"({count} of {len(dataset)} images) on {device}, {canonical_precision(args.precision)}"
+        + (", fast layers" if args.fast else "")
         + (f", {args.geometry} geometry" if args.geometry else "")
     )
     matrix = evaluate(
@@ -315,8 +305,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "options": options,
         "images": count,
         "ignore_index": dataset.ignore_index,
-        "precision": args.precision,
-        "geometry": getattr(model, "settings", {}).get("geometry"),
+        "precision": canonical_precision(args.precision),
+        "fast": args.fast,
+        "geometry": settings_of(model).get("geometry"),
     }
     payload = metrics_json(metrics, dataset.classes, extra)
     payload["confusion_matrix"] = matrix.matrix.cpu().tolist()  # n_ij: true i, predicted j
@@ -329,21 +320,55 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _segment_options(args: argparse.Namespace, dtype: torch.dtype | None) -> dict:
+    """``fcnseg.segment`` keywords from predict's flags."""
+    from fcnseg.inference.tta import parse_tta
+
+    return {
+        "tile": args.tile,
+        "overlap": args.overlap,
+        "tile_above": args.tile_above or None,
+        "flip": parse_tta(args.tta),
+        "scales": args.scales,
+        "dtype": dtype,
+    }
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    from fcnseg.inference.predict import normalizer_for, predict_files
+    from fcnseg.inference.predict import normalizer_for
+    from fcnseg.inference.segment import VIDEO_EXTENSIONS
 
     _check_outputs(dirs={"--out": args.out})
-    device = _pick_device(args.device)
-    dtype = _precision(args.precision, device)
-    model = _load_model(args.checkpoint, device, args.geometry)
-    result = predict_files(
+    device, dtype = _device_and_dtype(args)
+    videos = [Path(p) for p in args.inputs if Path(p).suffix.lower() in VIDEO_EXTENSIONS]
+    images = [p for p in args.inputs if Path(p).suffix.lower() not in VIDEO_EXTENSIONS]
+    if args.frames and not videos:
+        raise FcnsegError("--frames writes a video's label maps as PNGs; no video was given")
+    model = _load_model(args.checkpoint, device, args.geometry, args.fast)
+    options = _segment_options(args, dtype)
+    options["preprocess"] = normalizer_for(model, source=args.checkpoint)
+    code = _predict_videos(model, videos, args, options) if videos else 0
+    if images or not videos:
+        code = max(code, _predict_images(model, images, args, options))
+    return code
+
+
+def _predict_images(
+    model: torch.nn.Module, images: list, args: argparse.Namespace, options: dict
+) -> int:
+    from fcnseg.inference.files import predict_images
+
+    result = predict_images(
         model,
-        args.inputs,
+        images,
         args.out,
-        preprocess=normalizer_for(model, source=args.checkpoint),
         alpha=args.alpha,
+        show=args.show,
+        truth_dir=args.labels,
+        batch_size=args.batch_size,
+        workers=args.workers,
         progress=lambda total: tqdm(total=total, desc="predict", unit="img"),
-        dtype=dtype,
+        **options,
     )
     print(f"wrote {len(result.written)} label maps and overlays to {args.out}")
     for _, message in result.failed:
@@ -355,15 +380,52 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_speed_options(command: argparse.ArgumentParser) -> None:
-    from fcnseg.inference.fast import PRECISIONS
-    from fcnseg.models import GEOMETRIES
+def _predict_videos(
+    model: torch.nn.Module, videos: list[Path], args: argparse.Namespace, options: dict
+) -> int:
+    from fcnseg.inference.video import segment_video
 
+    stems = [v.stem.casefold() for v in videos]
+    clash = next((v for v in videos if stems.count(v.stem.casefold()) > 1), None)
+    if clash is not None:
+        raise FcnsegError(f"two videos named {clash.stem} would write the same files in {args.out}")
+    for video in videos:
+        result = segment_video(
+            model,
+            video,
+            args.out,
+            frames=args.frames,
+            alpha=args.alpha,
+            batch_size=args.batch_size,
+            progress=functools.partial(tqdm, desc=video.name),
+            **options,
+        )
+        print(
+            f"{video}: {result.frames} frames at {float(result.fps):.3g} fps, "
+            f"{result.size[0]} x {result.size[1]}; wrote "
+            + ", ".join(str(p) for p in result.written)
+        )
+    return 0
+
+
+def _add_speed_options(command: argparse.ArgumentParser) -> None:
+    from fcnseg.models import GEOMETRIES
+    from fcnseg.runtime import DEVICES, PRECISION_ALIASES, PRECISIONS
+
+    command.add_argument("--device", choices=DEVICES, default="auto")
     command.add_argument(
         "--precision",
-        choices=list(PRECISIONS),
+        choices=[*PRECISIONS, *PRECISION_ALIASES],
         default="fp32",
-        help="arithmetic of the net: fp32, or autocast to bf16 (CPU/GPU) or fp16 (GPU)",
+        help="arithmetic of the net: fp32, or autocast to bf16 (CPU/GPU) or fp16 (GPU); "
+        "'none' (the old recipe spelling) is read as fp32 and is deprecated",
+    )
+    command.add_argument(
+        "--fast",
+        action="store_true",
+        help="swap in the opt-in fast layers (fcnseg.inference.fast.fast_modules: fc6/fc7 as "
+        "matrix multiplies on the CPU, per-class bilinear upsampling); same labels up to float "
+        "rounding. Default: the plain modules",
     )
     command.add_argument(
         "--geometry",
@@ -386,7 +448,7 @@ def _add_eval_and_predict(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--dataset", required=True, help=f"dataset reader: {', '.join(DATASET_NAMES)}"
     )
-    evaluate.add_argument("--root", required=True, help="the dataset's folder")
+    evaluate.add_argument("--root", default=None, help="the dataset's folder (not for synthetic)")
     evaluate.add_argument("--split", required=True, help="e.g. val, test, seg11valid")
     evaluate.add_argument(
         "--option",
@@ -402,7 +464,6 @@ def _add_eval_and_predict(commands: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="confusion-matrix PNG (default with --json: <json stem>_confusion.png beside it)",
     )
-    evaluate.add_argument("--device", choices=DEVICES, default="auto")
     _add_speed_options(evaluate)
     evaluate.add_argument(
         "--limit", type=positive_int, default=None, metavar="N", help="first N images"
@@ -414,20 +475,81 @@ def _add_eval_and_predict(commands: argparse._SubParsersAction) -> None:
         help="write label maps (indexed PNG) and overlays for images",
         description="For each image (files, and folders' images, not recursive, sorted) write "
         "OUT/<stem>.png (indexed PNG: values are class indices, the checkpoint's palette) and "
-        "OUT/<stem>_overlay.png. Two inputs that would write the same name are an error, "
-        "checked before anything is written.",
+        "OUT/<stem>_overlay.png (with a legend of the classes present). Two inputs that would "
+        "write the same name are an error, checked before anything is written. A video "
+        "(.mp4, .mov, .avi, .mkv, .webm, ...) gives OUT/<stem>_labels.mp4 (or label PNGs with "
+        "--frames), OUT/<stem>_overlay.mp4 and OUT/<stem>_legend.png; it needs PyAV "
+        "(pip install 'fcnseg[video]').",
         epilog="exit status: 0 all written; 1 some images could not be read (each named on "
         "stderr, the others written); 2 bad arguments, checkpoint or inputs (nothing written).",
     )
     predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     predict.add_argument("--checkpoint", required=True, help="fcnseg model file (.pt)")
     predict.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    predict.add_argument("--device", choices=DEVICES, default="auto")
     _add_speed_options(predict)
     predict.add_argument(
         "--alpha", type=fraction, default=0.5, help="colour share of the overlay, 0..1"
     )
+    _add_segment_options(predict)
     predict.set_defaults(run=cmd_predict)
+
+
+def _add_segment_options(predict: argparse.ArgumentParser) -> None:
+    from fcnseg.inference.tiling import TILE_ABOVE
+
+    tiles = predict.add_argument_group("large images (see fcnseg.inference.tiling)")
+    tiles.add_argument(
+        "--tile", type=int, default=None, metavar="PX", help="score in PX x PX tiles (e.g. 512)"
+    )
+    tiles.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="tile overlap (default: half the net's receptive field)",
+    )
+    tiles.add_argument(
+        "--tile-above",
+        type=int,
+        default=TILE_ABOVE,
+        metavar="N",
+        help=f"tile images with more pixels automatically (default {TILE_ABOVE:,}; 0: never)",
+    )
+    tta = predict.add_argument_group("test-time augmentation")
+    tta.add_argument(
+        "--tta", nargs="*", default=[], choices=["flip"], help="also score mirrored images"
+    )
+    tta.add_argument(
+        "--scales",
+        nargs="+",
+        type=float,
+        default=[1.0],
+        metavar="S",
+        help="average over these scales (e.g. 0.75 1 1.25), on top of the net's input scale",
+    )
+    batching = predict.add_argument_group("batching, pictures and videos")
+    batching.add_argument(
+        "--batch-size", type=int, default=4, metavar="N", help="images or frames per batch"
+    )
+    batching.add_argument(
+        "--workers", type=int, default=2, metavar="N", help="processes decoding images"
+    )
+    batching.add_argument(
+        "--show",
+        action="store_true",
+        help="also write OUT/<stem>_show.png: image | prediction (| truth), with a legend",
+    )
+    batching.add_argument(
+        "--labels",
+        default=None,
+        metavar="DIR",
+        help="truth label PNGs (<stem>.png, class indices) for the --show column",
+    )
+    batching.add_argument(
+        "--frames",
+        action="store_true",
+        help="videos: label PNGs OUT/<stem>_labels/NNNNNN.png instead of <stem>_labels.mp4",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -465,44 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_and_predict(commands)
     _add_models(commands)
     _add_interop(commands)
-    _add_bench(commands)
+    _add_hub(commands)
     return parser
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from fcnseg.bench import run
-
-    _check_outputs(files={"--json": args.json})
-    sizes = list(args.sizes)
-    result = run(args.nets, sizes, args.repeats, quick=args.quick, net_width=args.width)
-    columns = ["kind", "impl", "net", "variant", "size", "batch", "ms", "img/s", "GFLOP/s"]
-    metric_columns = ["kind", "impl", "maps", "size", "ms", "x vs torchfcn", "x vs numpy"]
-    print(f"matmul {result['matmul GFLOP/s']:.1f} GFLOP/s, {result['threads']} threads")
-    for row in result["rows"]:
-        cells = [row.get(c, "-") for c in (metric_columns if row["kind"] == "metrics" else columns)]
-        print("  ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells))
-    _write_json(args.json, result)
-    return 0
-
-
-def _add_bench(commands: argparse._SubParsersAction) -> None:
-    bench = commands.add_parser(
-        "bench", help="time our nets' forward, training step and metrics (see benchmarks/)"
-    )
-    bench.add_argument(
-        "--nets",
-        nargs="+",
-        choices=("fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"),  # the VGG16 nets: two geometries
-        default=["fcn32s", "fcn16s", "fcn8s"],
-    )
-    bench.add_argument(
-        "--sizes", nargs="+", type=image_size, default=[(500, 500), (360, 480)], metavar="HxW"
-    )
-    bench.add_argument("--repeats", type=positive_int, default=5)
-    bench.add_argument("--width", type=positive_float, default=1.0, help="VGG16 channel multiplier")
-    bench.add_argument("--quick", action="store_true", help="batch 1, fewer variants")
-    bench.add_argument("--json", default=None, metavar="PATH", help="write the rows as JSON")
-    bench.set_defaults(run=cmd_bench)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -530,7 +616,8 @@ def cmd_import_caffe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     try:
-        from fcnseg.interop.caffe_import import convert_caffemodel, read_classes_file
+        from fcnseg.data.folder import read_classes_file
+        from fcnseg.interop.caffe_import import convert_caffemodel
     except ImportError as error:  # protobuf missing
         print(f"fcnseg import-caffe: error: {error}", file=sys.stderr)
         return 2
@@ -543,7 +630,7 @@ def cmd_import_caffe(args: argparse.Namespace) -> int:
         head=args.head,
         tower=args.tower,
         dataset=args.dataset,
-        classes=read_classes_file(args.classes) if args.classes else None,
+        classes=read_classes_file(Path(args.classes))[0] if args.classes else None,
         modality=args.modality,
     )
     print(report.format())
@@ -639,6 +726,101 @@ def _add_interop(commands: argparse._SubParsersAction) -> None:
     )
     export.add_argument("--no-verify", action="store_true", help="skip the parity checks")
     export.set_defaults(run=cmd_export)
+
+
+# --------------------------------------------------------------------------- weights, download
+
+
+def _weights_rows() -> list[tuple[str, ...]]:
+    from fcnseg.hub import registry
+    from fcnseg.hub.weights import checksum_status, converted_path, raw_path
+
+    rows = []
+    for entry in registry.WEIGHTS:
+        cached = raw_path(entry).is_file()
+        if entry.format == "caffemodel" and converted_path(entry).is_file():
+            state = "converted"
+        else:
+            state = "cached" if cached else "-"
+        fills = entry.arch if entry.fills == "net" else f"{entry.backbone} backbone"
+        rows.append(
+            (
+                entry.name,
+                fills,
+                f"{entry.size / 1e6:.0f} MB",
+                state,
+                entry.preprocessing,
+                checksum_status(entry),
+            )
+        )
+    return rows
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from fcnseg.hub import cache_dir, registry
+    from fcnseg.hub.weights import fetch_converted
+
+    if args.action == "list":
+        header = ("name", "fills", "size", "cache", "input", "checksum")
+        rows = [header, *_weights_rows()]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+        print(f"cache: {cache_dir()}")
+        return 0
+    if not args.names:
+        raise FcnsegError(f"fcnseg weights {args.action}: name the weights (see fcnseg weights)")
+    for name in args.names:
+        path = fetch_converted(registry.find(name), progress=not args.quiet)
+        print(path if args.action == "path" else f"{name}: {path}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from fcnseg.hub.datasets import fetch_dataset
+
+    for name in args.datasets:
+        fetch_dataset(
+            name,
+            args.root,
+            keep_archives=args.keep_archives,
+            progress=not args.quiet,
+            on_step=print,
+        )
+    return 0
+
+
+def _add_hub(commands: argparse._SubParsersAction) -> None:
+    from fcnseg.hub.datasets import names
+
+    weights = commands.add_parser(
+        "weights",
+        help="list the known weight files, or download them ahead of time",
+        description="list: every registered weight file (name, what it fills, size, cache "
+        "state, the input it expects, how it is verified). download NAME...: fetch, verify "
+        "and (caffemodels) convert into the cache ($FCNSEG_HOME). path NAME: the same, "
+        "printing only the path (for --model or --init). Environment: FCNSEG_HOME, "
+        "FCNSEG_MIRROR=URL (replaces scheme and host), FCNSEG_OFFLINE=1.",
+    )
+    weights.add_argument("action", nargs="?", choices=("list", "download", "path"), default="list")
+    weights.add_argument("names", nargs="*", metavar="NAME")
+    weights.add_argument("--quiet", action="store_true", help="no progress bar")
+    weights.set_defaults(run=cmd_weights)
+    download = commands.add_parser(
+        "download",
+        help="download a dataset and unpack it into the layout its reader takes",
+        description="Fetch from the publisher, verify (where a checksum is published), unpack "
+        "safely under --root, and open the reader on the result.",
+    )
+    download.add_argument(
+        "datasets", nargs="+", choices=names(), metavar="DATASET", help=", ".join(names())
+    )
+    download.add_argument("--root", required=True, metavar="DIR", help="folder to unpack into")
+    download.add_argument(
+        "--keep-archives", action="store_true", help="keep DIR/downloads/ after unpacking"
+    )
+    download.add_argument("--quiet", action="store_true", help="no progress bar")
+    download.set_defaults(run=cmd_download)
 
 
 def main(argv: list[str] | None = None) -> int:

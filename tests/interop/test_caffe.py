@@ -26,7 +26,8 @@ from fcnseg.interop.caffe_import import (
     plan_import,
     target_shapes,
 )
-from fcnseg.models import BUILDERS
+from fcnseg.metadata import metadata_of
+from fcnseg.models import MODELS, registry
 from fcnseg.models.surgery import from_torchvision_vgg16, transplant_vgg16
 
 WIDTH = 1 / 16
@@ -36,7 +37,7 @@ VGG_FCNS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce")
 def random_net(arch: str, seed: int = 0, **settings) -> torch.nn.Module:
     """A net with every parameter random, upsampling included (so each must be imported)."""
     settings = {"num_classes": 5, "width": WIDTH, **settings}
-    model = BUILDERS[arch](**settings).eval()
+    model = MODELS[arch](**settings).eval()
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in model.parameters():
@@ -71,7 +72,7 @@ def assert_same_net(imported: torch.nn.Module, reference: torch.nn.Module, *size
         torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0, msg=key)
     with torch.no_grad():
         for size in sizes or ((1, 37, 45),):
-            x = torch.randn(size[0], reference.settings["in_channels"], *size[1:])
+            x = torch.randn(size[0], reference.config.in_channels, *size[1:])
             torch.testing.assert_close(imported(x), reference(x), rtol=0, atol=0)
 
 
@@ -183,7 +184,7 @@ def test_vgg16_classifier_fills_the_backbone_of_any_fcn(tmp_path):
         torchvision[f"classifier.{index}.weight"], torchvision[f"classifier.{index}.bias"] = layers[
             name
         ]
-    transplanted = BUILDERS["fcn8s"](num_classes=3, width=WIDTH).eval()
+    transplanted = MODELS["fcn8s"](num_classes=3, width=WIDTH).eval()
     transplant_vgg16(transplanted, torchvision)
     assert_same_net(model, transplanted)
     assert from_torchvision_vgg16(torchvision)["fc6.weight"].shape == (256, 32, 7, 7)
@@ -253,7 +254,7 @@ def test_nyud_late_fusion_imports_one_tower(tmp_path):
 
 
 def test_fcn_alexnet(tmp_path, monkeypatch):
-    if "fcn_alexnet" not in BUILDERS:
+    if "fcn_alexnet" not in MODELS:
         pytest.skip("this fcnseg has no fcn_alexnet")
     reference = random_net("fcn_alexnet", seed=8, width=1 / 8)
     layers, types = caffe_layers(reference)
@@ -261,7 +262,8 @@ def test_fcn_alexnet(tmp_path, monkeypatch):
     model, report = import_caffemodel(path)
     assert report.arch == "fcn_alexnet" and report.settings["width"] == 1 / 8
     assert_same_net(model, reference, (1, 40, 37))
-    monkeypatch.delitem(BUILDERS, "fcn_alexnet")
+    without = {name: builder for name, builder in MODELS.items() if name != "fcn_alexnet"}
+    monkeypatch.setattr(registry, "MODELS", without)
     with pytest.raises(CaffeImportError, match="FCN-AlexNet .*no AlexNet .* net yet"):
         import_caffemodel(path)
 
@@ -316,7 +318,7 @@ def test_not_an_fcn(tmp_path):
     path = write(
         tmp_path / "lenet.caffemodel", {"conv1": [np.ones((2, 1, 5, 5))], "ip1": [np.ones((3, 8))]}
     )
-    message = "neither score_fr .* nor fc8" if "fcn_alexnet" in BUILDERS else "neither VGG16"
+    message = "neither score_fr .* nor fc8" if "fcn_alexnet" in MODELS else "neither VGG16"
     with pytest.raises(CaffeImportError, match=message):
         import_caffemodel(path)
     path = write(tmp_path / "other.caffemodel", {"ip1": [np.ones((3, 8))]})
@@ -384,7 +386,7 @@ OFFICIAL = {  # name: (shapes, import options, expected arch, classes, in_channe
     "siftflow-fcn16s-geo": (lambda: _two_heads("fcn16s", (33, 3)), {"head": "geo"}, "fcn16s", 3, 3),
     "vgg16-ilsvrc-as-fcn8s": (_vgg16_ilsvrc, {"arch": "fcn8s", "num_classes": 21}, "fcn8s", 21, 3),
 }
-if "fcn_alexnet" in BUILDERS:
+if "fcn_alexnet" in MODELS:
     OFFICIAL["voc-fcn-alexnet"] = (
         lambda: _full_shapes("fcn_alexnet", 21),
         {},
@@ -532,14 +534,15 @@ def test_convert_saves_a_checkpoint_with_reference_meta(tmp_path):
     path = write(tmp_path / "voc-fcn8s.caffemodel", caffe_layers(reference)[0])
     report = convert_caffemodel(path, tmp_path / "voc.pt", dataset="voc")
     model = checkpoint.load(report.saved_to)
-    assert model.meta["classes"][:2] == ["background", "aeroplane"]
-    assert model.meta["preprocessing"] == {
+    meta = metadata_of(model).to_dict()
+    assert meta["classes"][:2] == ["background", "aeroplane"]
+    assert meta["preprocessing"] == {
         "type": "CaffeMeanSubtract",
         "mean_bgr": [104.00698793, 116.66876762, 122.67891434],
         "extra_mean": None,
     }
-    assert model.meta["ignore_index"] == 255
-    assert model.meta["caffe"] == {"source": "voc-fcn8s.caffemodel", "net": "", "layout": "layer"}
+    assert meta["ignore_index"] == 255
+    assert meta["caffe"] == {"source": "voc-fcn8s.caffemodel", "net": "", "layout": "layer"}
     assert_same_net(model.eval(), reference)
     with pytest.raises(CaffeImportError, match="dataset 'nyud' has 40 classes, the net scores 21"):
         convert_caffemodel(path, tmp_path / "x.pt", dataset="nyud")
@@ -551,7 +554,7 @@ def test_convert_records_the_dataset_mean(tmp_path):
         caffe_layers(random_net("fcn32s", num_classes=40, in_channels=4))[0],
     )
     report = convert_caffemodel(path, tmp_path / "d.pt", dataset="nyud")
-    meta = checkpoint.load(report.saved_to).meta
+    meta = metadata_of(checkpoint.load(report.saved_to)).to_dict()
     assert meta["modality"] == "rgbd" and meta["preprocessing"]["mean_bgr"] == [
         116.19,
         97.203,
@@ -559,7 +562,7 @@ def test_convert_records_the_dataset_mean(tmp_path):
     ]
     assert "log(depth in mm) - 7.844" in meta["depth_preprocessing"]
     report = convert_caffemodel(path, tmp_path / "d.pt", classes=[f"c{i}" for i in range(40)])
-    assert checkpoint.load(report.saved_to).meta["classes"][-1] == "c39"
+    assert metadata_of(checkpoint.load(report.saved_to)).classes[-1] == "c39"
 
 
 def test_cli_import_caffe(tmp_path, capsys):
@@ -581,7 +584,7 @@ def test_cli_import_caffe(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "built fcn16s(num_classes=3, in_channels=3, width=0.0625)" in printed
     assert f"wrote {out}" in printed
-    assert checkpoint.load(out).meta["classes"] == ["sky", "ground", "thing"]
+    assert metadata_of(checkpoint.load(out)).classes == ("sky", "ground", "thing")
     assert '"arch": "fcn16s"' in (tmp_path / "report.json").read_text()
 
     (tmp_path / "junk.caffemodel").write_bytes(b"\x0a\xff\xff\xff")

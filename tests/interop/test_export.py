@@ -18,7 +18,8 @@ from fcnseg.interop.export import (
     export_torchscript,
     load_torchscript,
 )
-from fcnseg.models import BUILDERS
+from fcnseg.metadata import Metadata
+from fcnseg.models import MODELS
 
 # (batch, height, width): odd and even sides, a tiny image, batch 1 and 2; none is the
 # example input's (2, 64, 64).
@@ -28,7 +29,7 @@ SIZES = ((1, 37, 53), (2, 70, 45), (1, 1, 2))
 @pytest.fixture(scope="module")
 def model():
     """FCN-8s at-once at width 1/16, random convolutions scaled to keep scores near 1."""
-    net = BUILDERS["fcn8s_atonce"](num_classes=5, width=1 / 16).eval()
+    net = MODELS["fcn8s_atonce"](num_classes=5, width=1 / 16).eval()
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for module in net.modules():
@@ -36,7 +37,7 @@ def model():
                 fan_in = module.weight[0].numel()
                 module.weight.normal_(0, (2 / fan_in) ** 0.5, generator=generator)
                 module.bias.normal_(0, 0.1, generator=generator)
-    net.meta = {"classes": ["a", "b", "c", "d", "e"], "ignore_index": 255}
+    net.metadata = Metadata(classes=("a", "b", "c", "d", "e"), ignore_index=255)
     return net
 
 
@@ -116,7 +117,7 @@ def test_cli_export(tmp_path, model, capsys):
     from fcnseg.cli import main
 
     pytest.importorskip("onnxruntime")
-    path = checkpoint.save(model, tmp_path / "model.pt", **model.meta)
+    path = checkpoint.save(model, tmp_path / "model.pt")
     onnx_path, ts_path = tmp_path / "out" / "m.onnx", tmp_path / "out" / "m.ts"
     argv = ["export", "--checkpoint", str(path), "--onnx", str(onnx_path), "--onnx-exporter"]
     assert main(argv + ["legacy", "--torchscript", str(ts_path)]) == 0

@@ -22,7 +22,7 @@ from fcnseg.interop.caffe import (  # noqa: E402
     parse_caffemodel,
 )
 from fcnseg.interop.export import ExportError, export_onnx  # noqa: E402
-from fcnseg.models import BUILDERS  # noqa: E402
+from fcnseg.models import create_model  # noqa: E402
 
 
 def _field(number: int, payload: bytes) -> bytes:
@@ -90,7 +90,7 @@ def test_3_a_shape_with_too_many_unpacked_axes_is_refused():
 
 @pytest.fixture(scope="module")
 def model():
-    return BUILDERS["fcn8s"](num_classes=3, width=1 / 16).eval()
+    return create_model("fcn8s", num_classes=3, width=1 / 16).eval()
 
 
 def test_12_onnx_export_writes_one_file_and_no_stray_data(model, tmp_path):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import fcnseg
-from fcnseg.models import BUILDERS, FCN, align_upsampling
+from fcnseg.models import FCN, MODELS, align_upsampling
 from fcnseg.models.backbones.googlenet import Inception, caffe_layer_name
 from fcnseg.models.backbones.mobilenet import MobileNetV3Large, from_torchvision_mobilenet_v3
 from fcnseg.models.backbones.resnet import BasicBlock, ResNet, from_torchvision_resnet
@@ -25,13 +25,13 @@ NEW = [
 # Every single-output FCN, and the VGG16 nets in the fast geometry too (the fused and
 # two-headed nets are checked against these in test_fusion.py and test_multitask.py).
 MULTI = ("fcn_latefusion", "fcn16s_two_headed", "fcn8s_two_headed")
-ALL = [(arch, {}) for arch in BUILDERS if arch not in MULTI] + [
+ALL = [(arch, {}) for arch in MODELS if arch not in MULTI] + [
     (arch, {"geometry": "fast"}) for arch in ("fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce")
 ]
 
 
 def tiny(arch, **kwargs):
-    return BUILDERS[arch](num_classes=3, width=1 / 16, **kwargs)
+    return MODELS[arch](num_classes=3, width=1 / 16, **kwargs)
 
 
 @pytest.mark.parametrize("arch", NEW)
@@ -211,7 +211,7 @@ def test_save_load_round_trip(tmp_path, arch):
             p.normal_(std=0.1)
     model.eval()
     loaded = fcnseg.load(fcnseg.save(model, tmp_path / "m.pt")).eval()
-    assert isinstance(loaded, FCN) and loaded.arch == arch and loaded.settings == model.settings
+    assert isinstance(loaded, FCN) and loaded.arch == arch and loaded.config == model.config
     x = torch.randn(1, 3, 13, 11)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))

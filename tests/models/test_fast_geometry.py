@@ -7,13 +7,13 @@ import torch
 from torch import nn
 
 import fcnseg
-from fcnseg.models import BUILDERS
+from fcnseg.models import MODELS
 
 VGG = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"]
 
 
 def tiny(arch, geometry, **kwargs):
-    return BUILDERS[arch](num_classes=3, width=1 / 16, geometry=geometry, **kwargs)
+    return MODELS[arch](num_classes=3, width=1 / 16, geometry=geometry, **kwargs)
 
 
 @pytest.mark.parametrize("arch", ["fcn32s", "fcn8s"])
@@ -50,7 +50,7 @@ def test_same_parameters_in_both_geometries(arch):
         k: v.shape for k, v in fast.state_dict().items()
     }
     fast.load_state_dict(reference.state_dict())  # reference (Caffe) weights load as they are
-    assert reference.settings["geometry"] == "reference" and fast.settings["geometry"] == "fast"
+    assert reference.config.geometry == "reference" and fast.config.geometry == "fast"
     assert reference.backbone.conv1_1.padding == (100, 100) and reference.backbone.fc6.padding == (
         0,
         0,
@@ -76,7 +76,7 @@ def test_far_fewer_pixels():
 def _impulse_net(arch, geometry, path):
     """A net whose convolutions copy the channel mean at the centre tap, and whose only
     non-zero score layer is ``path``: an impulse travels to one cell of that tap, unmoved."""
-    model = BUILDERS[arch](num_classes=1, width=1 / 16, geometry=geometry, dropout=0.0).eval()
+    model = MODELS[arch](num_classes=1, width=1 / 16, geometry=geometry, dropout=0.0).eval()
     with torch.no_grad():
         for layer in model.backbone.children():
             if isinstance(layer, nn.Conv2d):
@@ -123,7 +123,7 @@ def test_save_load_keeps_the_geometry(tmp_path):
         for p in model.parameters():
             p.normal_(std=0.1)
     loaded = fcnseg.load(fcnseg.save(model, tmp_path / "fast.pt")).eval()
-    assert loaded.settings["geometry"] == "fast" and loaded.backbone.fc6.padding == (3, 3)
+    assert loaded.config.geometry == "fast" and loaded.backbone.fc6.padding == (3, 3)
     x = torch.randn(1, 3, 19, 23)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))

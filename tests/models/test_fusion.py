@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 import fcnseg
-from fcnseg.models import BUILDERS, FCN, LateFusion, fcn32s
+from fcnseg.models import FCN, MODELS, LateFusion, fcn32s
 from fcnseg.models.fusion import fcn_latefusion
 from fcnseg.models.surgery import TransplantError, transplant_vgg16
-from test_surgery import TorchvisionStyleVGG16, _randomize
+from helpers import TorchvisionStyleVGG16, randomize
 
 
 def tiny(**kwargs):
@@ -18,7 +18,7 @@ def tiny(**kwargs):
 
 @pytest.fixture(scope="module")
 def vgg_state():
-    return _randomize(TorchvisionStyleVGG16(width=1 / 16, fc=4096 // 16)).state_dict()
+    return randomize(TorchvisionStyleVGG16(width=1 / 16, fc=4096 // 16)).state_dict()
 
 
 # ------------------------------------------------------------------------- early fusion
@@ -78,8 +78,8 @@ def test_late_fusion_sums_the_scores_of_its_branches():
 
 def test_settings_names_and_errors():
     model = tiny(branch="fcn8s", in_channels=4)
-    assert model.arch == "fcn_latefusion" and BUILDERS["fcn_latefusion"] is fcn_latefusion
-    assert model.settings["branch"] == "fcn8s" and model.settings["in_channels"] == 4
+    assert model.arch == "fcn_latefusion" and MODELS["fcn_latefusion"] is fcn_latefusion
+    assert model.config.branch == "fcn8s" and model.config.in_channels == 4
     assert model.hha.backbone.conv1_1.in_channels == 1 and model.rgb.skips == ("pool4", "pool3")
     assert model.backbone is model.rgb.backbone and model.alignments == model.rgb.alignments
     with pytest.raises(ValueError, match="branch 'fcn4s' is not one of fcn32s"):
@@ -106,7 +106,7 @@ def test_save_and_load_round_trip(tmp_path):
             p.normal_(std=0.1)
     fcnseg.save(model, tmp_path / "fusion.pt", classes=["a", "b", "c", "d"])
     loaded = fcnseg.load(tmp_path / "fusion.pt").eval()
-    assert isinstance(loaded, LateFusion) and loaded.settings == model.settings
+    assert isinstance(loaded, LateFusion) and loaded.config == model.config
     x = torch.randn(1, 6, 16, 16)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))

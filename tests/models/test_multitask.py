@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import fcnseg
 from fcnseg.evaluate.metrics import ConfusionMatrix
-from fcnseg.models import BUILDERS, TwoHeadedFCN, fcn8s, fcn16s
+from fcnseg.models import MODELS, TwoHeadedFCN, fcn8s, fcn16s
 from fcnseg.models.multitask import fcn8s_two_headed, fcn16s_two_headed
 from fcnseg.train.build import make_model
 from fcnseg.train.multitask import TwoHeadedConfusion, two_headed_loss
@@ -46,7 +46,7 @@ def test_layer_names_are_the_references():
     assert {"upscore2_sem", "score_pool4_geo", "upscore16_geo"} <= sixteen
     assert "score_pool3_sem" not in sixteen
     for arch in ("fcn8s_two_headed", "fcn16s_two_headed"):
-        assert BUILDERS[arch](width=1 / 16).arch == arch
+        assert MODELS[arch](width=1 / 16).arch == arch
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def test_save_and_load_round_trip(tmp_path):
     model = _randomize_heads(tiny()).eval()
     fcnseg.save(model, tmp_path / "two.pt")
     loaded = fcnseg.load(tmp_path / "two.pt").eval()
-    assert isinstance(loaded, TwoHeadedFCN) and loaded.settings == model.settings
+    assert isinstance(loaded, TwoHeadedFCN) and loaded.config == model.config
     x = torch.randn(1, 3, 12, 12)
     with torch.no_grad():
         a, b = model(x), loaded(x)

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+import fcnseg
 from fcnseg.cli import main
-from fcnseg.models import BUILDERS, zoo
+from fcnseg.models import MODELS, zoo
 from fcnseg.models.backbones.googlenet import Inception
 from fcnseg.models.backbones.resnet import Bottleneck
 
@@ -22,7 +23,7 @@ from fcnseg.models.backbones.resnet import Bottleneck
 def test_describe(arch, rf, output_stride):
     info = zoo.describe(arch, size=32)
     with torch.device("meta"):
-        model = BUILDERS[arch](num_classes=zoo.NUM_CLASSES)
+        model = MODELS[arch](num_classes=zoo.NUM_CLASSES)
     assert info.parameters == sum(p.numel() for p in model.parameters())
     assert (info.receptive_field, info.stride, info.output_stride) == (rf, 32, output_stride)
     assert info.gflops > 0 and info.size == 32
@@ -67,5 +68,8 @@ def test_table_and_cli(capsys):
 
 
 def test_default_rows_cover_every_builder():
-    assert {arch for arch, _ in zoo.ROWS} == set(BUILDERS)
-    assert ("fcn8s", (("geometry", "fast"),)) in zoo.ROWS
+    rows = zoo.default_rows()
+    assert {arch for arch, _ in rows} == set(MODELS)
+    # fcnseg models lists the registry's names, in its order
+    assert list(dict.fromkeys(arch for arch, _ in rows)) == fcnseg.models.list_models()
+    assert ("fcn8s", (("geometry", "fast"),)) in rows

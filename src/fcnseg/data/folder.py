@@ -46,7 +46,10 @@ def _colour(fields: list[str]) -> tuple[int, int, int] | None:
 
 
 def read_classes_file(path: Path) -> tuple[list[str], list[tuple[int, int, int]] | None]:
-    """Class names and, when every line gives one, their colours; see the module docstring."""
+    """Class names and, when every line gives one, their colours; see the module docstring.
+
+    The one reader of classes files: dataset folders and ``fcnseg import-caffe --classes``.
+    """
     require_file(path, "classes file")
     names: list[str] = []
     colours: list[tuple[int, int, int] | None] = []

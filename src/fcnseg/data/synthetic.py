@@ -13,6 +13,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from fcnseg.data.common import DatasetError
+from fcnseg.data.palettes import voc_palette
+
 SHAPES = ("background", "disc", "square", "triangle", "cross")
 
 
@@ -96,6 +99,7 @@ class SyntheticShapes(Dataset):
     classes = list(SHAPES)
     num_classes = len(SHAPES)
     ignore_index = 255
+    palette = voc_palette(len(SHAPES))
 
     def __init__(
         self,
@@ -116,6 +120,11 @@ class SyntheticShapes(Dataset):
     def __len__(self) -> int:
         return self.num_images
 
+    def __repr__(self) -> str:
+        return (
+            f"SyntheticShapes(num_images={self.num_images}, sizes={self.sizes}, seed={self.seed})"
+        )
+
     def size_of(self, index: int) -> tuple[int, int]:
         """(H, W) of item ``index``, known without generating it (for batching by size)."""
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
@@ -127,3 +136,37 @@ class SyntheticShapes(Dataset):
             raise IndexError(f"index {index} out of range for {self.num_images} images")
         height, width = self.size_of(index)
         return make_sample(self.seed * 1_000_003 + index + 7, height, width, self.max_shapes)
+
+
+SPLITS = ("train", "val")  # generated with seeds 2 s + 1 and 2 s + 2 of the run's seed s
+
+
+def synthetic_split(
+    split: str,
+    seed: int | str = 0,
+    train_images: int | str = 2000,
+    val_images: int | str = 100,
+    sizes: str | int = "96,128,160",
+    max_shapes: int | str = 3,
+) -> SyntheticShapes:
+    """The ``train`` or ``val`` split of a generated task, as ``open_dataset("synthetic", ...)``
+    gives it: the two splits come from different seeds, so no image is in both.
+
+    ``sizes``: image sides as a comma-separated string (recipe and command-line options are
+    scalars), drawn per image and axis. Numbers may be given as text (``--option seed=3``).
+    """
+    if split not in SPLITS:
+        raise DatasetError(f"synthetic data has the splits {', '.join(SPLITS)}, not {split!r}")
+    numbers = {"seed": seed, "train_images": train_images, "val_images": val_images}
+    numbers["max_shapes"] = max_shapes
+    try:
+        values = {key: int(value) for key, value in numbers.items()}
+        sides = tuple(int(side) for side in str(sizes).split(","))
+    except ValueError:
+        raise DatasetError(
+            f"synthetic options must be integers (sizes: sides like '96,128'), got {numbers}, "
+            f"sizes={sizes!r}"
+        ) from None
+    count = values["train_images"] if split == "train" else values["val_images"]
+    seed_of_split = 2 * values["seed"] + SPLITS.index(split) + 1
+    return SyntheticShapes(count, sides, seed=seed_of_split, max_shapes=values["max_shapes"])

@@ -160,8 +160,9 @@ def _resize_pair(image: Tensor, label: Tensor, height: int, width: int) -> Pair:
     return image, label
 
 
-def _scaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
-    """``(round(h * scale), round(w * scale))``, half rounding up, at least 1 pixel."""
+def scaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    """``(round(h * scale), round(w * scale))``, half rounding up, at least 1 pixel: the size
+    of an image resized by ``scale``, wherever fcnseg resizes (augmentation, predict, eval)."""
     return max(1, math.floor(h * scale + 0.5)), max(1, math.floor(w * scale + 0.5))
 
 
@@ -415,7 +416,7 @@ class RandomScaleCrop:
         _check_pair(image, label, "RandomScaleCrop")
         low, high = self.scale_range
         scale = low + (high - low) * torch.rand(1, generator=self.generator).item()
-        image, label = _resize_pair(image, label, *_scaled_size(*image.shape[-2:], scale))
+        image, label = _resize_pair(image, label, *scaled_size(*image.shape[-2:], scale))
         crop_h, crop_w = self.crop_size
         image, label = _pad_to(image, label, crop_h, crop_w, self.image_pad, self.ignore_index)
         h, w = image.shape[-2:]
@@ -479,7 +480,7 @@ class Resize:
 
     def __call__(self, image: Tensor, label: Tensor) -> Pair:
         _check_pair(image, label, "Resize")
-        return _resize_pair(image, label, *_scaled_size(*image.shape[-2:], self.scale))
+        return _resize_pair(image, label, *scaled_size(*image.shape[-2:], self.scale))
 
     def __repr__(self) -> str:
         return f"Resize(scale={self.scale})"

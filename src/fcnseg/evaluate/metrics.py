@@ -81,11 +81,6 @@ class ConfusionMatrix:
         }
 
 
-# Most bins a count may use: (rows of target values) x classes. Past it (a target holding
-# values far apart, e.g. an ignore index of -10**6) the ignored pixels are masked out first.
-MAX_BINS = 1 << 22
-
-
 def confusion_counts(
     pred: Tensor,
     target: Tensor,
@@ -95,15 +90,13 @@ def confusion_counts(
 ) -> Tensor:
     """Confusion matrix (K, K) int64 of one batch, ``n[i, j]`` = pixels of class i predicted j.
 
-    CPU tensors are counted by :func:`fcnseg.evaluate.pair_counts.confusion_table` when numba is
-    installed (``compiled=None``; ``True`` insists on it, ``False`` never). Otherwise, and to
-    name the values when a label is invalid: one ``bincount`` over the pair index
-    ``K (t - t0) + p`` takes every pixel, ignored and invalid ones included, into a table with
-    one row per target value from ``t0 = min(t, 0)`` to ``max(t, K - 1)``: the rows of the
-    classes are the matrix, the ignore index's row is dropped and any other non-empty row
-    names an invalid target value. So no mask is built and nothing is gathered; the index is
-    int16 when it fits. Raises ValueError on values that are not classes (or the ignore
-    index, for targets).
+    One decision, in :func:`_use_compiled`: CPU tensors are counted by
+    :func:`fcnseg.evaluate.pair_counts.confusion_table` when numba is installed
+    (``compiled=None``; ``True`` insists on it, ``False`` never); everything else (and any batch
+    the compiled count cannot take: a value to name in an error, an ignore index that is a
+    class) by :func:`_count_bincount`, the ``torch.bincount`` over ``K t + p`` that torchvision
+    uses. Both are exact integer counts, so they agree. Raises ValueError on values that are
+    not classes (or the ignore index, for targets).
     """
     if pred.shape != target.shape:
         raise ValueError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
@@ -114,45 +107,15 @@ def confusion_counts(
     pred = pred.reshape(-1).to(target.device)
     if not pred.numel():
         return torch.zeros(k, k, dtype=torch.int64, device=target.device)
-    if ignore_index is not None and 0 <= ignore_index < k:  # a class set aside
-        return _confusion_counts_masked(pred, target, k, ignore_index)
     if _use_compiled(compiled, target):
-        counted = pair_counts.confusion_table(
-            target.contiguous().numpy(), pred.contiguous().numpy(), k, ignore_index
-        )
-        if counted is not None:
-            table, ignored = counted
-            if int(table[k].sum()) == ignored:  # every target past the classes is ignored
-                return torch.from_numpy(table[:k])
-        # an invalid or negative value: the general count below names it (or counts it)
-    low, high = (int(v) for v in torch.aminmax(target))
-    first, last = min(low, 0), max(high, k - 1)  # target values of the table's rows
-    rows = last - first + 1
-    if rows * k > MAX_BINS:
-        return _confusion_counts_masked(pred, target, k, ignore_index)
-    _check_predictions(pred, k)
-    table = _count_pairs_bincount(target, pred, first, rows, k)
-    if rows > k:  # values beyond the classes: only the ignore index may hold pixels
-        counted = table.sum(1)
-        counted[-first : k - first] = 0  # the classes' rows
-        if ignore_index is not None and first <= ignore_index <= last:
-            counted[ignore_index - first] = 0
-        if bool(counted.any()):
-            bad = (counted.nonzero().flatten() + first)[:8].tolist()
-            raise ValueError(
-                f"target values {bad} are not classes 0..{k - 1} nor ignore ({ignore_index})"
-            )
-    return table[-first : k - first]
-
-
-def _check_predictions(pred: Tensor, k: int) -> None:
-    low, high = (int(v) for v in torch.aminmax(pred))
-    if low < 0 or high >= k:
-        bad = pred[(pred < 0) | (pred >= k)].unique()[:8].tolist()
-        raise ValueError(f"predicted values {bad} are not classes 0..{k - 1}")
+        counts = _count_compiled(pred, target, k, ignore_index)
+        if counts is not None:
+            return counts
+    return _count_bincount(pred, target, k, ignore_index)
 
 
 def _use_compiled(compiled: bool | None, target: Tensor) -> bool:
+    """Whether to count with the compiled counter: the one place that decides."""
     if compiled is None:
         return target.device.type == "cpu" and pair_counts.available()
     if compiled and target.device.type != "cpu":
@@ -162,32 +125,44 @@ def _use_compiled(compiled: bool | None, target: Tensor) -> bool:
     return compiled
 
 
-def _count_pairs_bincount(target: Tensor, pred: Tensor, first: int, rows: int, k: int) -> Tensor:
-    """Table (rows, k): entry [t - first, p] counts the pixels with target t, prediction p."""
-    index_dtype = torch.int16 if rows * k <= torch.iinfo(torch.int16).max else torch.int32
-    shifted = target if first == 0 else target - first  # values 0 .. rows - 1, any int dtype
-    index = pred.to(index_dtype, copy=True).add_(shifted.to(index_dtype), alpha=k)  # k t + p
-    return torch.bincount(index, minlength=rows * k).view(rows, k)
-
-
-def _confusion_counts_masked(
+def _count_compiled(
     pred: Tensor, target: Tensor, k: int, ignore_index: int | None
-) -> Tensor:
-    """:func:`confusion_counts` for targets whose values span too many rows, or whose ignore
-    index is a class: the ignored pixels are set aside with a mask, the rest must be classes."""
-    _check_predictions(pred, k)
-    keep = (
-        target != ignore_index
-        if ignore_index is not None
-        else torch.ones_like(target, dtype=torch.bool)
+) -> Tensor | None:
+    """The compiled count of flat CPU tensors, or None when :func:`_count_bincount` must run:
+    an ignore index that is a class, or a value outside the classes that is not ignored."""
+    if ignore_index is not None and 0 <= ignore_index < k:
+        return None  # its pixels would land in a class's row
+    counted = pair_counts.confusion_table(
+        target.contiguous().numpy(), pred.contiguous().numpy(), k, ignore_index
     )
-    labelled = target[keep]
-    if labelled.numel() and (int(labelled.min()) < 0 or int(labelled.max()) >= k):
-        bad = labelled[(labelled < 0) | (labelled >= k)].unique()[:8].tolist()
+    if counted is None:
+        return None
+    table, ignored = counted  # (k + 1, k): row k holds every target >= k
+    if int(table[k].sum()) != ignored:  # a target past the classes that is not ignored
+        return None
+    return torch.from_numpy(table[:k])
+
+
+def _check_predictions(pred: Tensor, k: int) -> None:
+    low, high = (int(v) for v in torch.aminmax(pred))
+    if low < 0 or high >= k:
+        bad = pred[(pred < 0) | (pred >= k)].unique()[:8].tolist()
+        raise ValueError(f"predicted values {bad} are not classes 0..{k - 1}")
+
+
+def _count_bincount(pred: Tensor, target: Tensor, k: int, ignore_index: int | None) -> Tensor:
+    """``bincount(K t + p)`` over the pixels not labelled ``ignore_index``, as torchvision's
+    ``ConfusionMatrix`` does; the rest must be classes (the error names the values)."""
+    _check_predictions(pred, k)
+    if ignore_index is not None:
+        keep = target != ignore_index
+        target, pred = target[keep], pred[keep]
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= k):
+        bad = target[(target < 0) | (target >= k)].unique()[:8].tolist()
         raise ValueError(
             f"target values {bad} are not classes 0..{k - 1} nor ignore ({ignore_index})"
         )
-    index = labelled.long() * k + pred[keep].long()
+    index = target.long() * k + pred.long()
     return torch.bincount(index, minlength=k * k).view(k, k)
 
 

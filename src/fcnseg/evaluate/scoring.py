@@ -1,5 +1,8 @@
 """Scoring a net on a dataset: the paper's four metrics (section 5) over whole images.
 
+:func:`score` is the one scoring loop: training's validation, ``fcnseg eval`` and the demo
+all run it. :func:`evaluate` is it with the settings a loaded checkpoint records.
+
 As in the reference FCN evaluation, every image is scored whole (a batch of one, any size, no
 crop) and one confusion matrix is accumulated over the split (see ``metrics.py``);
 pixels labelled with the dataset's ``ignore_index`` count for nothing. Images are normalised
@@ -24,12 +27,14 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Subset
 
 from fcnseg.data.transforms import IGNORE_INDEX
 from fcnseg.errors import FcnsegError, NonFiniteError
 from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.inference.predict import (
     Preprocess,
+    device_of,
     eval_mode,
     in_channels_of,
     input_scale_of,
@@ -37,6 +42,7 @@ from fcnseg.inference.predict import (
     num_classes_of,
     predict_image,
 )
+from fcnseg.metadata import metadata_of
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +65,7 @@ def check_compatible(model: nn.Module, dataset: Any, source: str = "model") -> N
     ``source`` names the model in messages, e.g. the checkpoint's path.
     """
     _check_class_count(model, dataset, source)
-    names = getattr(model, "meta", {}).get("classes")
+    names = metadata_of(model).classes
     if names is not None and list(names) != list(dataset.classes):
         logger.warning(
             "%s's class names differ from the dataset's (%s... vs %s...); scoring by index",
@@ -78,42 +84,44 @@ def _where(dataset: Any, index: int) -> str:
         return f"sample {index}"
 
 
-def evaluate(
+def score(
     model: nn.Module,
     dataset: Any,
-    device: str | torch.device = "cpu",
-    progress: Callable[..., Any] | None = None,
-    preprocess: Preprocess | None = None,
-    limit: int | None = None,
+    preprocess: Preprocess,
+    scale: float = 1.0,
     dtype: torch.dtype | None = None,
+    indices: Sequence[int] | None = None,
+    num_workers: int = 0,
+    progress: Callable[..., Any] | None = None,
 ) -> ConfusionMatrix:
-    """The confusion matrix of ``model`` over ``dataset`` (or its first ``limit`` samples).
+    """The confusion matrix of ``model`` over ``dataset``: the one scoring loop of fcnseg.
 
-    ``dataset`` yields ``(image float (C, H, W) raw values, label int64 (H, W))`` and has
-    ``num_classes`` and ``ignore_index`` (as every reader in ``fcnseg.data`` does). The model
-    is moved to ``device`` and scored in eval mode (its mode is restored afterwards).
-    ``preprocess`` defaults to the checkpoint's (:func:`fcnseg.inference.predict.normalizer_for`);
-    ``progress(total=n)`` makes a progress bar (e.g. ``tqdm``); ``dtype`` (bfloat16, or
-    float16 on CUDA) scores under autocast.
+    Validation during training (which picks ``best.pt``), ``fcnseg eval`` (:func:`evaluate`)
+    and the demo all call this, so the number that chose a checkpoint is the number the
+    checkpoint scores again.
+
+    ``dataset[i]`` is ``(image float (C, H, W) raw values, label int64 (H, W))``, with
+    ``num_classes`` and ``ignore_index`` (every reader of ``fcnseg.data`` is). Each image is
+    scored whole on the model's device by :func:`fcnseg.inference.predict.predict_image`:
+    normalised by ``preprocess``, resized by ``scale`` (the factor the net was trained at)
+    and its scores resized back to the label's size, under autocast to ``dtype`` (None:
+    float32). ``indices`` picks the samples (default: all, in order; a process's shard in a
+    distributed run); ``num_workers`` load them in parallel; ``progress(total=n)`` makes a
+    progress bar (e.g. ``tqdm``). The model runs in eval mode; its mode is restored after.
     """
-    _check_class_count(model, dataset, "model")
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be >= 1 (images), got {limit}")
-    count = len(dataset) if limit is None else min(limit, len(dataset))
-    if preprocess is None:
-        preprocess = normalizer_for(model)
-    device = torch.device(device)
-    model.to(device)
-    channels, scale = in_channels_of(model), input_scale_of(model)
+    indices = list(range(len(dataset))) if indices is None else list(indices)
+    channels = in_channels_of(model)
+    device = device_of(model)
     matrix = ConfusionMatrix(dataset.num_classes, getattr(dataset, "ignore_index", IGNORE_INDEX))
-    bar = progress(total=count) if progress is not None else None
+    matrix.matrix = matrix.matrix.to(device)
+    loader = DataLoader(Subset(dataset, indices), batch_size=None, num_workers=num_workers)
+    bar = progress(total=len(indices)) if progress is not None else None
     try:
         with eval_mode(model):
-            for index in range(count):
-                image, label = dataset[index]
+            for index, (image, label) in zip(indices, loader):
                 if label.ndim != 2:
                     raise FcnsegError(
-                        f"evaluate needs (H, W) labels; {dataset!r} gives shape "
+                        f"scoring needs (H, W) labels; {dataset!r} gives shape "
                         f"{tuple(label.shape)} (choose a single target, e.g. target=semantic)"
                     )
                 if image.shape[0] != channels:
@@ -131,8 +139,36 @@ def evaluate(
     finally:
         if bar is not None:
             bar.close()
-    logger.info("evaluated %d images of %r", count, dataset)
+    logger.info("scored %d images of %r", len(indices), dataset)
     return matrix
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Any,
+    device: str | torch.device = "cpu",
+    progress: Callable[..., Any] | None = None,
+    preprocess: Preprocess | None = None,
+    limit: int | None = None,
+    dtype: torch.dtype | None = None,
+) -> ConfusionMatrix:
+    """:func:`score` with what a loaded checkpoint records: its preprocessing and input scale.
+
+    ``dataset`` as in :func:`score` (its class count must be the net's); the model is moved to
+    ``device``; ``preprocess`` defaults to the checkpoint's
+    (:func:`fcnseg.inference.predict.normalizer_for`); ``limit`` scores the first images only;
+    ``dtype`` (bfloat16, or float16 on CUDA) scores under autocast.
+    """
+    _check_class_count(model, dataset, "model")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 (images), got {limit}")
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    if preprocess is None:
+        preprocess = normalizer_for(model)
+    model.to(torch.device(device))
+    return score(
+        model, dataset, preprocess, input_scale_of(model), dtype, range(count), progress=progress
+    )
 
 
 # --------------------------------------------------------------------------- reporting
@@ -226,4 +262,5 @@ __all__ = [
     "evaluate",
     "metrics_json",
     "row_normalized",
+    "score",
 ]

@@ -2,5 +2,10 @@
 
 - :mod:`fcnseg.inference.predict`: preprocessing from a checkpoint's metadata, label maps.
 - :mod:`fcnseg.inference.fast`: autocast, matmul convolutions, ``optimize_for_inference``.
-- :mod:`fcnseg.inference.visualize`: palette images, overlays and comparison grids.
+- :mod:`fcnseg.inference.visualize`: palette images, overlays, comparison grids and legends.
+- :mod:`fcnseg.inference.segment`: ``fcnseg.segment``, labels of a path, PIL image, array or
+  tensor, with :mod:`~fcnseg.inference.tiling` (sliding windows, bounded memory) and
+  :mod:`~fcnseg.inference.tta` (flips and scales).
+- :mod:`fcnseg.inference.files`: folders through a DataLoader, equal-size batches.
+- :mod:`fcnseg.inference.video`: videos through PyAV (optional extra ``video``).
 """

@@ -9,10 +9,11 @@
   over pool5's cells) run as one matrix multiply over their unfolded windows
   (:class:`MatmulConv2d`, swapped in by :func:`matmul_convolutions`): the same sums in another
   order, and on the CPU much faster than oneDNN's convolution, which reorders the weights on
-  every call. ``predict_image`` (so ``fcnseg eval`` and ``predict``) uses it on the CPU too,
-  through :func:`matmul_convolutions_during`.
-- The per-class bilinear upsampling lives in :class:`fcnseg.models.upsample.BilinearUpsample`
-  and is on by default; :func:`dense_upsampling` switches it off to measure or compare.
+  every call.
+- Bilinear upsampling one class at a time (:class:`PerClassUpsample`, swapped in by
+  :func:`per_class_upsampling`): the diagonal weight without its zero terms.
+- :func:`fast_modules` swaps both in place; ``fcnseg eval --fast`` and ``fcnseg predict --fast``
+  use it. The default path (no ``--fast``) runs the plain modules the builders make.
 - Scoring: :class:`fcnseg.evaluate.metrics.ConfusionMatrix` counts with one compiled pass on the CPU
   where numba is installed (:mod:`fcnseg.evaluate.pair_counts`), else one int16 ``bincount``
   (:func:`fcnseg.evaluate.metrics.confusion_counts`).
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -66,18 +67,67 @@ def bf16_supported(device: torch.device | str = "cpu") -> bool:
         return False
 
 
-@contextlib.contextmanager
-def dense_upsampling(model: nn.Module) -> Iterator[None]:
-    """Run every :class:`BilinearUpsample` of ``model`` as a dense K x K deconvolution."""
-    layers = [m for m in model.modules() if isinstance(m, BilinearUpsample)]
-    saved = [m.per_class for m in layers]
-    for m in layers:
-        m.per_class = False
-    try:
-        yield
-    finally:
-        for m, value in zip(layers, saved):
-            m.per_class = value
+class PerClassUpsample(BilinearUpsample):
+    """A :class:`BilinearUpsample` that runs a diagonal weight one class at a time.
+
+    A bilinear weight (K, K, k, k) is diagonal across classes, so the dense transposed
+    convolution spends (K - 1) / K of its multiply-adds on zeros. When the weight is diagonal
+    and no gradient for it is wanted, ``forward`` runs ``conv_transpose2d(x, weight[i, i],
+    groups=K)``: the same sums without the zero terms, equal to the dense path up to float
+    rounding. The diagonal is checked on every call (nothing is cached, so a changed weight is
+    always seen); a learned weight in training, off-diagonal terms, tracing, scripting,
+    ``torch.compile`` and ONNX export take the dense path. Parameters and names are unchanged.
+    """
+
+    def _diagonal(self) -> Tensor | None:
+        """The (K, 1, k, k) grouped weight, or None when the dense path must run."""
+        weight = self.weight
+        if (
+            self.in_channels != self.out_channels
+            or self.groups != 1
+            or self.bias is not None
+            or (weight.requires_grad and torch.is_grad_enabled())
+            or weight.is_meta  # shape-only runs (FLOP counts) keep the dense op
+            or torch.jit.is_scripting()
+            or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()
+            or torch.onnx.is_in_onnx_export()
+        ):
+            return None
+        with torch.no_grad():
+            eye = torch.eye(self.in_channels, dtype=torch.bool, device=weight.device)
+            if weight[~eye].any():  # (K (K - 1), k, k) off-diagonal kernels: not all zero
+                return None
+            return weight[eye].unsqueeze(1)  # (K, 1, k, k)
+
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        diagonal = self._diagonal() if output_size is None else None
+        if diagonal is None:
+            return super().forward(x, output_size)
+        return nn.functional.conv_transpose2d(  # (N, K, (h - 1) s + k - 2p, ...), per class
+            x,
+            diagonal,
+            None,
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.in_channels,
+            self.dilation,
+        )
+
+
+def per_class_upsampling(model: nn.Module, enable: bool = True) -> int:
+    """Make ``model``'s :class:`BilinearUpsample` layers :class:`PerClassUpsample` (in place; or
+    back with ``enable=False``); returns how many were changed. State dicts are untouched."""
+    changed = 0
+    for module in model.modules():
+        if enable and type(module) is BilinearUpsample:
+            module.__class__ = PerClassUpsample
+            changed += 1
+        elif not enable and type(module) is PerClassUpsample:
+            module.__class__ = BilinearUpsample
+            changed += 1
+    return changed
 
 
 # Which convolutions :func:`matmul_convolutions` swaps: ungrouped ones with at least this many
@@ -150,17 +200,27 @@ def matmul_convolutions(model: nn.Module, enable: bool = True) -> int:
     return changed
 
 
-@contextlib.contextmanager
-def matmul_convolutions_during(model: nn.Module) -> Iterator[nn.Module]:
-    """:func:`matmul_convolutions` for a block; the layers it swapped are ``Conv2d`` after."""
-    swapped = [m for m in model.modules() if type(m) is nn.Conv2d]
-    matmul_convolutions(model)
-    swapped = [m for m in swapped if type(m) is MatmulConv2d]
-    try:
-        yield model
-    finally:
-        for module in swapped:
-            module.__class__ = nn.Conv2d
+def fast_modules(
+    model: nn.Module,
+    matmul_convs: bool | None = None,
+    per_class: bool = True,
+    channels_last: bool = False,
+) -> nn.Module:
+    """Swap the fast layers into ``model`` in place and return it (for ``--fast``).
+
+    ``matmul_convs`` (default: on the CPU): :func:`matmul_convolutions`; ``per_class``:
+    :func:`per_class_upsampling`; ``channels_last``: NHWC weights. Parameter names and values
+    stay as they were, so scores equal the plain modules' up to float rounding.
+    """
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if matmul_convs is None:
+        matmul_convs = device.type == "cpu"
+    matmul_convolutions(model, matmul_convs)  # after: it keeps their weights as they are
+    per_class_upsampling(model, per_class)
+    return model
 
 
 class InferenceRunner:
@@ -243,6 +303,7 @@ def optimize_for_inference(
     compile: bool = False,
     cuda_graphs: bool = False,
     matmul_convs: bool | None = None,
+    per_class: bool = True,
 ) -> InferenceRunner:
     """Put ``model`` in eval mode (in place) and return a fast ``runner(x) -> scores``.
 
@@ -257,16 +318,13 @@ def optimize_for_inference(
         matmul_convs: run convolutions with huge weights (fc6, fc7) as matrix multiplies
             (:func:`matmul_convolutions`; equal to float tolerance). Default: on the CPU,
             where it was measured to pay; not on GPUs, where it was not measured.
+        per_class: run bilinear upsampling one class at a time (:func:`per_class_upsampling`).
     """
     device = next(model.parameters()).device
     if dtype == torch.float16 and device.type == "cpu":  # before the model is changed
         raise ValueError("dtype float16 is GPU-only here; use torch.bfloat16 or None on CPU")
     model.eval()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    if matmul_convs is None:
-        matmul_convs = device.type == "cpu"
-    matmul_convolutions(model, matmul_convs)  # after: it keeps their weights as they are
+    fast_modules(model, matmul_convs, per_class, channels_last)
     if dtype == torch.bfloat16 and not bf16_supported(device):
         log.warning("bfloat16 is not native on %s; autocast will emulate it (slow)", device)
     return InferenceRunner(model, channels_last, dtype, compile, cuda_graphs)

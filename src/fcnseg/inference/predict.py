@@ -34,7 +34,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,10 +46,17 @@ from torch import Tensor, nn
 
 from fcnseg.data.common import IMAGE_EXTENSIONS, DatasetError, read_rgb
 from fcnseg.data.palettes import voc_palette
-from fcnseg.data.transforms import CaffeMeanSubtract, Normalizer, normalizer_from_spec
+from fcnseg.data.transforms import (
+    CaffeMeanSubtract,
+    Normalizer,
+    normalizer_from_spec,
+    scaled_size,
+)
 from fcnseg.errors import FcnsegError, InputNotFoundError, NonFiniteError
-from fcnseg.inference.fast import autocast_to, matmul_convolutions_during
+from fcnseg.inference.fast import autocast_to
 from fcnseg.inference.visualize import label_image, overlay
+from fcnseg.metadata import metadata_of
+from fcnseg.models import FCNConfig, config_of
 
 logger = logging.getLogger(__name__)
 
@@ -61,36 +68,31 @@ RGB_CHANNELS = 3  # image files are read as R, G, B
 # --------------------------------------------------------------------------- checkpoint metadata
 
 
-def _meta(model: nn.Module) -> dict[str, Any]:
-    return getattr(model, "meta", None) or {}
-
-
 def num_classes_of(model: nn.Module) -> int:
-    """The number of output classes of an FCN (its ``num_classes``, else its settings')."""
+    """The number of output classes of an FCN (its ``num_classes``, else its config's)."""
     count = getattr(model, "num_classes", None)
-    if count is None:
-        count = getattr(model, "settings", {}).get("num_classes")
-    if count is None:
-        raise ValueError(f"cannot tell the number of classes of {type(model).__name__}")
-    return int(count)
+    if isinstance(count, int):
+        return count
+    return config_of(model).num_classes
 
 
 def input_scale_of(model: nn.Module) -> float:
-    """``model.meta["input_scale"]``: the factor its training images were resized by (1.0)."""
-    return float(_meta(model).get("input_scale") or 1.0)
+    """The factor its training images were resized by (metadata ``input_scale``, 1.0)."""
+    return metadata_of(model).input_scale
 
 
 def in_channels_of(model: nn.Module) -> int:
-    """The number of input channels the net was built for (3 unless its settings say)."""
-    return int(getattr(model, "settings", {}).get("in_channels", RGB_CHANNELS))
+    """The number of input channels the net was built for (its config's; 3 without one)."""
+    config = getattr(model, "config", None)
+    return config.in_channels if isinstance(config, FCNConfig) else RGB_CHANNELS
 
 
 def normalizer_for(model: nn.Module, source: str = "model") -> Normalizer:
-    """The normaliser of ``model.meta["preprocessing"]``, else ``CaffeMeanSubtract()`` (warned).
+    """The normaliser of the metadata's ``preprocessing``, else ``CaffeMeanSubtract()`` (warned).
 
     ``source`` names the model in messages, e.g. the checkpoint's path.
     """
-    spec = _meta(model).get("preprocessing")
+    spec = metadata_of(model).preprocessing
     if spec is None:
         logger.warning(
             "%s records no preprocessing; using the Caffe BGR mean subtraction "
@@ -98,8 +100,6 @@ def normalizer_for(model: nn.Module, source: str = "model") -> Normalizer:
             source,
         )
         return CaffeMeanSubtract()
-    if not isinstance(spec, dict):
-        raise FcnsegError(f"{source}: preprocessing must be a normaliser spec (dict), got {spec!r}")
     try:
         return normalizer_from_spec(spec)
     except (TypeError, ValueError) as error:
@@ -109,9 +109,9 @@ def normalizer_for(model: nn.Module, source: str = "model") -> Normalizer:
 
 
 def class_names(model: nn.Module, source: str = "model") -> list[str]:
-    """``model.meta["classes"]`` if it has one name per class, else ``"0" .. "K-1"``."""
+    """The metadata's ``classes`` if it has one name per class, else ``"0" .. "K-1"``."""
     count = num_classes_of(model)
-    names = _meta(model).get("classes")
+    names = metadata_of(model).classes
     if names is not None and len(names) == count:
         return [str(name) for name in names]
     if names is not None:
@@ -122,15 +122,13 @@ def class_names(model: nn.Module, source: str = "model") -> list[str]:
 
 
 def palette_for(model: nn.Module, source: str = "model") -> list[tuple[int, int, int]]:
-    """One RGB colour per class: ``model.meta["palette"]``, filled up with the VOC palette."""
+    """One RGB colour per class: the metadata's ``palette``, filled up with the VOC palette."""
     count = num_classes_of(model)
     default = voc_palette(count)
-    given = _meta(model).get("palette")
+    given = metadata_of(model).palette
     if given is None:
         return default
-    colours = [tuple(int(c) for c in colour) for colour in given]
-    if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in colours):
-        raise FcnsegError(f"{source}: palette entries must be [r, g, b] in 0..255")
+    colours = list(given)  # [r, g, b] in 0..255, checked by Metadata
     if len(colours) < count:
         logger.warning(
             "%s has %d palette colours for %d classes; the rest use the VOC palette",
@@ -156,7 +154,8 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def _device_of(model: nn.Module) -> torch.device:
+def device_of(model: nn.Module) -> torch.device:
+    """The device of the net's parameters (the CPU for a net without any)."""
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
 
@@ -186,14 +185,12 @@ def predict_image(
     if not (math.isfinite(scale) and scale > 0):
         raise FcnsegError(f"input scale must be a finite number > 0, got {scale}")
     size = image.shape[-2:]
-    device = _device_of(model)
-    # on the CPU fc6/fc7 run as matrix multiplies (fcnseg.inference.fast.MatmulConv2d): same scores
-    fast = matmul_convolutions_during(model) if device.type == "cpu" else nullcontext()
-    with eval_mode(model), fast:
+    device = device_of(model)
+    with eval_mode(model):
         x = image.to(device=device, dtype=torch.float32)
         x = preprocess(x, None)[0][None]  # (1, C, H, W)
         if scale != 1:
-            scaled = [max(1, math.floor(side * scale + 0.5)) for side in size]
+            scaled = scaled_size(*size, scale)
             x = F.interpolate(x, size=scaled, mode="bilinear", align_corners=False)
         with autocast_to(device, dtype):
             scores = model(x).float()  # (1, K, h, w)
@@ -338,6 +335,7 @@ def predict_files(
 __all__ = [
     "PredictResult",
     "class_names",
+    "device_of",
     "eval_mode",
     "in_channels_of",
     "input_scale_of",

@@ -37,16 +37,15 @@ import torch
 from torch import Tensor, nn
 
 from fcnseg.checkpoint import save
+from fcnseg.data.transforms import CAFFE_MEAN_BGR, IGNORE_INDEX
 from fcnseg.errors import FcnsegError
 from fcnseg.interop.caffe import CaffeNet, read_caffemodel
-from fcnseg.models import BUILDERS
+from fcnseg.models import create_model, list_models
 from fcnseg.models.surgery import VGG16_CONV_NAMES
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255  # every reference FCN data layer marks void pixels with 255
 # Input means of the reference data layers (fcn.berkeleyvision.org, *_layers.py), BGR order.
-ILSVRC_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)  # voc, sbd, pascal-context
 NYUD_MEAN_BGR = (116.190, 97.203, 92.318)
 NYUD_MEAN_HHA = (132.431, 94.076, 118.477)  # H, H, A in the PNG's channel order (no flip)
 NYUD_MEAN_LOG_DEPTH = 7.844  # depth input: log(depth in mm) minus this
@@ -176,7 +175,7 @@ def _family_of(ours: Mapping[str, Any]) -> _Family:
             + ", ".join(names[:30])
             + (" ..." if len(names) > 30 else "")
         )
-    missing = [arch for arch in family.archs if arch not in BUILDERS]
+    missing = [arch for arch in family.archs if arch not in list_models()]
     if missing:
         raise CaffeImportError(
             f"the net is an FCN-{family.name}, and fcnseg has no {family.name} net yet"
@@ -306,9 +305,9 @@ def _fitting_width(plan: ImportPlan, ours: Mapping[str, Any], widths: list[float
 
 
 def target_shapes(arch: str, settings: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """State-dict shapes of ``BUILDERS[arch](**settings)``, built on 'meta': no memory used."""
+    """State-dict shapes of ``create_model(arch, **settings)``, built on 'meta': no memory used."""
     with torch.device("meta"):
-        model = BUILDERS[arch](**settings)
+        model = create_model(arch, **settings)
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
@@ -494,7 +493,7 @@ def import_caffemodel(
     blobs = net.blobs()
     shapes = {name: [array.shape for array in arrays] for name, arrays in blobs.items()}
     plan = plan_import(shapes, arch, num_classes, head, tower)
-    model = BUILDERS[plan.arch](**plan.settings)
+    model = create_model(plan.arch, **plan.settings)
     target = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     ours = {plan.renames.get(n, n): a for n, a in blobs.items() if n not in plan.skipped}
     mismatch_ok = plan.file_num_classes not in (None, plan.settings["num_classes"])
@@ -565,8 +564,10 @@ def reference_meta(
     from fcnseg.data.transforms import CaffeMeanSubtract, Normalize
 
     notes: list[str] = []
+    # every reference data layer marks void pixels with 255 and, but for NYUDv2 and SIFT Flow,
+    # subtracts the ILSVRC mean (voc, sbd, pascal-context)
     meta: dict[str, Any] = {"ignore_index": IGNORE_INDEX}
-    preprocessing = CaffeMeanSubtract(ILSVRC_MEAN_BGR, extra_mean=None)
+    preprocessing = CaffeMeanSubtract(CAFFE_MEAN_BGR, extra_mean=None)
     if dataset is not None:
         classes = _dataset_classes(dataset, head)
         if len(classes) != num_classes:
@@ -615,17 +616,6 @@ def _dataset_classes(dataset: str, head: str | None) -> list[str]:
             " context, nyud, siftflow (or give the class names in a file)"
         )
     return list(classes)
-
-
-def read_classes_file(path: str | os.PathLike) -> list[str]:
-    """Class names, one per line (blank lines skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CaffeImportError(f"classes file {path} does not exist")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not names:
-        raise CaffeImportError(f"classes file {path} lists no classes")
-    return names
 
 
 def convert_caffemodel(

@@ -43,6 +43,8 @@ import torch
 from torch import Tensor, nn
 
 from fcnseg.errors import EXIT_FAILED, FcnsegError
+from fcnseg.metadata import metadata_of
+from fcnseg.models import config_of, settings_of
 
 logger = logging.getLogger(__name__)
 
@@ -64,20 +66,24 @@ class ExportError(FcnsegError, RuntimeError):
 
 def export_meta(model: nn.Module) -> dict[str, Any]:
     """What a consumer of the file needs: arch, settings, classes, preprocessing, io names."""
-    meta = dict(getattr(model, "meta", {}) or {})
+    try:
+        settings, arch = settings_of(model), model.arch
+    except ValueError:  # a net put together by hand, not by a builder
+        arch, settings = type(model).__name__, {}
     return {
-        "arch": getattr(model, "arch", type(model).__name__),
-        "settings": dict(getattr(model, "settings", {}) or {}),
-        **meta,
+        "arch": arch,
+        "settings": settings,
+        **metadata_of(model).to_dict(),
         "input": f"{INPUT_NAME}: N x C x H x W float32, preprocessed",
         "output": f"{OUTPUT_NAME}: N x num_classes x H x W float32 class scores",
     }
 
 
 def _in_channels(model: nn.Module) -> int:
-    settings = getattr(model, "settings", {}) or {}
-    if "in_channels" in settings:
-        return int(settings["in_channels"])
+    try:
+        return config_of(model).in_channels
+    except ValueError:  # a net put together by hand: its first convolution's
+        pass
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if first is None:
         raise ExportError(f"cannot tell the input channels of {type(model).__name__}")

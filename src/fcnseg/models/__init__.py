@@ -9,10 +9,13 @@ from fcnseg.models.backbones import (
     ResNet,
     Tap,
 )
+from fcnseg.models.config import Builder, FCNConfig, builder, config_of, settings_of
 from fcnseg.models.fcn import (
-    BUILDERS,
     FCN,
     GEOMETRIES,
+    AlexNetFCNConfig,
+    GoogLeNetFCNConfig,
+    VGG16FCNConfig,
     align_upsampling,
     fcn8s,
     fcn8s_atonce,
@@ -26,21 +29,39 @@ from fcnseg.models.fcn import (
     fcn_alexnet,
     fcn_googlenet,
 )
-from fcnseg.models.fusion import LateFusion, fcn_latefusion
-from fcnseg.models.multitask import TwoHeadedFCN, fcn8s_two_headed, fcn16s_two_headed
-
-# Nets of several streams or outputs, built on fcn.py's FCN parts, are registered here so
-# that checkpoints (fcnseg.save / fcnseg.load) and recipes can name them too.
-BUILDERS.update(
-    fcn_latefusion=fcn_latefusion,
-    fcn16s_two_headed=fcn16s_two_headed,
-    fcn8s_two_headed=fcn8s_two_headed,
+from fcnseg.models.fusion import LateFusion, LateFusionConfig, fcn_latefusion
+from fcnseg.models.multitask import (
+    TwoHeadedConfig,
+    TwoHeadedFCN,
+    fcn8s_two_headed,
+    fcn16s_two_headed,
+)
+from fcnseg.models.registry import (
+    MODELS,
+    UnknownModelError,
+    create_model,
+    get_builder,
+    list_models,
 )
 
 __all__ = [
-    "BUILDERS",
     "FCN",
     "GEOMETRIES",
+    "MODELS",
+    "AlexNetFCNConfig",
+    "Builder",
+    "FCNConfig",
+    "GoogLeNetFCNConfig",
+    "LateFusionConfig",
+    "TwoHeadedConfig",
+    "UnknownModelError",
+    "VGG16FCNConfig",
+    "builder",
+    "config_of",
+    "create_model",
+    "get_builder",
+    "list_models",
+    "settings_of",
     "VGG16",
     "AlexNet",
     "Backbone",

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from fcnseg.models.backbones import VGG16, AlexNet, Backbone, GoogLeNet, MobileNetV3Large, ResNet
 from fcnseg.models.backbones.vgg import CONV1_PAD, FC6_KERNEL
+from fcnseg.models.config import FCNConfig, builder
 from fcnseg.models.geometry import IDENTITY, CoordMap
 from fcnseg.models.upsample import BilinearUpsample, bilinear_weight
 
@@ -100,7 +101,7 @@ def align_upsampling(scores: CoordMap, target: CoordMap, factor: int, what: str)
 
 def _upsampling(channels: int, alignment: Alignment, learnable: bool) -> nn.ConvTranspose2d:
     """A transposed convolution initialised to bilinear upsampling; frozen unless ``learnable``."""
-    layer = BilinearUpsample(  # per-class fast path while diagonal and frozen
+    layer = BilinearUpsample(  # a plain ConvTranspose2d, marked as bilinear
         channels, channels, alignment.kernel, stride=alignment.factor, bias=False
     )
     with torch.no_grad():
@@ -259,25 +260,42 @@ def score_layer(channels: int, num_classes: int) -> nn.Conv2d:
     return score
 
 
-def _named(model: FCN, arch: str, **settings: object) -> FCN:
-    """Record the builder and its arguments, so that :mod:`fcnseg.checkpoint` can rebuild it."""
-    model.arch = arch
-    model.settings = settings
-    return model
+@dataclass(frozen=True)
+class VGG16FCNConfig(FCNConfig):
+    """Settings of the VGG16 FCNs (fcn32s, fcn16s, fcn8s, fcn8s_atonce)."""
+
+    batch_norm: bool = False  # BatchNorm after every convolution (not in the paper)
+    dropout: float = 0.5  # after fc6 and fc7, as in the VGG16 classifier
+    geometry: str = "reference"  # "reference" (conv1_1 padded by 100) or "fast" (GEOMETRIES)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.geometry not in GEOMETRIES:
+            raise ValueError(f"geometry {self.geometry!r} is not one of {GEOMETRIES}")
 
 
-def vgg16_backbone(
-    in_channels: int, width: float, batch_norm: bool, dropout: float, geometry: str
-) -> VGG16:
+@dataclass(frozen=True)
+class AlexNetFCNConfig(FCNConfig):
+    """Settings of FCN-AlexNet."""
+
+    dropout: float = 0.5  # after fc6 and fc7, as in CaffeNet
+
+
+@dataclass(frozen=True)
+class GoogLeNetFCNConfig(FCNConfig):
+    """Settings of FCN-GoogLeNet."""
+
+    dropout: float = 0.4  # before the score layer, as GoogLeNet's before its classifier
+
+
+def vgg16_backbone(config: VGG16FCNConfig) -> VGG16:
     """The VGG16 of the FCN builders in the ``"reference"`` or ``"fast"`` geometry."""
-    if geometry not in GEOMETRIES:
-        raise ValueError(f"geometry {geometry!r} is not one of {GEOMETRIES}")
-    fast = geometry == "fast"
+    fast = config.geometry == "fast"
     return VGG16(
-        in_channels,
-        width=width,
-        batch_norm=batch_norm,
-        dropout=dropout,
+        config.in_channels,
+        width=config.width,
+        batch_norm=config.batch_norm,
+        dropout=config.dropout,
         conv1_padding=FAST_CONV1_PAD if fast else CONV1_PAD,
         # fast: (N, fc, h/32, w/32), fc6 keeps pool5's size and grid; weights are unchanged
         fc6_padding=FAST_FC6_PAD if fast else 0,
@@ -285,266 +303,86 @@ def vgg16_backbone(
 
 
 def _vgg16_fcn(
-    arch: str,
-    skips: Sequence[str],
-    num_classes: int,
-    in_channels: int,
-    width: float,
-    batch_norm: bool,
-    learnable_upsampling: bool,
-    dropout: float,
-    geometry: str,
-    skip_scales: dict[str, float] | None = None,
+    config: VGG16FCNConfig, skips: Sequence[str], skip_scales: dict[str, float] | None = None
 ) -> FCN:
-    backbone = vgg16_backbone(in_channels, width, batch_norm, dropout, geometry)
-    model = FCN(backbone, num_classes, "fc7", skips, skip_scales, learnable_upsampling)
-    return _named(
-        model,
-        arch,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        width=width,
-        batch_norm=batch_norm,
-        learnable_upsampling=learnable_upsampling,
-        dropout=dropout,
-        geometry=geometry,
-    )
+    backbone = vgg16_backbone(config)
+    return FCN(backbone, config.num_classes, "fc7", skips, skip_scales, config.learnable_upsampling)
 
 
-def fcn32s(
-    num_classes: int = 21,
-    in_channels: int = 3,
-    width: float = 1.0,
-    batch_norm: bool = False,
-    learnable_upsampling: bool = False,
-    dropout: float = 0.5,
-    geometry: str = "reference",
-) -> FCN:
+@builder(VGG16FCNConfig)
+def fcn32s(config: VGG16FCNConfig) -> FCN:
     """FCN-32s on VGG16 (voc-fcn32s): fc7 scores upsampled 32x in one step.
 
     ``geometry="fast"`` drops the 100-pixel padding (see ``GEOMETRIES``); same parameters.
     """
-    return _vgg16_fcn(
-        "fcn32s",
-        (),
-        num_classes,
-        in_channels,
-        width,
-        batch_norm,
-        learnable_upsampling,
-        dropout,
-        geometry,
-    )
+    return _vgg16_fcn(config, ())
 
 
-def fcn16s(
-    num_classes: int = 21,
-    in_channels: int = 3,
-    width: float = 1.0,
-    batch_norm: bool = False,
-    learnable_upsampling: bool = False,
-    dropout: float = 0.5,
-    geometry: str = "reference",
-) -> FCN:
+@builder(VGG16FCNConfig)
+def fcn16s(config: VGG16FCNConfig) -> FCN:
     """FCN-16s on VGG16 (voc-fcn16s): fc7 scores fused with pool4's, upsampled 16x."""
-    return _vgg16_fcn(
-        "fcn16s",
-        ("pool4",),
-        num_classes,
-        in_channels,
-        width,
-        batch_norm,
-        learnable_upsampling,
-        dropout,
-        geometry,
-    )
+    return _vgg16_fcn(config, ("pool4",))
 
 
-def fcn8s(
-    num_classes: int = 21,
-    in_channels: int = 3,
-    width: float = 1.0,
-    batch_norm: bool = False,
-    learnable_upsampling: bool = False,
-    dropout: float = 0.5,
-    geometry: str = "reference",
-) -> FCN:
+@builder(VGG16FCNConfig)
+def fcn8s(config: VGG16FCNConfig) -> FCN:
     """FCN-8s on VGG16 (voc-fcn8s): fused with pool4's and then pool3's scores, upsampled 8x."""
-    return _vgg16_fcn(
-        "fcn8s",
-        ("pool4", "pool3"),
-        num_classes,
-        in_channels,
-        width,
-        batch_norm,
-        learnable_upsampling,
-        dropout,
-        geometry,
-    )
+    return _vgg16_fcn(config, ("pool4", "pool3"))
 
 
-def fcn8s_atonce(
-    num_classes: int = 21,
-    in_channels: int = 3,
-    width: float = 1.0,
-    batch_norm: bool = False,
-    learnable_upsampling: bool = False,
-    dropout: float = 0.5,
-    geometry: str = "reference",
-) -> FCN:
+@builder(VGG16FCNConfig)
+def fcn8s_atonce(config: VGG16FCNConfig) -> FCN:
     """FCN-8s trained all at once (voc-fcn8s-atonce): pool4 x 0.01 and pool3 x 0.0001."""
-    return _vgg16_fcn(
-        "fcn8s_atonce",
-        ("pool4", "pool3"),
-        num_classes,
-        in_channels,
-        width,
-        batch_norm,
-        learnable_upsampling,
-        dropout,
-        geometry,
-        skip_scales=AT_ONCE_SKIP_SCALES,
-    )
+    return _vgg16_fcn(config, ("pool4", "pool3"), skip_scales=AT_ONCE_SKIP_SCALES)
 
 
-def fcn_alexnet(
-    num_classes: int = 21,
-    in_channels: int = 3,
-    width: float = 1.0,
-    learnable_upsampling: bool = False,
-    dropout: float = 0.5,
-) -> FCN:
+@builder(AlexNetFCNConfig)
+def fcn_alexnet(config: AlexNetFCNConfig) -> FCN:
     """FCN-AlexNet (voc-fcn-alexnet, Table 1): CaffeNet's fc7 scores upsampled 32x."""
-    backbone = AlexNet(in_channels, width=width, dropout=dropout)
-    model = FCN(backbone, num_classes, "fc7", (), None, learnable_upsampling)
-    return _named(
-        model,
-        "fcn_alexnet",
-        num_classes=num_classes,
-        in_channels=in_channels,
-        width=width,
-        learnable_upsampling=learnable_upsampling,
-        dropout=dropout,
-    )
+    backbone = AlexNet(config.in_channels, width=config.width, dropout=config.dropout)
+    return FCN(backbone, config.num_classes, "fc7", (), None, config.learnable_upsampling)
 
 
-def fcn_googlenet(
-    num_classes: int = 21,
-    in_channels: int = 3,
-    width: float = 1.0,
-    learnable_upsampling: bool = False,
-    dropout: float = 0.4,
-) -> FCN:
+@builder(GoogLeNetFCNConfig)
+def fcn_googlenet(config: GoogLeNetFCNConfig) -> FCN:
     """FCN-GoogLeNet (Table 1): inception_5b scores upsampled 32x, final average pool dropped."""
-    backbone = GoogLeNet(in_channels, width=width, dropout=dropout)
-    model = FCN(backbone, num_classes, "inception_5b", (), None, learnable_upsampling)
-    return _named(
-        model,
-        "fcn_googlenet",
-        num_classes=num_classes,
-        in_channels=in_channels,
-        width=width,
-        learnable_upsampling=learnable_upsampling,
-        dropout=dropout,
-    )
+    backbone = GoogLeNet(config.in_channels, width=config.width, dropout=config.dropout)
+    head = "inception_5b"
+    return FCN(backbone, config.num_classes, head, (), None, config.learnable_upsampling)
 
 
-def _fcn8s_on(
-    arch: str,
-    backbone: Backbone,
-    num_classes: int,
-    in_channels: int,
-    width: float,
-    learnable_upsampling: bool,
-) -> FCN:
+def _fcn8s_on(backbone: Backbone, config: FCNConfig) -> FCN:
     """FCN-8s on a backbone whose taps are (stride 8, stride 16, stride 32), in that order."""
     fine, middle, coarse = (tap.name for tap in backbone.taps)
-    model = FCN(backbone, num_classes, coarse, (middle, fine), None, learnable_upsampling)
-    return _named(
-        model,
-        arch,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        width=width,
-        learnable_upsampling=learnable_upsampling,
-    )
+    skips = (middle, fine)
+    return FCN(backbone, config.num_classes, coarse, skips, None, config.learnable_upsampling)
 
 
-def fcn8s_resnet18(
-    num_classes: int = 21,
-    in_channels: int = 3,
-    width: float = 1.0,
-    learnable_upsampling: bool = False,
-) -> FCN:
+@builder(FCNConfig)
+def fcn8s_resnet18(config: FCNConfig) -> FCN:
     """FCN-8s on ResNet-18 with BatchNorm: layer4 scores fused with layer3's and layer2's."""
-    backbone = ResNet(18, in_channels, width)
-    return _fcn8s_on(
-        "fcn8s_resnet18", backbone, num_classes, in_channels, width, learnable_upsampling
-    )
+    return _fcn8s_on(ResNet(18, config.in_channels, config.width), config)
 
 
-def fcn8s_resnet34(
-    num_classes: int = 21,
-    in_channels: int = 3,
-    width: float = 1.0,
-    learnable_upsampling: bool = False,
-) -> FCN:
+@builder(FCNConfig)
+def fcn8s_resnet34(config: FCNConfig) -> FCN:
     """FCN-8s on ResNet-34 with BatchNorm: layer4 scores fused with layer3's and layer2's."""
-    backbone = ResNet(34, in_channels, width)
-    return _fcn8s_on(
-        "fcn8s_resnet34", backbone, num_classes, in_channels, width, learnable_upsampling
-    )
+    return _fcn8s_on(ResNet(34, config.in_channels, config.width), config)
 
 
-def fcn8s_resnet50(
-    num_classes: int = 21,
-    in_channels: int = 3,
-    width: float = 1.0,
-    learnable_upsampling: bool = False,
-) -> FCN:
+@builder(FCNConfig)
+def fcn8s_resnet50(config: FCNConfig) -> FCN:
     """FCN-8s on ResNet-50 with BatchNorm: layer4 scores fused with layer3's and layer2's."""
-    backbone = ResNet(50, in_channels, width)
-    return _fcn8s_on(
-        "fcn8s_resnet50", backbone, num_classes, in_channels, width, learnable_upsampling
-    )
+    return _fcn8s_on(ResNet(50, config.in_channels, config.width), config)
 
 
-def fcn8s_resnet101(
-    num_classes: int = 21,
-    in_channels: int = 3,
-    width: float = 1.0,
-    learnable_upsampling: bool = False,
-) -> FCN:
+@builder(FCNConfig)
+def fcn8s_resnet101(config: FCNConfig) -> FCN:
     """FCN-8s on ResNet-101 with BatchNorm: layer4 scores fused with layer3's and layer2's."""
-    backbone = ResNet(101, in_channels, width)
-    return _fcn8s_on(
-        "fcn8s_resnet101", backbone, num_classes, in_channels, width, learnable_upsampling
-    )
+    return _fcn8s_on(ResNet(101, config.in_channels, config.width), config)
 
 
-def fcn8s_mobilenet_v3_large(
-    num_classes: int = 21,
-    in_channels: int = 3,
-    width: float = 1.0,
-    learnable_upsampling: bool = False,
-) -> FCN:
+@builder(FCNConfig)
+def fcn8s_mobilenet_v3_large(config: FCNConfig) -> FCN:
     """FCN-8s on MobileNetV3-Large with BatchNorm: block 16's scores fused with blocks 12 and 6."""
-    backbone = MobileNetV3Large(in_channels, width)
-    return _fcn8s_on(
-        "fcn8s_mobilenet_v3_large", backbone, num_classes, in_channels, width, learnable_upsampling
-    )
-
-
-BUILDERS = {
-    "fcn32s": fcn32s,
-    "fcn16s": fcn16s,
-    "fcn8s": fcn8s,
-    "fcn8s_atonce": fcn8s_atonce,
-    "fcn_alexnet": fcn_alexnet,
-    "fcn_googlenet": fcn_googlenet,
-    "fcn8s_resnet18": fcn8s_resnet18,
-    "fcn8s_resnet34": fcn8s_resnet34,
-    "fcn8s_resnet50": fcn8s_resnet50,
-    "fcn8s_resnet101": fcn8s_resnet101,
-    "fcn8s_mobilenet_v3_large": fcn8s_mobilenet_v3_large,
-}
+    return _fcn8s_on(MobileNetV3Large(config.in_channels, config.width), config)

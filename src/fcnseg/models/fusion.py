@@ -13,10 +13,22 @@ so it trains, saves and loads like any other net.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 from torch import Tensor, nn
 
 from fcnseg.models.backbones import Backbone
-from fcnseg.models.fcn import FCN, Alignment, _named, fcn8s, fcn8s_atonce, fcn16s, fcn32s
+from fcnseg.models.config import builder
+from fcnseg.models.fcn import (
+    FCN,
+    Alignment,
+    VGG16FCNConfig,
+    fcn8s,
+    fcn8s_atonce,
+    fcn16s,
+    fcn32s,
+)
 
 # The FCN builders a branch may use (the VGG16 family of the paper).
 LATE_FUSION_BRANCHES = {
@@ -65,16 +77,34 @@ class LateFusion(nn.Module):
         return self.rgb(rgb) + self.hha(hha)  # (N, K, H, W): the scores summed
 
 
-def fcn_latefusion(
-    num_classes: int = 40,
-    in_channels: int = 6,
-    branch: str = "fcn32s",
-    width: float = 1.0,
-    batch_norm: bool = False,
-    learnable_upsampling: bool = False,
-    dropout: float = 0.5,
-    geometry: str = "reference",
-) -> LateFusion:
+@dataclass(frozen=True)
+class LateFusionConfig(VGG16FCNConfig):
+    """Settings of the late-fusion net: each branch's VGG16 FCN settings, and which FCN."""
+
+    num_classes: int = 40  # NYUDv2's 40 classes
+    in_channels: int = 6  # in total: 3 RGB, then in_channels - 3 for the HHA branch
+    branch: str = "fcn32s"  # the FCN of each stream: a key of LATE_FUSION_BRANCHES
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.branch not in LATE_FUSION_BRANCHES:
+            raise ValueError(
+                f"branch {self.branch!r} is not one of {', '.join(LATE_FUSION_BRANCHES)}"
+            )
+        if self.in_channels <= RGB_CHANNELS:
+            raise ValueError(
+                f"in_channels must be > {RGB_CHANNELS} (RGB, then the HHA branch's),"
+                f" got {self.in_channels}"
+            )
+
+    def branch_config(self, in_channels: int) -> VGG16FCNConfig:
+        """One branch's config: these settings, with its own input channels."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(VGG16FCNConfig)}
+        return VGG16FCNConfig(**{**shared, "in_channels": in_channels})
+
+
+@builder(LateFusionConfig)
+def fcn_latefusion(config: LateFusionConfig) -> LateFusion:
     """Late-fusion RGB-HHA FCN (nyud-fcn32s-color-hha): two VGG16 FCNs, scores summed.
 
     ``branch`` names the FCN of each stream (fcn32s, fcn16s, fcn8s, fcn8s_atonce);
@@ -82,23 +112,8 @@ def fcn_latefusion(
     Initialise each branch on its own, e.g. ``transplant_vgg16(model.rgb, vgg)`` and
     ``transplant_vgg16(model.hha, vgg)``.
     """
-    if branch not in LATE_FUSION_BRANCHES:
-        raise ValueError(f"branch {branch!r} is not one of {', '.join(LATE_FUSION_BRANCHES)}")
-    if in_channels <= RGB_CHANNELS:
-        raise ValueError(
-            f"in_channels must be > {RGB_CHANNELS} (RGB, then the HHA branch's), got {in_channels}"
-        )
-    builder = LATE_FUSION_BRANCHES[branch]
-    common = {
-        "num_classes": num_classes,
-        "width": width,
-        "batch_norm": batch_norm,
-        "learnable_upsampling": learnable_upsampling,
-        "dropout": dropout,
-        "geometry": geometry,
-    }
-    model = LateFusion(
-        builder(in_channels=RGB_CHANNELS, **common),
-        builder(in_channels=in_channels - RGB_CHANNELS, **common),
+    branch = LATE_FUSION_BRANCHES[config.branch]
+    return LateFusion(
+        branch.from_config(config.branch_config(RGB_CHANNELS)),
+        branch.from_config(config.branch_config(config.in_channels - RGB_CHANNELS)),
     )
-    return _named(model, "fcn_latefusion", in_channels=in_channels, branch=branch, **common)

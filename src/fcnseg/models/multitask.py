@@ -16,13 +16,15 @@ The summed loss and the per-head confusion matrices are in :mod:`fcnseg.train.mu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from fcnseg.models.backbones import Backbone
+from fcnseg.models.config import builder
 from fcnseg.models.fcn import (
+    VGG16FCNConfig,
     _crop,
-    _named,
     _overlap,
     _upsampling,
     plan_upsampling,
@@ -108,83 +110,36 @@ class TwoHeadedFCN(nn.Module):
         }
 
 
-def _vgg16_two_headed(
-    arch: str,
-    skips: Sequence[str],
-    num_classes: int,
-    num_geometric: int,
-    in_channels: int,
-    width: float,
-    batch_norm: bool,
-    learnable_upsampling: bool,
-    dropout: float,
-    geometry: str,
-) -> TwoHeadedFCN:
-    backbone = vgg16_backbone(in_channels, width, batch_norm, dropout, geometry)
-    model = TwoHeadedFCN(backbone, num_classes, num_geometric, "fc7", skips, learnable_upsampling)
-    return _named(
-        model,
-        arch,
-        num_classes=num_classes,
-        num_geometric=num_geometric,
-        in_channels=in_channels,
-        width=width,
-        batch_norm=batch_norm,
-        learnable_upsampling=learnable_upsampling,
-        dropout=dropout,
-        geometry=geometry,
+@dataclass(frozen=True)
+class TwoHeadedConfig(VGG16FCNConfig):
+    """Settings of the two-headed VGG16 FCNs: the VGG16 FCN's, with SIFT Flow's defaults."""
+
+    num_classes: int = 33  # semantic classes (SIFT Flow's 33)
+    num_geometric: int = 3  # geometric classes (sky, horizontal, vertical)
+
+
+def _vgg16_two_headed(config: TwoHeadedConfig, skips: Sequence[str]) -> TwoHeadedFCN:
+    return TwoHeadedFCN(
+        vgg16_backbone(config),
+        config.num_classes,
+        config.num_geometric,
+        "fc7",
+        skips,
+        config.learnable_upsampling,
     )
 
 
-def fcn16s_two_headed(
-    num_classes: int = 33,
-    num_geometric: int = 3,
-    in_channels: int = 3,
-    width: float = 1.0,
-    batch_norm: bool = False,
-    learnable_upsampling: bool = False,
-    dropout: float = 0.5,
-    geometry: str = "reference",
-) -> TwoHeadedFCN:
+@builder(TwoHeadedConfig)
+def fcn16s_two_headed(config: TwoHeadedConfig) -> TwoHeadedFCN:
     """Two-headed FCN-16s on VGG16 (siftflow-fcn16s, the paper's SIFT Flow net)."""
-    return _vgg16_two_headed(
-        "fcn16s_two_headed",
-        ("pool4",),
-        num_classes,
-        num_geometric,
-        in_channels,
-        width,
-        batch_norm,
-        learnable_upsampling,
-        dropout,
-        geometry,
-    )
+    return _vgg16_two_headed(config, ("pool4",))
 
 
-def fcn8s_two_headed(
-    num_classes: int = 33,
-    num_geometric: int = 3,
-    in_channels: int = 3,
-    width: float = 1.0,
-    batch_norm: bool = False,
-    learnable_upsampling: bool = False,
-    dropout: float = 0.5,
-    geometry: str = "reference",
-) -> TwoHeadedFCN:
+@builder(TwoHeadedConfig)
+def fcn8s_two_headed(config: TwoHeadedConfig) -> TwoHeadedFCN:
     """Two-headed FCN-8s on VGG16 (siftflow-fcn8s): semantic and geometric scores at once.
 
     ``forward`` returns ``{"semantic": N x num_classes x H x W, "geometric": N x num_geometric
     x H x W}``; ``geometry`` as for :func:`~fcnseg.models.fcn.fcn8s`.
     """
-    return _vgg16_two_headed(
-        "fcn8s_two_headed",
-        ("pool4", "pool3"),
-        num_classes,
-        num_geometric,
-        in_channels,
-        width,
-        batch_norm,
-        learnable_upsampling,
-        dropout,
-        geometry,
-    )
+    return _vgg16_two_headed(config, ("pool4", "pool3"))

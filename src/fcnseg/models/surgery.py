@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +18,7 @@ from fcnseg.errors import FcnsegError
 from fcnseg.models.backbones.vgg import FC6_KERNEL, VGG16, VGG16_STAGES
 from fcnseg.models.fcn import FCN
 from fcnseg.models.fusion import LateFusion
+from fcnseg.weights_io import WeightsFileError, read_weights
 
 # Indices of the 13 convolutions in torchvision's ``vgg16().features``.
 TORCHVISION_VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
@@ -74,17 +74,17 @@ def from_torchvision_vgg16(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """A state dict from a local file, loaded with ``weights_only=True``.
-
-    Accepts a bare state dict or a dict holding one under ``state_dict`` or ``model``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise TransplantError(f"weights file {path} does not exist")
+    """A state dict from a local file (:func:`fcnseg.weights_io.read_weights`)."""
     try:
-        contents = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise TransplantError(f"cannot read weights file {path}: {error}") from error
+        contents = read_weights(path, what="weights file")
+    except WeightsFileError as error:
+        raise TransplantError(str(error)) from error
+    return state_dict_in(contents, path)
+
+
+def state_dict_in(contents: object, path: str | os.PathLike) -> dict[str, Tensor]:
+    """The state dict in a weight file's ``contents``: the file's whole contents, or a dict
+    under ``state_dict`` or ``model``. ``path`` names the file in messages."""
     for key in ("state_dict", "model"):
         if isinstance(contents, dict) and isinstance(contents.get(key), dict):
             contents = contents[key]

@@ -4,16 +4,14 @@ Section 3.3 of the paper: upsampling by a factor f is convolution with fractiona
 stride 1/f, i.e. a transposed convolution with output stride f. Initialised to bilinear
 interpolation it can stay fixed (the reference nets freeze it) or be learned.
 
-A bilinear weight is diagonal across classes (class i only feeds class i), so while it stays
-diagonal and no gradient for it is wanted, :class:`BilinearUpsample` runs it per class
-(``groups=K``, K times fewer multiply-adds) instead of as a dense K x K transposed convolution.
-The parameter keeps the dense (K, K, k, k) shape, so checkpoints and exports are unchanged.
+The layer is a dense K x K transposed convolution, as in the reference nets: a bilinear weight
+is diagonal across classes (class i only feeds class i), and the opt-in inference path
+(:func:`fcnseg.inference.fast.per_class_upsampling`) runs it per class instead.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -39,64 +37,12 @@ def bilinear_weight(channels: int, kernel_size: int) -> Tensor:
 
 
 class BilinearUpsample(nn.ConvTranspose2d):
-    """``nn.ConvTranspose2d`` (C -> C, no bias) with a per-class fast path for diagonal weights.
+    """A plain ``nn.ConvTranspose2d`` (C -> C, no bias) that marks a bilinear upsampling layer.
 
-    ``forward`` calls ``conv_transpose2d(x, weight[i, i], groups=C)`` when the weight is
-    diagonal and either frozen or grad mode is off: the same sums without the zero terms, equal
-    to the dense path up to float rounding. A learned weight in training, one with off-diagonal
-    terms, and tracing, scripting, ``torch.compile`` and ONNX export take the dense path.
-    The diagonal is cached against the weight's storage and version counter, so it is
-    re-checked after ``load_state_dict``, ``.to()`` or an optimizer step.
+    It computes exactly what its parent does, in every mode; the class only lets tools find
+    these layers (e.g. :func:`fcnseg.inference.fast.per_class_upsampling`, the opt-in path
+    that runs a diagonal weight one class at a time).
     """
-
-    per_class = True  # set False to force the dense path (benchmarks, comparisons)
-
-    def _diagonal(self) -> Tensor | None:
-        """The (C, 1, k, k) grouped weight, or None when the dense path must run."""
-        weight = self.weight
-        if (
-            not self.per_class
-            or self.in_channels != self.out_channels
-            or self.groups != 1
-            or self.bias is not None
-            or (weight.requires_grad and torch.is_grad_enabled())
-            or weight.is_meta  # shape-only runs (FLOP counts) keep the dense op
-            or torch.jit.is_scripting()
-            or torch.jit.is_tracing()
-            or torch.compiler.is_compiling()
-            or torch.onnx.is_in_onnx_export()
-        ):
-            return None
-        try:
-            key = (weight.data_ptr(), weight._version, weight.device, weight.dtype)
-        except RuntimeError:  # an inference tensor has no version counter: check every time
-            key = None
-        cached = getattr(self, "_diagonal_cache", None)
-        if key is not None and cached is not None and cached[0] == key:
-            return cached[1]
-        with torch.no_grad():
-            channels = self.in_channels
-            eye = torch.eye(channels, dtype=torch.bool, device=weight.device)
-            diagonal = None
-            if not weight[~eye].any():  # (C*(C-1), k, k) off-diagonal kernels all zero
-                diagonal = weight[eye].unsqueeze(1).detach().clone()  # (C, 1, k, k)
-        self._diagonal_cache = (key, diagonal) if key is not None else None
-        return diagonal
-
-    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        diagonal = self._diagonal() if output_size is None else None
-        if diagonal is None:
-            return super().forward(x, output_size)
-        return F.conv_transpose2d(  # (N, C, (h - 1) s + k - 2p, ...), one kernel per class
-            x,
-            diagonal,
-            None,
-            self.stride,
-            self.padding,
-            self.output_padding,
-            self.in_channels,
-            self.dilation,
-        )
 
 
 def bilinear_upsampling(channels: int, factor: int, learnable: bool = False) -> nn.ConvTranspose2d:

@@ -24,21 +24,24 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from fcnseg.errors import FcnsegError
 from fcnseg.models import geometry
-from fcnseg.models.fcn import BUILDERS
+from fcnseg.models.registry import get_builder, list_models
 
 NUM_CLASSES = 21  # PASCAL VOC, as in Table 1
-# The rows of the table: every builder at its defaults, plus the fast VGG16 geometry.
-ROWS: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = tuple(
-    row
-    for arch in BUILDERS
-    for row in (
-        [(arch, ()), (arch, (("geometry", "fast"),))]
-        if arch in ("fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce")
-        else [(arch, ())]
-    )
-)
+FAST_ROWS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce")  # also listed in the fast geometry
+Row = tuple[str, tuple[tuple[str, object], ...]]  # (arch, builder settings beyond the defaults)
+
+
+def default_rows() -> list[Row]:
+    """The rows of the table: every net of the registry at its defaults, in its order, and
+    the VGG16 nets in the fast geometry too."""
+    return [
+        row
+        for arch in list_models()
+        for row in (
+            [(arch, ()), (arch, (("geometry", "fast"),))] if arch in FAST_ROWS else [(arch, ())]
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -84,15 +87,15 @@ def receptive_field(layers: Iterable[nn.Module]) -> tuple[int, int]:
 @functools.cache
 def _describe(arch: str, size: int, settings: tuple[tuple[str, object], ...]) -> ModelInfo:
     with torch.device("meta"):
-        model = BUILDERS[arch](num_classes=NUM_CLASSES, **dict(settings)).eval()
-        image = torch.empty(1, model.settings["in_channels"], size, size)
+        model = get_builder(arch)(num_classes=NUM_CLASSES, **dict(settings)).eval()
+        image = torch.empty(1, model.config.in_channels, size, size)
     with FlopCounterMode(display=False) as counter:
         model(image)
     rf, stride = receptive_field(model.backbone.layers_through(model.head))
     return ModelInfo(
         arch=arch,
         settings=settings,
-        summary=(BUILDERS[arch].__doc__ or "").strip().splitlines()[0],
+        summary=(get_builder(arch).__doc__ or "").strip().splitlines()[0],
         parameters=sum(p.numel() for p in model.parameters()),
         receptive_field=rf,
         stride=stride,
@@ -104,8 +107,7 @@ def _describe(arch: str, size: int, settings: tuple[tuple[str, object], ...]) ->
 
 def describe(arch: str, size: int = 500, **settings: object) -> ModelInfo:
     """The table row of ``arch`` built with ``settings`` (e.g. ``geometry="fast"``)."""
-    if arch not in BUILDERS:
-        raise FcnsegError(f"unknown arch {arch!r}; known: {sorted(BUILDERS)}")
+    get_builder(arch)  # UnknownModelError naming the known nets
     if size < 1:
         raise ValueError(f"size must be >= 1 pixel, got {size}")
     return _describe(arch, size, tuple(sorted(settings.items())))
@@ -113,7 +115,7 @@ def describe(arch: str, size: int = 500, **settings: object) -> ModelInfo:
 
 def table(size: int = 500, archs: Sequence[str] | None = None) -> list[ModelInfo]:
     """Rows for ``archs`` (default: every builder, and the VGG16 nets' fast geometry)."""
-    rows = ROWS if archs is None else [(arch, ()) for arch in archs]
+    rows = default_rows() if archs is None else [(arch, ()) for arch in archs]
     return [describe(arch, size, **dict(settings)) for arch, settings in rows]
 
 

@@ -1,12 +1,20 @@
 """Training: recipes, the loop, resumable data order, distributed processes, logs and curves.
 
-``train(recipe)`` runs a :class:`fcnseg.train.recipe.Recipe`; ``validate`` scores a net on a split.
+``train(recipe)`` runs a :class:`fcnseg.train.recipe.Recipe`; ``validate`` scores a net on a split
+(by :func:`fcnseg.evaluate.scoring.score`, as ``fcnseg eval`` does).
 """
 
 from fcnseg.train.build import InitReport, copy_matching, initialize, lr_factor
 from fcnseg.train.distributed import launched_rank
 from fcnseg.train.sampler import ResumableBatchSampler
-from fcnseg.train.trainer import Trainer, TrainingDiverged, TrainResult, train, validate
+from fcnseg.train.trainer import (
+    Trainer,
+    TrainingDiverged,
+    TrainResult,
+    resolve_recipe,
+    train,
+    validate,
+)
 
 __all__ = [
     "InitReport",
@@ -18,6 +26,7 @@ __all__ = [
     "initialize",
     "launched_rank",
     "lr_factor",
+    "resolve_recipe",
     "train",
     "validate",
 ]

@@ -1,7 +1,8 @@
 """From a recipe to the pieces of a run: data, preprocessing, net, initialisation, optimiser.
 
-Initialisation (section 4.1, 4.2 of the paper): ``init`` names a torchvision-format VGG16
-classifier, whose convolutionalized weights fill the backbone (score layers stay zero), or an
+Initialisation (section 4.1, 4.2 of the paper): ``init`` names an ImageNet classifier
+("imagenet" or a registry name, fetched by :mod:`fcnseg.hub`; or a torchvision-format VGG16
+file), whose convolutionalized weights fill the backbone (score layers stay zero), or an
 fcnseg checkpoint of a coarser net: staged training starts FCN-16s from FCN-32s and FCN-8s
 from FCN-16s by copying every entry whose name and shape match. The new skip score layers are
 zero-initialised, so the finer net starts out computing exactly what the coarser one did.
@@ -9,7 +10,7 @@ zero-initialised, so the finer net starts out computing exactly what the coarser
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from fcnseg.checkpoint import FORMAT
+from fcnseg.checkpoint import is_checkpoint
 from fcnseg.data.by_name import open_dataset
 from fcnseg.data.class_weights import median_frequency_weights
 from fcnseg.data.common import DatasetError, SegmentationDataset
@@ -33,9 +34,10 @@ from fcnseg.data.transforms import (
     Resize,
 )
 from fcnseg.errors import InputNotFoundError
-from fcnseg.models import BUILDERS, TwoHeadedFCN
-from fcnseg.models.surgery import TransplantError, transplant_vgg16
+from fcnseg.models import TwoHeadedFCN, get_builder, list_models
+from fcnseg.models.surgery import TransplantError, state_dict_in, transplant_vgg16
 from fcnseg.train.recipe import Recipe, RecipeError
+from fcnseg.weights_io import WeightsFileError, read_weights
 
 logger = logging.getLogger(__name__)
 
@@ -114,26 +116,25 @@ def class_weights(dataset: SegmentationDataset, num_workers: int = 0) -> Tensor:
 
 
 def make_model(recipe: Recipe, num_classes: int, in_channels: int) -> nn.Module:
-    """The recipe's net; settings its builder does not take must be left at their defaults."""
-    builder = BUILDERS[recipe.net]
-    accepted = inspect.signature(builder).parameters
-    settings = {
-        "num_classes": num_classes,
-        "in_channels": in_channels,
-        "width": recipe.width,
-        "batch_norm": recipe.batch_norm,
-        "learnable_upsampling": recipe.learnable_upsampling,
-        "dropout": recipe.dropout,
-        "geometry": recipe.geometry,
-    }
+    """The recipe's net: its config's fields from the recipe's fields of the same name.
+
+    A net setting the recipe sets away from its default that the net's config lacks (``dropout``
+    for a ResNet) is an error rather than silently dropped.
+    """
+    builder = get_builder(recipe.net)
+    accepted = [f.name for f in dataclasses.fields(builder.config_class)]
+    given = {"num_classes": num_classes, "in_channels": in_channels}
     defaults = Recipe()
-    for key in [k for k in settings if k not in accepted]:
-        if settings.pop(key) != getattr(defaults, key, None):
+    for name in net_settings():
+        value = getattr(recipe, name)
+        if name in accepted:
+            given[name] = value
+        elif value != getattr(defaults, name):
             raise RecipeError(
-                f"recipe: net {recipe.net!r} has no '{key}' setting; leave it at its default "
-                f"({getattr(defaults, key)!r}). It takes: {', '.join(accepted)}"
+                f"recipe: net {recipe.net!r} has no '{name}' setting; leave it at its default "
+                f"({getattr(defaults, name)!r}). It takes: {', '.join(accepted)}"
             )
-    model = builder(**settings)
+    model = builder(**given)
     if isinstance(model, TwoHeadedFCN):
         raise RecipeError(
             f"recipe: net {recipe.net!r} has two heads (semantic and geometric); the training "
@@ -142,12 +143,22 @@ def make_model(recipe: Recipe, num_classes: int, in_channels: int) -> nn.Module:
     return model
 
 
+def net_settings() -> tuple[str, ...]:
+    """The recipe fields that are net settings: fields of some net's config (``width``,
+    ``geometry``, ...), bar the two the data decide (``num_classes``, ``in_channels``)."""
+    config_fields = {
+        f.name for name in list_models() for f in dataclasses.fields(get_builder(name).config_class)
+    }
+    config_fields -= {"num_classes", "in_channels"}
+    return tuple(f.name for f in dataclasses.fields(Recipe) if f.name in config_fields)
+
+
 @dataclass
 class InitReport:
     """What ``init`` filled: ``copied`` names, ``mismatched`` ``(name, source shape, net
     shape)``, ``untouched`` (net entries left as built), ``unused`` (source entries)."""
 
-    kind: str = "none"  # none | vgg16 | checkpoint | resume (weights from the run's last.pt)
+    kind: str = "none"  # none | vgg16 | checkpoint | imagenet | weights (registry) | resume
     source: str = ""
     copied: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, list[int], list[int]]] = field(default_factory=list)
@@ -186,23 +197,33 @@ def copy_matching(model: nn.Module, state: dict[str, Tensor], source: str = "") 
     return report
 
 
-def initialize(model: nn.Module, init: str) -> InitReport:
-    """Apply a recipe's ``init``: "none", a VGG16 state-dict file or an fcnseg checkpoint."""
+def initialize(model: nn.Module, init: str, preprocessing: str | None = None) -> InitReport:
+    """Apply a recipe's ``init``: "none", a VGG16 state-dict file, an fcnseg checkpoint, or
+    "imagenet" / a registry name (:mod:`fcnseg.hub`: downloaded once and cached). "imagenet"
+    picks the ImageNet classifier of the net's backbone that expects ``preprocessing``."""
     if init == "none":
         return InitReport()
     path = Path(init)
     if not path.is_file():
+        from fcnseg.hub import registry
+        from fcnseg.hub.weights import IMAGENET, initialize_from
+
+        if init == IMAGENET or init in registry.names():
+            kind, source, copied = initialize_from(model, init, preprocessing)
+            untouched = [name for name in model.state_dict() if name not in copied]
+            return InitReport(kind, source, copied, untouched=untouched)
+    if not path.is_file():
         raise InputNotFoundError(f"init weights file {path} does not exist")
     try:
-        contents = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise TransplantError(f"cannot read init weights {path}: {error}") from error
-    if isinstance(contents, dict) and contents.get("format") == FORMAT:
+        contents = read_weights(path, what="init weights")  # read once, whatever it holds
+    except WeightsFileError as error:
+        raise TransplantError(str(error)) from error
+    if is_checkpoint(contents):
         report = copy_matching(model, contents["state_dict"], str(path))
         if not report.copied:
             raise TransplantError(f"init checkpoint {path} shares no parameter with {model.arch}")
         return report
-    copied = transplant_vgg16(model, path)
+    copied = transplant_vgg16(model, state_dict_in(contents, path))
     untouched = [name for name in model.state_dict() if name not in copied]
     return InitReport("vgg16", str(path), copied, untouched=untouched)
 

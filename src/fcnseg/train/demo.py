@@ -1,36 +1,32 @@
-"""The demo: train an FCN-8s on generated shapes on the CPU and score it with the four metrics.
+"""The demo: an ordinary training run (:func:`fcnseg.train.train`) on generated shapes.
 
-Everything is made in code (``fcnseg.data.synthetic``), so it needs no download. With the
-defaults it trains a width-1/8 FCN-8s with BatchNorm for 500 iterations of 4 whole images
-(two to three minutes on two cores) and scores held-out images of sizes it trained on.
+Everything is made in code (``fcnseg.data.synthetic``, the dataset ``synthetic``), so it needs
+no download. :func:`demo_recipe` is the recipe: a width-1/8 FCN-8s with BatchNorm, 500
+iterations of 4 whole images of one size, AdamW with a one-cycle schedule and median-frequency
+class weights (two to three minutes on two cores). The run's validation, the one scoring
+function of fcnseg (:func:`fcnseg.evaluate.scoring.score`), scores the held-out images.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
-
-from fcnseg.checkpoint import save
-from fcnseg.data.class_weights import median_frequency_weights
-from fcnseg.data.palettes import voc_palette
-from fcnseg.data.sampling import SizeGroupedBatchSampler
-from fcnseg.data.synthetic import SyntheticShapes
-from fcnseg.data.transforms import Normalize
-from fcnseg.evaluate.metrics import ConfusionMatrix
+from fcnseg.checkpoint import load, save
+from fcnseg.data.by_name import open_dataset
+from fcnseg.inference.predict import input_scale_of, normalizer_for, palette_for, predict_image
 from fcnseg.inference.visualize import comparison_grid
-from fcnseg.models import fcn8s
+from fcnseg.train.recipe import Recipe
+from fcnseg.train.trainer import train
 
 logger = logging.getLogger(__name__)
 
-# Raw 0..255 values to roughly zero mean and unit scale.
-NORMALIZE = Normalize(mean=(128.0, 128.0, 128.0), std=(64.0, 64.0, 64.0))
+RUN_FOLDER = "run"  # the trainer's files, inside the demo's output folder
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "curves.png", "recipe.toml", "run.json")
 
 
 @dataclass
@@ -45,7 +41,7 @@ class DemoConfig:
     train_images: int = 2000  # generated training images (500 iterations see each once)
     val_images: int = 100  # held-out images, generated with another seed
     grid_rows: int = 6  # rows of the image | truth | prediction figure
-    balance_images: int = 200  # training images counted for median-frequency class weights (0: off)
+    class_weights: bool = True  # median-frequency class weights over the training images
 
 
 @dataclass
@@ -53,8 +49,8 @@ class DemoResult:
     config: DemoConfig
     metrics: dict
     classes: list[str]
-    losses: list[float] = field(default_factory=list)
-    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)  # one per iteration
+    seconds: float = 0.0  # the training run's wall time (its final validation included)
 
     def to_json(self) -> dict:
         return {
@@ -66,87 +62,76 @@ class DemoResult:
         }
 
 
-def _normalized(batch):
-    images, labels = batch
-    return NORMALIZE(images, labels)
+def demo_recipe(config: DemoConfig, out: str | Path) -> Recipe:
+    """The demo as a recipe for the one trainer (writes its run into ``out``)."""
+    return Recipe(
+        dataset="synthetic",
+        options={
+            "seed": config.seed,
+            "train_images": config.train_images,
+            "val_images": config.val_images,
+            "sizes": ",".join(str(side) for side in config.sizes),
+        },
+        net="fcn8s",
+        width=config.width,
+        batch_norm=True,
+        dropout=0.0,
+        preprocessing="scale",  # raw 0..255 to about -2..2
+        batch_size=config.batch_size,
+        batch_by_size=True,
+        optimizer="adamw",
+        lr=config.lr,
+        momentum=0.9,  # AdamW's beta1
+        weight_decay=config.weight_decay,
+        schedule="onecycle",
+        pct_start=0.15,
+        class_weights="median_frequency" if config.class_weights else "none",
+        iterations=config.iterations,
+        seed=config.seed,
+        out=str(out),
+    )
 
 
 def run_demo(
     config: DemoConfig,
     out_dir: str | Path | None = None,
-    progress: Callable | None = None,
+    progress: Callable[..., Any] | None = None,
 ) -> DemoResult:
-    """Train and evaluate; write ``demo_grid.png`` and ``demo_fcn8s.pt`` into ``out_dir``.
+    """Train and score; write ``demo_grid.png``, ``demo_fcn8s.pt`` and the run (``run/``:
+    checkpoints, metrics log, curves) into ``out_dir`` (a temporary folder when None).
 
-    ``progress(total=n)`` makes a progress bar (e.g. ``tqdm``): updated each step, with the loss.
+    A new demo replaces the previous demo's run in ``out_dir``. ``progress(total=, initial=)``
+    makes a progress bar (e.g. ``tqdm``), updated each step with the loss.
     """
-    torch.manual_seed(config.seed)
-    train = SyntheticShapes(config.train_images, config.sizes, seed=2 * config.seed + 1)
-    val = SyntheticShapes(config.val_images, config.sizes, seed=2 * config.seed + 2)
-    generator = torch.Generator().manual_seed(config.seed)
-    sampler = SizeGroupedBatchSampler(train.size_of, len(train), config.batch_size, generator)
-    loader = DataLoader(train, batch_sampler=sampler)
+    if out_dir is None:
+        with tempfile.TemporaryDirectory(prefix="fcnseg-demo-") as folder:
+            return _run(config, Path(folder), progress, keep=False)
+    return _run(config, Path(out_dir), progress, keep=True)
 
-    model = fcn8s(num_classes=train.num_classes, width=config.width, batch_norm=True, dropout=0.0)
-    weight = None
-    if config.balance_images:
-        labels = (train[i][1] for i in range(min(config.balance_images, len(train))))
-        weight = median_frequency_weights(labels, train.num_classes, train.ignore_index)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.iterations, pct_start=0.15
-    )
-    bar = progress(total=config.iterations) if progress is not None else None
+
+def _run(
+    config: DemoConfig, out: Path, progress: Callable[..., Any] | None, keep: bool
+) -> DemoResult:
+    run_dir = out / RUN_FOLDER
+    for name in RUN_FILES:  # the previous demo's run, so this one starts afresh
+        (run_dir / name).unlink(missing_ok=True)
+    recipe = demo_recipe(config, run_dir)
     losses: list[float] = []
-    batches = iter(loader)
-    start = time.perf_counter()
-    model.train()
-    for _ in range(config.iterations):
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            batch = next(batches)
-        images, labels = _normalized(batch)
-        loss = F.cross_entropy(
-            model(images), labels, weight=weight, ignore_index=train.ignore_index
+    result = train(recipe, progress=progress, on_step=lambda _, loss: losses.append(loss))
+    assert result.metrics is not None  # the run validates at its end
+    if keep:
+        model = load(run_dir / "last.pt")
+        val = open_dataset("synthetic", "", "val", **recipe.options)
+        preprocess, scale, palette = (
+            normalizer_for(model),
+            input_scale_of(model),
+            palette_for(model),
         )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-        if bar is not None:
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-            bar.update(1)
-    seconds = time.perf_counter() - start
-    if bar is not None:
-        bar.close()
-
-    model.eval()
-    matrix = ConfusionMatrix(val.num_classes, val.ignore_index)
-    rows = []
-    with torch.inference_mode():
-        for index in range(len(val)):
+        rows = []
+        for index in range(min(config.grid_rows, len(val))):
             image, label = val[index]
-            prediction = model(NORMALIZE(image, label)[0][None]).argmax(1)[0]
-            matrix.update(prediction, label)
-            if index < config.grid_rows:
-                rows.append((image, label, prediction))
-    result = DemoResult(config, matrix.compute(), list(val.classes), losses, seconds)
-
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        palette = voc_palette(val.num_classes)
-        comparison_grid(rows, palette).save(out_dir / "demo_grid.png")
-        save(
-            model,
-            out_dir / "demo_fcn8s.pt",
-            classes=result.classes,
-            palette=palette,
-            preprocessing=NORMALIZE.spec(),
-            ignore_index=val.ignore_index,
-        )
-    return result
+            rows.append((image, label, predict_image(model, image, preprocess, scale)))
+        comparison_grid(rows, palette).save(out / "demo_grid.png")
+        save(model, out / "demo_fcn8s.pt")  # its metadata travels with it
+        logger.info("wrote %s and %s", out / "demo_grid.png", out / "demo_fcn8s.pt")
+    return DemoResult(config, result.metrics, result.classes, losses, result.seconds)

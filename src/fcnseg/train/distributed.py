@@ -16,6 +16,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from fcnseg.runtime import resolve_device
+
 logger = logging.getLogger(__name__)
 
 
@@ -42,17 +44,6 @@ class Processes:
 def launched_rank() -> int:
     """This process's rank from the launcher's environment (0 when not launched)."""
     return int(os.environ.get("RANK", "0"))
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda`` if available else ``cpu``; ``cuda`` -> this process's GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for, but torch sees no CUDA device")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device(name)
 
 
 def setup(device: str) -> Processes:

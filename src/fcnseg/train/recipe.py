@@ -25,16 +25,16 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package
 
 from fcnseg.data.by_name import DATASET_NAMES
 from fcnseg.errors import FcnsegError
-from fcnseg.models import BUILDERS, GEOMETRIES
+from fcnseg.models import GEOMETRIES, list_models
+from fcnseg.runtime import DEVICES, PRECISION_ALIASES, PRECISIONS
 from fcnseg.train.losses import NORMALIZATIONS
 
-NETS = tuple(BUILDERS)
+NETS = tuple(list_models())
 PREPROCESSING = ("caffe", "imagenet", "scale")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "poly", "onecycle", "step")
 CLASS_WEIGHTS = ("none", "median_frequency")
-DEVICES = ("auto", "cpu", "cuda")
-AMP = ("none", "bf16", "fp16")
+AMP = tuple(PRECISIONS)  # fp32 | bf16 | fp16; "none" is read as fp32 (PRECISION_ALIASES)
 MAX_SEED = 2**31 - 1
 
 # Fields a resumed run may change: they leave the weights' trajectory alone (``iterations``
@@ -65,7 +65,7 @@ class RecipeError(FcnsegError):
 @dataclass
 class Recipe:
     # ---- data (readers of fcnseg.data, by name)
-    dataset: str = "folder"  # reader: camvid | voc | sbd | nyud | siftflow | context | folder
+    dataset: str = "folder"  # camvid | voc | sbd | nyud | siftflow | context | folder | synthetic
     root: str = ""  # the dataset's folder (required)
     options: dict[str, Any] = field(default_factory=dict)  # reader options: voc {sbd_root}, ...
     train_split: str = "train"  # e.g. train, trainval (SBD), train (CamVid)
@@ -75,13 +75,13 @@ class Recipe:
     val_options: dict[str, Any] = field(default_factory=dict)  # its options (used with val_dataset)
     val_images: int = 0  # validate on the first N images only (0 = all), for quick checks
     # ---- net (fcnseg.models builders)
-    net: str = "fcn8s"  # fcn32s | fcn16s | fcn8s | fcn8s_atonce (or another models.BUILDERS)
+    net: str = "fcn8s"  # a name of fcnseg.models.list_models(): fcn32s, fcn16s, fcn8s, ...
     width: float = 1.0  # VGG16 channel multiplier (0.25: 16x cheaper)
     batch_norm: bool = False  # BatchNorm after each convolution, for training from scratch
     dropout: float = 0.5  # after fc6 and fc7 (0.5 in the reference)
     learnable_upsampling: bool = False  # learn the bilinear-initialised deconvolutions
     geometry: str = "reference"  # reference (conv1 padded by 100) | fast (unpadded, cheaper)
-    init: str = "none"  # "none", a torchvision VGG16 state-dict file, or an fcnseg checkpoint
+    init: str = "none"  # none | imagenet | a weights name (fcnseg weights) | a VGG16 or fcnseg file
     # ---- input
     preprocessing: str = "caffe"  # caffe (BGR minus ILSVRC mean) | imagenet | scale (x/255-.5)/.25
     resize: float = 1.0  # fixed rescale of train and val images (e.g. 0.5 on a CPU)
@@ -89,6 +89,7 @@ class Recipe:
     scale_range: list[float] = field(default_factory=list)  # [low, high] random scale; needs crop
     crop_size: list[int] = field(default_factory=list)  # [h, w] (or one int) random crops
     batch_size: int = 1  # images per step and process (1: whole images, as in the paper)
+    batch_by_size: bool = False  # one image size per batch: mixed-size whole images, no padding
     # ---- optimisation
     optimizer: str = "sgd"  # sgd | adamw
     lr: float = 1e-4  # base learning rate (~1e-10 with loss = "sum" on VOC-sized images)
@@ -115,7 +116,7 @@ class Recipe:
     out: str = ""  # output folder (required)
     num_workers: int = 0  # DataLoader worker processes
     device: str = "auto"  # auto | cpu | cuda
-    amp: str = "none"  # none | bf16 | fp16: autocast (fp16 on CUDA only, with loss scaling)
+    amp: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 CUDA only); "none": deprecated fp32
     channels_last: bool = False  # NHWC memory format (faster convolutions on recent GPUs)
 
     def __post_init__(self) -> None:
@@ -130,7 +131,8 @@ class Recipe:
 
     def check_runnable(self) -> None:
         """Raise unless the fields a run needs are set: ``root``, ``out`` and its length."""
-        missing = [key for key in ("root", "out") if not getattr(self, key)]
+        needed = ("out",) if self.dataset == "synthetic" else ("root", "out")  # made in code
+        missing = [key for key in needed if not getattr(self, key)]
         if missing:
             flags = ", ".join(f"'{k}' (--{k})" for k in missing)
             raise RecipeError(f"recipe: set {flags}")
@@ -246,6 +248,7 @@ def _validate(recipe: Recipe, source: str) -> None:
     for f in FIELDS:
         setattr(recipe, f.name, _check_type(f.name, getattr(recipe, f.name), source))
     r = recipe
+    r.amp = PRECISION_ALIASES.get(r.amp, r.amp)  # the old spelling, read as its new name
     for key, valid in CHOICES.items():
         if getattr(r, key) not in valid:
             raise _fail(source, key, f"must be one of {', '.join(valid)}", getattr(r, key))

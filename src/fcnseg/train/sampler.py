@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -50,6 +50,10 @@ class ResumableBatchSampler(Sampler[list[Key]]):
         seed: the run's seed.
         rank, world_size: this process and the number of processes.
         start, stop: the iterations to yield (``stop=None``: forever).
+        sizes: ``(H, W)`` of each sample: with them every batch holds images of one size, so
+            whole images of mixed sizes need no padding. Each epoch the permutation is split
+            by size, each size's run cut into full batches, and all batches shuffled by the
+            same generator; process ``r`` takes every ``world_size``-th batch.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class ResumableBatchSampler(Sampler[list[Key]]):
         world_size: int = 1,
         start: int = 0,
         stop: int | None = None,
+        sizes: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         if num_items < 1:
             raise ValueError("the train split is empty")
@@ -74,12 +79,27 @@ class ResumableBatchSampler(Sampler[list[Key]]):
         self.start = start
         self.stop = stop
         self.per_process = math.ceil(num_items / world_size)
+        self.sizes = None if sizes is None else [tuple(size) for size in sizes]
+        if self.sizes is not None:
+            if len(self.sizes) != num_items:
+                raise ValueError(f"{len(self.sizes)} sizes for {num_items} samples")
+            counts: dict[tuple[int, ...], int] = {}
+            for size in self.sizes:
+                counts[size] = counts.get(size, 0) + 1
+            self.grouped_batches = sum(n // batch_size for n in counts.values())
+            if self.grouped_batches < world_size:
+                raise ValueError(
+                    f"batches of one image size: {self.grouped_batches} full batches of "
+                    f"{batch_size} for {world_size} processes (sizes: {counts})"
+                )
         self._cached: tuple[int, list[list[Key]]] | None = None
 
     @property
     def batches_per_epoch(self) -> int:
         """Full batches only (an incomplete last one is dropped, as a 1-image batch would break
         BatchNorm on small crops), unless the shard is smaller than one batch."""
+        if self.sizes is not None:
+            return self.grouped_batches // self.world_size
         return max(1, self.per_process // self.batch_size)
 
     def epoch(self, epoch: int) -> list[list[Key]]:
@@ -87,12 +107,29 @@ class ResumableBatchSampler(Sampler[list[Key]]):
         generator = epoch_generator(self.seed, epoch)
         order = torch.randperm(self.num_items, generator=generator)
         seeds = torch.randint(0, SEED_RANGE, (self.num_items,), generator=generator)
+        if self.sizes is not None:
+            return self._by_size(order, seeds, generator)
         total = self.per_process * self.world_size
         positions = torch.arange(total) % self.num_items  # wrap around to pad
         mine = positions[self.rank :: self.world_size].tolist()
         keys = [(int(order[p]), int(seeds[p])) for p in mine]
         size = self.batch_size
         return [keys[i * size : (i + 1) * size] for i in range(self.batches_per_epoch)]
+
+    def _by_size(self, order: Tensor, seeds: Tensor, generator: torch.Generator) -> list[list[Key]]:
+        """One epoch's batches of one image size each (see ``sizes``), this process's share."""
+        assert self.sizes is not None
+        runs: dict[tuple[int, ...], list[Key]] = {}
+        for index, seed in zip(order.tolist(), seeds.tolist()):
+            runs.setdefault(self.sizes[index], []).append((index, seed))
+        size = self.batch_size
+        batches = [
+            keys[i * size : (i + 1) * size]
+            for _, keys in sorted(runs.items())
+            for i in range(len(keys) // size)
+        ]
+        shuffled = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+        return shuffled[self.rank :: self.world_size][: self.batches_per_epoch]
 
     def batch(self, iteration: int) -> list[Key]:
         """The batch of ``iteration`` (0-based) of the run."""

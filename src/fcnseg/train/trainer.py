@@ -31,17 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 import fcnseg
 from fcnseg.checkpoint import CheckpointError, atomic_save, model_record, read
 from fcnseg.data.common import DatasetError, SegmentationDataset
-from fcnseg.data.transforms import collate_pad
+from fcnseg.data.transforms import Normalizer, collate_pad
 from fcnseg.errors import EXIT_DIVERGED, FcnsegError, InputNotFoundError, RunFolderError
-from fcnseg.evaluate.metrics import ConfusionMatrix
+from fcnseg.evaluate.scoring import score
+from fcnseg.runtime import canonical_precision, precision_dtype
 from fcnseg.train import distributed
 from fcnseg.train.build import (
     InitReport,
@@ -58,6 +58,7 @@ from fcnseg.train.distributed import Processes
 from fcnseg.train.log import MetricsLog, plot_curves
 from fcnseg.train.losses import segmentation_loss
 from fcnseg.train.recipe import RESUMABLE, Recipe, RecipeError, dumps, from_dict, resumed_changes
+from fcnseg.train.recipe import load as load_recipe
 from fcnseg.train.run_folder import (
     DeferredInterrupt,
     RunFolderLock,
@@ -109,6 +110,20 @@ class TrainResult:
     init: InitReport = field(default_factory=InitReport)
 
 
+def resolve_recipe(
+    path: str | Path | None, overrides: dict[str, Any], resume: bool = False
+) -> Recipe:
+    """The recipe a run uses: the file at ``path`` (with ``resume`` and no ``path``, the run's
+    own ``OUT/recipe.toml``; with neither, the defaults), then ``overrides`` (field name ->
+    typed value or command-line text), validated."""
+    if path is None and resume:
+        if "out" not in overrides:
+            raise RecipeError("--resume needs --out (the folder of the run to continue)")
+        path = Path(overrides["out"]) / "recipe.toml"
+    recipe = load_recipe(path) if path is not None else Recipe()
+    return recipe.replace(source="command line", **overrides)
+
+
 def train(
     recipe: Recipe,
     resume: bool = False,
@@ -131,55 +146,44 @@ def train(
         distributed.teardown(processes)
 
 
-@torch.no_grad()
 def validate(
     model: nn.Module,
     dataset: SegmentationDataset,
-    device: torch.device,
-    resize: float = 1.0,
-    amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
+    preprocess: Normalizer,
+    scale: float = 1.0,
+    dtype: torch.dtype | None = None,
     processes: Processes | None = None,
     limit: int = 0,
     num_workers: int = 0,
 ) -> dict[str, Any]:
-    """The four metrics of ``model`` on (the first ``limit`` of) ``dataset``'s preprocessed
-    whole images; each process scores every ``world_size``-th image and the confusion matrices
-    are summed. With ``resize`` the image is scaled by it and the scores scaled back to the
-    label's size, so metrics are at the labels' full resolution."""
-    processes = processes or Processes(device=device)
+    """The four metrics of ``model`` on (the first ``limit`` of) ``dataset``'s raw images, by
+    :func:`fcnseg.evaluate.scoring.score` (what ``fcnseg eval`` runs on a checkpoint): each
+    process scores every ``world_size``-th image and the confusion matrices are summed."""
+    processes = processes or Processes()
     count = min(len(dataset), limit) if limit else len(dataset)
-    shard = Subset(dataset, range(processes.rank, count, processes.world_size))
-    loader = DataLoader(shard, batch_size=None, num_workers=num_workers)
-    was_training = model.training
-    model.eval()
-    matrix = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
-    matrix.matrix = matrix.matrix.to(device)
-    for image, label in loader:
-        x = image[None].to(device)  # (1, C, H, W)
-        if resize != 1:
-            size = [max(1, math.floor(s * resize + 0.5)) for s in x.shape[-2:]]
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            scores = model(x).float()  # (1, K, h, w)
-        if scores.shape[-2:] != label.shape[-2:]:
-            scores = F.interpolate(scores, size=label.shape[-2:], mode="bilinear")
-        matrix.update(scores.argmax(1)[0], label.to(device))
+    shard = range(processes.rank, count, processes.world_size)
+    matrix = score(model, dataset, preprocess, scale, dtype, shard, num_workers)
     distributed.all_reduce_sum(matrix.matrix, processes)
-    model.train(was_training)
     return matrix.compute()
 
 
+def image_sizes(dataset: SegmentationDataset) -> list[tuple[int, int]]:
+    """``(H, W)`` of every sample: the reader's ``size_of(i)`` where it has one (generated
+    data knows sizes without drawing), else each label's shape (reads the whole split once)."""
+    size_of = getattr(dataset, "size_of", None)
+    if size_of is not None:
+        return [tuple(size_of(index)) for index in range(len(dataset))]
+    logger.info("reading %d labels for their sizes (batch_by_size)", len(dataset))
+    return [tuple(dataset[index][1].shape[-2:]) for index in range(len(dataset))]
+
+
 def amp_dtype_for(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16 on CPU or CUDA, fp16 on CUDA only (a no-op elsewhere)."""
-    if amp == "none":
-        return None
-    if amp == "fp16" and device.type != "cuda":
+    """The autocast dtype of a recipe's ``amp`` (:mod:`fcnseg.runtime` precision names):
+    bf16 on CPU or CUDA, fp16 on CUDA only (elsewhere a warning, and float32)."""
+    if canonical_precision(amp) == "fp16" and device.type != "cuda":
         logger.warning("amp 'fp16' needs CUDA; training in float32 on %s", device)
         return None
-    return torch.bfloat16 if amp == "bf16" else torch.float16
+    return precision_dtype(amp, device)
 
 
 def git_revision() -> dict[str, Any] | None:
@@ -232,11 +236,13 @@ class Trainer:
                 "target (e.g. siftflow's option target = 'semantic')"
             )
         self.normalizer = make_normalizer(recipe.preprocessing, image.shape[0])
-        if self.val_set is not None:
-            self.val_set.transform = self.normalizer
         self.ignore_index = self.train_set.ignore_index
         self.net = make_model(recipe, self.train_set.num_classes, image.shape[0])
-        self.init = InitReport("resume") if resume else initialize(self.net, recipe.init)
+        self.init = (
+            InitReport("resume")
+            if resume
+            else initialize(self.net, recipe.init, recipe.preprocessing)
+        )
         logger.info(self.init.summary())
         self.net.to(self.device)
         if recipe.channels_last:
@@ -252,6 +258,7 @@ class Trainer:
             recipe.seed,
             processes.rank,
             processes.world_size,
+            sizes=image_sizes(self.train_set) if recipe.batch_by_size else None,
         )
         self.total = recipe.iterations or recipe.epochs * self.sampler.batches_per_epoch
 
@@ -481,10 +488,9 @@ class Trainer:
         metrics = validate(
             self.net,
             self.val_set,
-            self.device,
-            resize=self.recipe.resize,
-            amp_dtype=self.amp_dtype,
-            channels_last=self.recipe.channels_last,
+            self.normalizer,
+            scale=self.recipe.resize,
+            dtype=self.amp_dtype,
             processes=self.processes,
             limit=self.recipe.val_images,
             num_workers=self.recipe.num_workers,

@@ -1,4 +1,4 @@
-"""In-process speed and memory rows for ``fcnseg bench`` and benchmarks/bench_speed.py.
+"""In-process speed and memory rows for benchmarks/bench_speed.py (and the other scripts).
 
 Each row times one configuration after warm-up (median of ``repeats``), in eval mode under
 ``torch.inference_mode`` for forward rows, and records its peak resident memory (CPU: the
@@ -6,8 +6,8 @@ highest RSS a sampling thread saw during the row; CUDA: the allocator's peak), i
 (``torch.utils.flop_counter`` on a meta-device copy, dense deconvolutions counted as the
 reference runs them) and the achieved GFLOP/s, to set against :func:`matmul_gflops`.
 
-Also here: the torchfcn <-> fcnseg weight mapping used to check that the nets agree, and a
-faithful copy of torchfcn's ``_fast_hist`` / ``label_accuracy_score`` for the metrics rows.
+Also here: the label maps and the rows of the confusion-matrix counters; torchfcn's weight
+mapping and metrics, which these rows compare against, are in ``torchfcn_port.py``.
 """
 
 from __future__ import annotations
@@ -16,58 +16,34 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
+from torchfcn_port import label_accuracy_score
 
 from fcnseg.evaluate import pair_counts
 from fcnseg.evaluate.metrics import ConfusionMatrix, confusion_counts
-from fcnseg.inference.fast import bf16_supported, dense_upsampling, optimize_for_inference
-from fcnseg.models import BUILDERS
+from fcnseg.inference.fast import bf16_supported, optimize_for_inference
+from fcnseg.models import create_model
 
 DEFAULT_NETS = ("fcn32s", "fcn16s", "fcn8s")
 DEFAULT_SIZES = ((500, 500), (360, 480))
 TRAIN_SIZE = (360, 480)
-# (label, geometry, options for optimize_for_inference, dense upsampling?)
+# (label, geometry, options for optimize_for_inference)
 VARIANTS = {
-    "ref fp32 dense-up": ("reference", {"channels_last": False}, True),
-    "ref fp32": ("reference", {"channels_last": False}, False),
-    "ref fp32 cl": ("reference", {"channels_last": True}, False),
-    "fast fp32 cl": ("fast", {"channels_last": True}, False),
-    "fast bf16 cl": ("fast", {"channels_last": True, "dtype": torch.bfloat16}, False),
-    "fast fp32 compile": ("fast", {"channels_last": True, "compile": True}, False),
+    "ref fp32 dense-up": ("reference", {"channels_last": False, "per_class": False}),
+    "ref fp32": ("reference", {"channels_last": False}),
+    "ref fp32 cl": ("reference", {"channels_last": True}),
+    "fast fp32 cl": ("fast", {"channels_last": True}),
+    "fast bf16 cl": ("fast", {"channels_last": True, "dtype": torch.bfloat16}),
+    "fast fp32 compile": ("fast", {"channels_last": True, "compile": True}),
 }
 QUICK_VARIANTS = ("ref fp32 dense-up", "ref fp32", "fast fp32 cl", "fast bf16 cl")
-_VGG_PREFIXES = ("conv", "fc6", "fc7")
-
-
-# ----------------------------------------------------------------------- torchfcn weight mapping
-
-
-def from_torchfcn(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """torchfcn FCN32s/16s/8s state dict -> ours: VGG layers move under ``backbone.``.
-
-    The score and upscore layers already share the Caffe names. Both nets pad conv1_1 by 100,
-    so our ``geometry="reference"`` nets give the same scores on the mapped weights.
-    """
-    return {
-        (f"backbone.{key}" if key.startswith(_VGG_PREFIXES) else key): value
-        for key, value in state.items()
-    }
-
-
-def to_torchfcn(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Ours -> torchfcn (the inverse of :func:`from_torchfcn`); at-once scale buffers dropped."""
-    return {
-        key.removeprefix("backbone."): value
-        for key, value in state.items()
-        if not key.startswith("scale_")
-    }
 
 
 # ------------------------------------------------------------------------ timing and memory
@@ -138,7 +114,7 @@ def matmul_gflops(n: int = 2048, repeats: int = 3) -> float:
 def gflops(arch: str, height: int, width: int, geometry: str, net_width: float = 1.0) -> float:
     """Forward FLOPs of one image, GFLOP (multiply-add = 2), counted on the meta device."""
     with torch.device("meta"):
-        model = BUILDERS[arch](geometry=geometry, width=net_width).eval()
+        model = create_model(arch, geometry=geometry, width=net_width).eval()
         x = torch.empty(1, 3, height, width)
     with FlopCounterMode(display=False) as counter:
         model(x)
@@ -168,19 +144,18 @@ def forward_rows(
     rows = []
     for arch in nets:
         for label in variants:
-            geometry, options, dense = VARIANTS[label]
+            geometry, options = VARIANTS[label]
             if options.get("dtype") == torch.bfloat16 and not bf16_supported():
                 label = f"{label} (emulated)"
             torch.manual_seed(0)
-            model = BUILDERS[arch](num_classes=num_classes, width=net_width, geometry=geometry)
+            model = create_model(arch, num_classes=num_classes, width=net_width, geometry=geometry)
             runner = optimize_for_inference(model, **options)
             for size in sizes:
                 flops = gflops(arch, *size, geometry, net_width)
                 for batch in batches:
                     x = torch.randn(batch, 3, *size)
-                    with dense_upsampling(model) if dense else nullcontext():
-                        with peak_memory() as memory:
-                            seconds = median_seconds(lambda r=runner, x=x: r(x), repeats)
+                    with peak_memory() as memory:
+                        seconds = median_seconds(lambda r=runner, x=x: r(x), repeats)
                     rows.append(
                         _row(arch, label, size, batch, seconds, flops * batch, memory)
                         | {"kind": "forward", "impl": "fcnseg"}
@@ -237,7 +212,7 @@ def train_rows(
     for arch in nets:
         for geometry in ("reference", "fast"):
             torch.manual_seed(0)
-            model = BUILDERS[arch](num_classes=num_classes, width=net_width, geometry=geometry)
+            model = create_model(arch, num_classes=num_classes, width=net_width, geometry=geometry)
             seconds, memory = train_step_seconds(model, size, repeats, num_classes)
             flops = 3 * gflops(arch, *size, geometry, net_width)  # forward + ~2x backward
             label = "ref fp32" if geometry == "reference" else "fast fp32"
@@ -249,29 +224,6 @@ def train_rows(
 
 
 # ------------------------------------------------------------------------------ the metrics
-
-
-def fast_hist(label_true: np.ndarray, label_pred: np.ndarray, n_class: int) -> np.ndarray:
-    """torchfcn.utils._fast_hist, verbatim in substance."""
-    mask = (label_true >= 0) & (label_true < n_class)
-    return np.bincount(
-        n_class * label_true[mask].astype(int) + label_pred[mask], minlength=n_class**2
-    ).reshape(n_class, n_class)
-
-
-def label_accuracy_score(label_trues, label_preds, n_class: int) -> tuple[float, ...]:
-    """torchfcn.utils.label_accuracy_score: accumulate float histograms, then the four scores."""
-    hist = np.zeros((n_class, n_class))
-    for lt, lp in zip(label_trues, label_preds):
-        hist += fast_hist(lt.flatten(), lp.flatten(), n_class)
-    acc = np.diag(hist).sum() / hist.sum()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        acc_cls = np.nanmean(np.diag(hist) / hist.sum(axis=1))
-        iu = np.diag(hist) / (hist.sum(axis=1) + hist.sum(axis=0) - np.diag(hist))
-    mean_iu = np.nanmean(iu)
-    freq = hist.sum(axis=1) / hist.sum()
-    fwavacc = (freq[freq > 0] * iu[freq > 0]).sum()
-    return acc, acc_cls, mean_iu, fwavacc
 
 
 LABEL_MAPS = ("noise", "regions")

@@ -1,0 +1,230 @@
+"""Predict files and folders: decoding in DataLoader workers, equal-size images batched.
+
+:func:`predict_images` is what ``fcnseg predict`` runs on images. Like
+:func:`fcnseg.inference.predict.predict_files` it walks the inputs
+(:func:`~fcnseg.inference.predict.list_images`), checks every output name first
+(:func:`~fcnseg.inference.predict.output_paths`) and writes per image
+
+- ``<stem>.png``: the label map as an indexed PNG (values are class indices, the net's palette);
+- ``<stem>_overlay.png``: the image with the class colours blended in and, on its right, a
+  legend of the classes present (``legend=False``: the bare overlay, the image's size);
+- with ``show=True``, ``<stem>_show.png``: image | prediction (| truth, with ``truth_dir``)
+  with column headers and a legend (:func:`fcnseg.inference.visualize.show_figure`).
+
+Differences: images are decoded (and turned upright by EXIF) in ``workers`` DataLoader
+processes while the net runs, consecutive images of equal size are scored ``batch_size`` at a
+time, every output is written atomically (temporary file, then rename), and all of
+:func:`fcnseg.segment`'s options (tiles, TTA) apply. An image that cannot be decoded is
+recorded in ``failed`` and the rest are written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from fcnseg.data.common import DatasetError, read_label_png
+from fcnseg.inference.predict import (
+    RGB_CHANNELS,
+    PredictResult,
+    class_names,
+    in_channels_of,
+    list_images,
+    output_paths,
+    palette_for,
+)
+from fcnseg.inference.segment import as_tensor, check_options, segment
+from fcnseg.inference.tta import SegmentError
+from fcnseg.inference.visualize import (
+    IGNORE_INDEX,
+    label_image,
+    legend_entries,
+    overlay,
+    show_figure,
+    with_legend,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class ImageFiles(Dataset):
+    """Item ``i``: ``(i, image (3, H, W) uint8 or None, error message or "")``; decoding
+    failures are returned, not raised, so one bad file does not stop a DataLoader."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, Tensor | None, str]:
+        try:
+            return index, as_tensor(self.paths[index], RGB_CHANNELS), ""
+        except SegmentError as error:
+            return index, None, str(error)
+
+
+def _runs(
+    loader: Iterator[tuple[int, Tensor | None, str]], batch_size: int
+) -> Iterator[list[tuple[int, Tensor | None, str]]]:
+    """Consecutive decoded images of one size, at most ``batch_size`` of them; a failed image
+    comes alone."""
+    run: list[tuple[int, Tensor | None, str]] = []
+    for item in loader:
+        image = item[1]
+        if run and (
+            image is None
+            or run[0][1] is None
+            or len(run) == batch_size
+            or run[0][1].shape != image.shape
+        ):
+            yield run
+            run = []
+        run.append(item)
+    if run:
+        yield run
+
+
+def write_atomic(path: Path, write: Callable[[str], object]) -> None:
+    """``write(temporary)`` to a temporary file beside ``path``, then rename it to ``path``:
+    an interrupted run never leaves a half-written file under the final name."""
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix
+    )
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_atomic(picture: Image.Image, path: Path) -> None:
+    """``picture.save(path)`` (PNG) through :func:`write_atomic`."""
+    write_atomic(path, lambda temporary: picture.save(temporary, format="PNG"))
+
+
+def _truth(
+    truth_dir: Path | None, stem: str, num_classes: int, size: tuple[int, int]
+) -> Tensor | None:
+    """``truth_dir/<stem>.png`` as class indices (values >= num_classes shown as unlabelled)."""
+    if truth_dir is None:
+        return None
+    path = truth_dir / f"{stem}.png"
+    if not path.is_file():
+        logger.warning("no truth for %s in %s", stem, truth_dir)
+        return None
+    values = torch.from_numpy(read_label_png(path).astype(np.int64))
+    if tuple(values.shape) != size:
+        raise DatasetError(f"truth {path} is {tuple(values.shape)}, its image {size}")
+    values[values >= num_classes] = IGNORE_INDEX
+    return values
+
+
+def predict_images(
+    model: nn.Module,
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    alpha: float = 0.5,
+    legend: bool = True,
+    show: bool = False,
+    truth_dir: str | os.PathLike | None = None,
+    batch_size: int = 4,
+    workers: int = 2,
+    progress: Callable[..., Any] | None = None,
+    **segment_options: Any,
+) -> PredictResult:
+    """Predict every image of ``inputs`` (files and folders) into ``out_dir``; see the module doc.
+
+    ``alpha`` (0..1): the colour's share of the overlay. ``workers``: DataLoader processes
+    decoding images (0: in this process). ``progress(total=n)`` makes a progress bar (e.g.
+    ``tqdm``) advanced per image. ``segment_options``: :func:`fcnseg.segment`'s keywords
+    (``tile``, ``overlap``, ``tile_above``, ``flip``, ``scales``, ``preprocess``, ``dtype``).
+    Setup problems (inputs, names, alpha, channels) raise before anything is written.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise SegmentError(f"alpha must lie in 0..1, got {alpha}")
+    if workers < 0:
+        raise SegmentError(f"workers must be >= 0, got {workers}")
+    check_options(model, batch_size=batch_size, **segment_options)
+    channels = in_channels_of(model)
+    if channels != RGB_CHANNELS:
+        raise SegmentError(
+            f"the net takes {channels} input channels, but predict reads image files as RGB "
+            f"({RGB_CHANNELS} channels); score such data with evaluate on its dataset reader"
+        )
+    images = list_images(inputs)
+    targets = output_paths(images, out_dir)
+    truth_root = None if truth_dir is None else Path(truth_dir)
+    if truth_root is not None and not truth_root.is_dir():
+        raise FileNotFoundError(f"truth folder {truth_root} does not exist")
+    names, palette = class_names(model), palette_for(model)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    loader = DataLoader(
+        ImageFiles(images),
+        batch_size=None,  # one image per item; equal sizes are grouped below
+        num_workers=workers,
+        prefetch_factor=2 * batch_size if workers else None,
+    )
+    result = PredictResult()
+    bar = progress(total=len(images)) if progress is not None else None
+    try:
+        for run in _runs(iter(loader), batch_size):
+            if run[0][1] is None:
+                index, _, message = run[0]
+                result.failed.append((images[index], message))
+                logger.debug("skipped %s: %s", images[index], message)
+            else:
+                labels = segment(model, [image for _, image, _ in run], batch_size=batch_size,
+                                 **segment_options)  # fmt: skip
+                for (index, image, _), label in zip(run, labels):
+                    label_path, overlay_path = targets[index]
+                    truth = _truth(truth_root, images[index].stem, len(names), tuple(label.shape))
+                    _write(image, label, truth, label_path, overlay_path, names, palette, alpha,
+                           legend, show)  # fmt: skip
+                    result.written.append((images[index], label_path, overlay_path))
+                    logger.info("%s -> %s, %s", images[index], label_path, overlay_path)
+            if bar is not None:
+                bar.update(len(run))
+    finally:
+        if bar is not None:
+            bar.close()
+    return result
+
+
+def _write(
+    image: Tensor,
+    label: Tensor,
+    truth: Tensor | None,
+    label_path: Path,
+    overlay_path: Path,
+    names: Sequence[str],
+    palette: Sequence[Sequence[int]],
+    alpha: float,
+    legend: bool,
+    show: bool,
+) -> None:
+    save_atomic(label_image(label, palette), label_path)
+    picture = overlay(image.float(), label, palette, alpha)  # (H, W, 3) uint8
+    if legend:
+        picture = with_legend(picture, legend_entries(label, names, palette))
+    save_atomic(Image.fromarray(picture), overlay_path)
+    if show:
+        figure = show_figure([(image.float(), label, truth)], names, palette)
+        show_path = label_path.with_name(f"{label_path.stem}_show.png")
+        write_atomic(show_path, lambda temporary: figure.savefig(temporary, dpi=100))
+
+
+__all__ = ["ImageFiles", "predict_images", "save_atomic", "write_atomic"]

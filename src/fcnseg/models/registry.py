@@ -1,0 +1,74 @@
+"""The nets fcnseg knows by name: one explicit table, read by every part that names a net.
+
+Checkpoints record a net's name (``arch``) and config; recipes, ``fcnseg models``, the Caffe
+importer and the benchmarks look names up here. To add a net, write its config and builder
+(:mod:`fcnseg.models.config`) and add one line to :data:`MODELS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from fcnseg.errors import FcnsegError
+from fcnseg.models.config import Builder
+from fcnseg.models.fcn import (
+    fcn8s,
+    fcn8s_atonce,
+    fcn8s_mobilenet_v3_large,
+    fcn8s_resnet18,
+    fcn8s_resnet34,
+    fcn8s_resnet50,
+    fcn8s_resnet101,
+    fcn16s,
+    fcn32s,
+    fcn_alexnet,
+    fcn_googlenet,
+)
+from fcnseg.models.fusion import fcn_latefusion
+from fcnseg.models.multitask import fcn8s_two_headed, fcn16s_two_headed
+
+# name -> builder, in the order ``fcnseg models`` lists them: the paper's VGG16 nets, the other
+# Table 1 nets, modern backbones, then nets of several streams or outputs.
+MODELS: dict[str, Builder[Any, Any]] = {
+    b.name: b
+    for b in (
+        fcn32s,
+        fcn16s,
+        fcn8s,
+        fcn8s_atonce,
+        fcn_alexnet,
+        fcn_googlenet,
+        fcn8s_resnet18,
+        fcn8s_resnet34,
+        fcn8s_resnet50,
+        fcn8s_resnet101,
+        fcn8s_mobilenet_v3_large,
+        fcn_latefusion,
+        fcn16s_two_headed,
+        fcn8s_two_headed,
+    )
+}
+
+
+class UnknownModelError(FcnsegError):
+    """A net name that is not in :data:`MODELS`; the message lists the known ones."""
+
+
+def list_models() -> list[str]:
+    """The names of every net, as ``fcnseg models`` lists them."""
+    return list(MODELS)
+
+
+def get_builder(name: str) -> Builder[Any, Any]:
+    """The builder registered as ``name``."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown net {name!r}; known: {', '.join(MODELS)}") from None
+
+
+def create_model(name: str, **settings: Any) -> nn.Module:
+    """The net ``name`` built with ``settings`` (its config's fields, e.g. ``num_classes``)."""
+    return get_builder(name)(**settings)

@@ -1,0 +1,72 @@
+"""fcnseg predict's new flags: tiles, TTA, --show with truth, and their errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from segment_fixtures import random_fcn
+
+import fcnseg
+from fcnseg.cli import main
+from fcnseg.data.synthetic import make_sample
+
+
+@pytest.fixture
+def setup(tmp_path):
+    model = random_fcn()
+    checkpoint = fcnseg.save(model, tmp_path / "net.pt")
+    image, _ = make_sample(5, 96, 130)
+    array = image.round().byte().permute(1, 2, 0).numpy()
+    (tmp_path / "in").mkdir()
+    Image.fromarray(array).save(tmp_path / "in" / "photo.png")
+    return fcnseg.load(checkpoint), str(checkpoint), array
+
+
+def label_of(path):
+    with Image.open(path) as label:
+        return torch.from_numpy(np.array(label))
+
+
+def test_tiles_and_tta_flags_reach_segment(setup, tmp_path):
+    model, checkpoint, array = setup
+    out = tmp_path / "out"
+    code = main(["predict", str(tmp_path / "in"), "--checkpoint", checkpoint, "--out", str(out),
+                 "--device", "cpu", "--tile", "96", "--overlap", "64", "--tta", "flip",
+                 "--scales", "0.75", "1", "--workers", "0"])  # fmt: skip
+    assert code == 0
+    expected = fcnseg.segment(model, array, tile=96, overlap=64, flip=True, scales=(0.75, 1))
+    assert torch.equal(label_of(out / "photo.png"), expected)
+    assert not torch.equal(expected, fcnseg.segment(model, array))  # the flags changed labels
+
+
+def test_show_writes_a_figure_per_image(setup, tmp_path):
+    _, checkpoint, array = setup
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    Image.fromarray(np.ones(array.shape[:2], np.uint8)).save(truth / "photo.png")
+    out = tmp_path / "out"
+    code = main(["predict", str(tmp_path / "in"), "--checkpoint", checkpoint, "--out", str(out),
+                 "--show", "--labels", str(truth), "--workers", "1"])  # fmt: skip
+    assert code == 0
+    assert (out / "photo_show.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--tile", "96", "--overlap", "96"], "overlap must lie in 0..tile-1"),
+        (["--tile", "16"], "smaller than the net's stride"),
+        (["--scales", "0"], "scales must be finite numbers > 0"),
+        (["--frames"], "--frames writes a video's label maps"),
+        (["--batch-size", "0"], "batch_size must be >= 1"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line(setup, tmp_path, capsys, flags, message):
+    _, checkpoint, _ = setup
+    code = main(["predict", str(tmp_path / "in"), "--checkpoint", checkpoint,
+                 "--out", str(tmp_path / "out"), *flags])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fcnseg predict: error: ") and message in err
