@@ -3,7 +3,8 @@
 fcnseg reads two kinds of weight file, both through :func:`read_weights`: its own checkpoints
 (:mod:`fcnseg.checkpoint`) and foreign state dicts such as a torchvision VGG16
 (:mod:`fcnseg.models.surgery`). ``weights_only=True`` unpickles tensors and plain values
-only, so an untrusted file cannot run code.
+only, so an untrusted file cannot run code, and every member of the zip archive is checked
+against its CRC-32 first, so a damaged byte is found rather than loaded.
 """
 
 from __future__ import annotations
@@ -30,13 +31,32 @@ def read_weights(
     ``what`` names the kind of file in messages ("checkpoint", "init weights", ...).
     """
     path = Path(path)
+    if path.is_dir():
+        last = path / "last.pt"
+        hint = f" (the run's checkpoint is {last})" if last.is_file() else ""
+        raise WeightsFileError(f"{what} {path} is a folder, not a file{hint}")
     if not path.is_file():
         raise WeightsFileError(f"{what} {path} does not exist")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
         raise WeightsFileError(f"{path} is not a torch {what} (not a zip archive; truncated?)")
+    verify_zip(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # pickle, zip and unsafe-global errors all land here
         message = str(error).strip()
         first_line = message.splitlines()[0] if message else type(error).__name__
         raise WeightsFileError(f"cannot read {what} {path}: {first_line}") from error
+
+
+def verify_zip(path: Path) -> None:
+    """Every member of the archive against its CRC-32 (read once, in chunks)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise WeightsFileError(f"{path} is damaged: {error}") from None
+    if bad is not None:
+        raise WeightsFileError(
+            f"{path} is damaged: member {bad} fails its CRC-32 check (the file was changed "
+            "after it was written)"
+        )

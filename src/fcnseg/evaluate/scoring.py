@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
 from fcnseg.data.transforms import IGNORE_INDEX
+from fcnseg.errors import FcnsegError, NonFiniteError
 from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.inference.predict import (
     Preprocess,
@@ -54,7 +55,7 @@ TICKS_MAX = 100  # name every class on the axes up to this many classes
 def _check_class_count(model: nn.Module, dataset: Any, source: str) -> None:
     classes, expected = num_classes_of(model), dataset.num_classes
     if classes != expected:
-        raise ValueError(
+        raise FcnsegError(
             f"{source} predicts {classes} classes but the dataset {dataset!r} has {expected}"
         )
     for head, count in list(heads_of(model).items())[1:]:  # the main head's is checked above
@@ -79,12 +80,12 @@ def head_matrices(model: nn.Module, dataset: Any) -> dict[str, ConfusionMatrix]:
 def check_head_labels(matrices: dict[str, ConfusionMatrix], label: Tensor, where: str) -> None:
     """Raise unless ``label`` holds one (H, W) map per head (or is (H, W) for one head)."""
     if not matrices and label.ndim != 2:
-        raise ValueError(
+        raise FcnsegError(
             f"scoring needs (H, W) labels; {where} gives shape {tuple(label.shape)} "
             "(choose a single target, e.g. target=semantic)"
         )
     if matrices and (label.ndim != 3 or label.shape[0] != len(matrices)):
-        raise ValueError(
+        raise FcnsegError(
             f"a net with heads {', '.join(matrices)} needs one label map per head, "
             f"({len(matrices)}, H, W); {where} gives shape {tuple(label.shape)} "
             "(e.g. siftflow's option target=both)"
@@ -157,11 +158,14 @@ def score(
             for index, (image, label) in zip(indices, loader):
                 check_head_labels(heads, label, repr(dataset))
                 if image.shape[0] != channels:
-                    raise ValueError(
+                    raise FcnsegError(
                         f"{_where(dataset, index)} has {image.shape[0]} channels; the net "
                         f"takes {channels}"
                     )
-                prediction = predict_image(model, image, preprocess, scale, dtype)  # (H, W)
+                try:
+                    prediction = predict_image(model, image, preprocess, scale, dtype)  # (H, W)
+                except NonFiniteError as error:  # no metrics from NaN scores
+                    raise NonFiniteError(f"{_where(dataset, index)}: {error}") from None
                 if heads:  # {head: (H, W)} against label maps (heads, H, W)
                     for k, (head, head_matrix) in enumerate(heads.items()):
                         head_matrix.update(prediction[head], label[k].to(device))

@@ -52,6 +52,7 @@ from fcnseg.data.transforms import (
     normalizer_from_spec,
     scaled_size,
 )
+from fcnseg.errors import FcnsegError, InputNotFoundError, NonFiniteError
 from fcnseg.inference.fast import autocast_to
 from fcnseg.inference.visualize import label_image, overlay
 from fcnseg.metadata import metadata_of
@@ -113,7 +114,7 @@ def normalizer_for(model: nn.Module, source: str = "model") -> Normalizer:
     try:
         return normalizer_from_spec(spec)
     except (TypeError, ValueError) as error:
-        raise ValueError(
+        raise FcnsegError(
             f"{source}: preprocessing {spec!r} is not a normaliser: {error}"
         ) from error
 
@@ -195,7 +196,7 @@ def predict_image(
     if image.shape[0] != channels:
         raise ValueError(f"image has {image.shape[0]} channels; the net takes {channels}")
     if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a finite number > 0, got {scale}")
+        raise FcnsegError(f"input scale must be a finite number > 0, got {scale}")
     size = image.shape[-2:]
     device = device_of(model)
     with eval_mode(model):
@@ -212,8 +213,14 @@ def predict_image(
 
 
 def _label_map(scores: Tensor, size: torch.Size) -> Tensor:
-    """(1, K, h, w) scores to the (H, W) label map at ``size``, scaled bilinearly if needed."""
+    """(1, K, h, w) scores to the (H, W) label map at ``size``, scaled bilinearly if needed;
+    :class:`NonFiniteError` if a score is NaN or infinite."""
     scores = scores.float()
+    if not bool(torch.isfinite(scores).all()):
+        raise NonFiniteError(
+            "the net's scores hold NaN or inf values (damaged or diverged weights, or an "
+            "overflow in reduced precision)"
+        )
     if scores.shape[-2:] != size:
         scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
     return scores.argmax(1)[0]  # (H, W)
@@ -234,7 +241,7 @@ class PredictResult:
 def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Files as given, and each folder's image files (not recursive, sorted); each file once.
 
-    Raises ``FileNotFoundError`` naming an input that does not exist and ``ValueError`` naming
+    Raises ``InputNotFoundError`` naming an input that does not exist and ``FcnsegError`` naming
     a folder without images.
     """
     found: list[Path] = []
@@ -245,11 +252,11 @@ def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
                 p for p in entry.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
             )
             if not files:
-                raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {entry}")
+                raise FcnsegError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {entry}")
         elif entry.is_file():
             files = [entry]
         else:
-            raise FileNotFoundError(f"input {entry} does not exist")
+            raise InputNotFoundError(f"input {entry} does not exist")
         for path in files:
             if path.resolve() not in seen:
                 seen.add(path.resolve())
@@ -271,7 +278,7 @@ def output_paths(images: Sequence[Path], out_dir: str | os.PathLike) -> list[tup
         for name in names:
             other = owners.setdefault(name.casefold(), image)
             if other != image:
-                raise ValueError(
+                raise FcnsegError(
                     f"{other} and {image} would both write {out_dir / name}; "
                     "rename one or predict them into separate --out folders"
                 )
@@ -280,7 +287,7 @@ def output_paths(images: Sequence[Path], out_dir: str | os.PathLike) -> list[tup
     for label_path, overlay_path in paths:
         for path in (label_path, overlay_path):
             if path.resolve() in inputs:
-                raise ValueError(
+                raise FcnsegError(
                     f"writing {path} would overwrite the input image {inputs[path.resolve()]}; "
                     "choose another output folder"
                 )
@@ -309,7 +316,7 @@ def predict_files(
         raise ValueError(f"alpha must lie in 0..1, got {alpha}")
     channels = in_channels_of(model)
     if channels != RGB_CHANNELS:
-        raise ValueError(
+        raise FcnsegError(
             f"the net takes {channels} input channels, but predict reads image files as RGB "
             f"({RGB_CHANNELS} channels); score such data with evaluate on its dataset reader"
         )
@@ -326,12 +333,16 @@ def predict_files(
         with eval_mode(model):
             for image_path, (label_path, overlay_path) in zip(images, targets):
                 try:
-                    image = read_rgb(image_path)  # (3, H, W) float32 0..255
+                    # as viewers show it: EXIF orientation applied
+                    image = read_rgb(image_path, apply_exif=True)  # (3, H, W) float32 0..255
                 except DatasetError as error:
                     result.failed.append((image_path, str(error)))
                     logger.debug("skipped %s: %s", image_path, error)
                 else:
-                    label = predict_image(model, image, preprocess, scale, dtype)  # (H, W)
+                    try:
+                        label = predict_image(model, image, preprocess, scale, dtype)  # (H, W)
+                    except NonFiniteError as error:  # the net, not the image: stop
+                        raise NonFiniteError(f"{image_path}: {error}") from None
                     if isinstance(label, dict):  # several heads: the main one's labels
                         label = next(iter(label.values()))
                     label = label.cpu()

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fcnseg.errors import FcnsegError
+from fcnseg.errors import FcnsegError, NonFiniteError
 from fcnseg.inference.fast import autocast_to
 from fcnseg.inference.predict import Preprocess
 
@@ -86,6 +86,11 @@ def _scores(
             "score tensor; segment takes single-task nets"
         )
     scores = scores.float()  # (N, K, h, w)
+    if not bool(torch.isfinite(scores).all()):
+        raise NonFiniteError(
+            "the net's scores hold NaN or inf values (damaged or diverged weights, or an "
+            "overflow in reduced precision)"
+        )
     if flip:
         scores = scores.flip(-1)
     if tuple(scores.shape[-2:]) != size:
