@@ -27,7 +27,8 @@ from fcnseg.evaluate.metrics import ConfusionMatrix, format_heads_report, labell
 from fcnseg.train import train
 from fcnseg.train.recipe import Recipe, RecipeError, dumps
 from fcnseg.train.trainer import validate
-from test_resume import KILLED_RUN, _assert_same_tensors, _records
+from helpers import assert_same_tensors, records
+from test_resume import KILLED_RUN
 
 SIFT_MEAN = [114.578, 115.294, 108.353]
 
@@ -127,11 +128,11 @@ def test_a_killed_and_resumed_two_headed_run_equals_an_uninterrupted_one(siftflo
     assert resumed.best_mean_iu == whole.best_mean_iu
     for name in ("last.pt", "best.pt"):
         a, b = read(tmp_path / "whole" / name), read(tmp_path / "stopped" / name)
-        _assert_same_tensors(a["state_dict"], b["state_dict"], f"{name} state_dict")
-        _assert_same_tensors(
+        assert_same_tensors(a["state_dict"], b["state_dict"], f"{name} state_dict")
+        assert_same_tensors(
             a["training"]["optimizer"], b["training"]["optimizer"], f"{name} optimizer"
         )
-    assert _records(tmp_path / "whole") == _records(tmp_path / "stopped")
+    assert records(tmp_path / "whole") == records(tmp_path / "stopped")
 
 
 def test_mismatched_heads_and_labels_name_what_is_needed(siftflow_root, tmp_path):

@@ -208,9 +208,10 @@ def unhealthy(net: nn.Module, images: Tensor, labels: Tensor, ignore_index: int)
 
     Its floating-point weights and buffers must be finite, and its scores of ``images``
     (N, C, H, W) must be finite with a mean cross-entropy against ``labels`` (N, H, W) of at
-    most :data:`LOSS_BLOWN_UP`. The net is run as training runs it (BatchNorm on the batch's
-    statistics: early running averages would make a healthy net look blown up), then its
-    buffers and the random generators are put back, so resuming stays exact.
+    most :data:`LOSS_BLOWN_UP` (a two-headed net's: each head's, labels (N, 2, H, W)). The net
+    is run as training runs it (BatchNorm on the batch's statistics: early running averages
+    would make a healthy net look blown up), then its buffers and the random generators are
+    put back, so resuming stays exact.
     """
     bad = non_finite_tensor(net.state_dict())
     if bad is not None:
@@ -219,20 +220,28 @@ def unhealthy(net: nn.Module, images: Tensor, labels: Tensor, ignore_index: int)
     devices = [images.device] if images.device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices):  # dropout's draws leave no trace
-            scores = net(images).float()  # (N, K, H, W)
+            output = net(images)  # (N, K, H, W), or {head: (N, K_head, H, W)}
     finally:
         for name, buffer in net.named_buffers():  # BatchNorm's running statistics
             buffer.copy_(saved[name])
-    if not bool(torch.isfinite(scores).all()):
-        largest = max(p.abs().max().item() for p in net.parameters() if p.numel())
-        return f"its weights (up to {largest:.3g}) score the last batch with NaN or inf"
-    value = F.cross_entropy(scores, labels, ignore_index=ignore_index, reduction="sum").item()
-    value /= max(1, int((labels != ignore_index).sum()))
-    if not math.isfinite(value) or value > LOSS_BLOWN_UP:
-        return (
-            f"its cross-entropy on the last batch is {value:.3g} per pixel (blown up: over "
-            f"{LOSS_BLOWN_UP:g})"
-        )
+    # a two-headed net (SIFT Flow): each head against its own label map, labels (N, 2, H, W)
+    pairs = (
+        [(output[head], labels[:, k]) for k, head in enumerate(output)]
+        if isinstance(output, dict)
+        else [(output, labels)]
+    )
+    for scores, target in pairs:
+        scores = scores.float()
+        if not bool(torch.isfinite(scores).all()):
+            largest = max(p.abs().max().item() for p in net.parameters() if p.numel())
+            return f"its weights (up to {largest:.3g}) score the last batch with NaN or inf"
+        value = F.cross_entropy(scores, target, ignore_index=ignore_index, reduction="sum").item()
+        value /= max(1, int((target != ignore_index).sum()))
+        if not math.isfinite(value) or value > LOSS_BLOWN_UP:
+            return (
+                f"its cross-entropy on the last batch is {value:.3g} per pixel (blown up: over "
+                f"{LOSS_BLOWN_UP:g})"
+            )
     return None
 
 
