@@ -37,6 +37,7 @@ from fcnseg.data.common import DatasetError, read_label_png
 from fcnseg.inference.predict import (
     RGB_CHANNELS,
     PredictResult,
+    SegmentError,
     class_names,
     in_channels_of,
     list_images,
@@ -44,7 +45,6 @@ from fcnseg.inference.predict import (
     palette_for,
 )
 from fcnseg.inference.segment import as_tensor, check_options, segment
-from fcnseg.inference.tta import SegmentError
 from fcnseg.inference.visualize import (
     IGNORE_INDEX,
     label_image,

@@ -52,6 +52,7 @@ from fcnseg.data.transforms import (
     normalizer_from_spec,
     scaled_size,
 )
+from fcnseg.errors import FcnsegError
 from fcnseg.inference.fast import autocast_to
 from fcnseg.inference.visualize import label_image, overlay
 from fcnseg.metadata import metadata_of
@@ -159,6 +160,65 @@ def device_of(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
+class SegmentError(FcnsegError):
+    """An image, argument or net that segmentation cannot take; the message names it."""
+
+
+def class_scores(
+    model: nn.Module,
+    batch: Tensor,
+    preprocess: Preprocess,
+    scale: float = 1.0,
+    dtype: torch.dtype | None = None,
+    flip: bool = False,
+) -> Tensor:
+    """Raw class scores of a batch at its own size: float32 ``(N, K, H, W)``.
+
+    The one place fcnseg applies a net to images: :func:`predict_image` (hence scoring,
+    ``fcnseg eval`` and training's validation), :func:`fcnseg.segment`, its tiles and its
+    test-time views all come here. ``batch``: ``(N, C, H, W)`` raw values (uint8, or float on
+    the 0..255 scale), on the model's device. It is
+
+    1. made float32 and normalised with ``preprocess`` (a normaliser such as
+       :func:`normalizer_for` returns),
+    2. resized bilinearly by ``scale`` when it is not 1 (a net trained on resized images,
+       :func:`input_scale_of`; sizes by :func:`fcnseg.data.transforms.scaled_size`),
+    3. mirrored left-right with ``flip``,
+    4. scored by the net under autocast to ``dtype`` (bfloat16, or float16 on CUDA; None:
+       float32), and the scores mirrored back and resized bilinearly to ``(H, W)``.
+
+    Call with the net in eval mode, under ``torch.no_grad()`` or ``torch.inference_mode()``.
+    Raises :class:`SegmentError` for a batch of the wrong shape, a bad scale or a net that does
+    not return one score tensor.
+    """
+    if batch.ndim != 4:
+        raise SegmentError(f"batch must be N x C x H x W, got shape {tuple(batch.shape)}")
+    channels = in_channels_of(model)
+    if batch.shape[1] != channels:
+        raise SegmentError(f"image has {batch.shape[1]} channels; the net takes {channels}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise SegmentError(f"scale must be a finite number > 0, got {scale}")
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    x = preprocess(batch.float(), None)[0]  # (N, C, H, W) normalised
+    if scale != 1:  # (N, C, h, w): the full-size input is freed before the net runs
+        x = F.interpolate(x, size=scaled_size(*size, scale), mode="bilinear", align_corners=False)
+    if flip:
+        x = x.flip(-1)
+    with autocast_to(x.device, dtype):
+        scores = model(x)
+    if not isinstance(scores, Tensor) or scores.ndim != 4:
+        raise SegmentError(
+            f"{type(model).__name__} returns {type(scores).__name__}, not one N x K x H x W "
+            "score tensor; prediction takes single-task nets"
+        )
+    scores = scores.float()  # (N, K, h, w)
+    if flip:
+        scores = scores.flip(-1)
+    if tuple(scores.shape[-2:]) != size:
+        scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+    return scores  # (N, K, H, W)
+
+
 @torch.inference_mode()
 def predict_image(
     model: nn.Module,
@@ -170,31 +230,15 @@ def predict_image(
     """The label map of one image: int64 ``(H, W)`` class indices, on the model's device.
 
     ``image``: float ``(C, H, W)`` raw values as the dataset readers return them (RGB 0..255),
-    any size; it is moved to the model's device, normalised with ``preprocess`` (a normaliser
-    such as :func:`normalizer_for` returns) and scored whole, as a batch of one. With
-    ``scale`` != 1 (a net trained on resized images, :func:`input_scale_of`) the image is
-    resized by it first and the scores resized back to ``(H, W)``, both bilinearly.
-    ``dtype`` (bfloat16, or float16 on CUDA) runs the net under autocast; None: float32.
+    any size. It is moved to the model's device and scored whole by :func:`class_scores` (as
+    a batch of one, with ``preprocess``, ``scale`` and ``dtype``), in eval mode; the labels are
+    the argmax of the raw scores.
     """
     if image.ndim != 3:
-        raise ValueError(f"image must be C x H x W, got shape {tuple(image.shape)}")
-    channels = in_channels_of(model)
-    if image.shape[0] != channels:
-        raise ValueError(f"image has {image.shape[0]} channels; the net takes {channels}")
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a finite number > 0, got {scale}")
-    size = image.shape[-2:]
-    device = device_of(model)
+        raise SegmentError(f"image must be C x H x W, got shape {tuple(image.shape)}")
     with eval_mode(model):
-        x = image.to(device=device, dtype=torch.float32)
-        x = preprocess(x, None)[0][None]  # (1, C, H, W)
-        if scale != 1:
-            scaled = scaled_size(*size, scale)
-            x = F.interpolate(x, size=scaled, mode="bilinear", align_corners=False)
-        with autocast_to(device, dtype):
-            scores = model(x).float()  # (1, K, h, w)
-        if scores.shape[-2:] != size:
-            scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+        batch = image[None].to(device_of(model))  # (1, C, H, W)
+        scores = class_scores(model, batch, preprocess, scale, dtype)  # (1, K, H, W)
     return scores.argmax(1)[0]  # (H, W)
 
 
@@ -324,7 +368,9 @@ def predict_files(
 
 __all__ = [
     "PredictResult",
+    "SegmentError",
     "class_names",
+    "class_scores",
     "device_of",
     "eval_mode",
     "in_channels_of",

@@ -39,6 +39,8 @@ from torch import Tensor, nn
 
 from fcnseg.inference.predict import (
     Preprocess,
+    SegmentError,
+    device_of,
     eval_mode,
     in_channels_of,
     input_scale_of,
@@ -46,7 +48,7 @@ from fcnseg.inference.predict import (
     num_classes_of,
 )
 from fcnseg.inference.tiling import MAX_PIXELS, TilePlan, plan_for, tiled_probabilities
-from fcnseg.inference.tta import Augmentation, SegmentError, class_probabilities
+from fcnseg.inference.tta import Augmentation, class_probabilities, labels_and_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -289,8 +291,7 @@ class _Session:
         self.dtype = dtype
         self.input_scale = input_scale_of(model)
         self.num_classes = num_classes_of(model)
-        parameter = next(model.parameters(), None)
-        self.device = parameter.device if parameter is not None else torch.device("cpu")
+        self.device = device_of(model)
 
     def score(self, batch: Tensor) -> Tensor:
         """(N, C, h, w) raw on the device -> (N, K, h, w) probabilities on the device."""
@@ -306,9 +307,18 @@ class _Session:
 
     def whole(self, batch: list[Tensor]) -> list[Result]:
         """Equal-size images scored together as one batch."""
-        probabilities = self.score(torch.stack(batch).to(self.device))  # (N, K, H, W)
-        labels = probabilities.argmax(1).to("cpu", _labels_dtype(self.num_classes))
-        if self.keep:
+        with torch.no_grad(), eval_mode(self.model):
+            labels, probabilities = labels_and_probabilities(
+                self.model,
+                torch.stack(batch).to(self.device),  # (N, C, H, W)
+                self.preprocess,
+                self.input_scale,
+                self.augmentation,
+                self.dtype,
+                self.keep,
+            )
+        labels = labels.to("cpu", _labels_dtype(self.num_classes))  # (N, H, W)
+        if probabilities is not None:
             return list(zip(labels, probabilities.cpu()))
         return list(labels)
 
