@@ -1,4 +1,4 @@
-"""Prediction: a label map for an image of any size, written as an indexed PNG and an overlay.
+"""Prediction: class scores and the label map of an image of any size, as a checkpoint says.
 
 A fully convolutional net takes a whole image of any size and returns class scores of the same
 size (Long et al., sections 3 and 4.1); the label of each pixel is the argmax over classes.
@@ -13,38 +13,24 @@ What a net needs to read an image comes from its checkpoint's ``meta`` (see ``ch
 - ``input_scale``: the factor the training images were resized by (default 1); images are
   resized by it before scoring and the scores resized back, so labels keep the input's size.
 
-:func:`predict_files` walks files and folders (not recursively; image extensions of
-``IMAGE_EXTENSIONS``, sorted) and writes, for each image, into one output folder:
-
-- ``<stem>.png``: the label map as an indexed ("P") PNG whose values are class indices and
-  whose palette is the net's palette;
-- ``<stem>_overlay.png``: the RGB image with the class colours blended in.
-
-Output names must be unique: two inputs with the same stem (e.g. ``a/x.jpg`` and ``b/x.png``),
-or an input named like another's overlay (``x_overlay.png``), raise before anything is written,
-compared case-insensitively so that a run behaves the same on every file system. So does an
-output that would overwrite an input image. An image that cannot be decoded does not stop the
-run: it is recorded in :attr:`PredictResult.failed` (with a message naming the file) and the
-others are written.
+:func:`class_scores` is the one function that applies a net to images: every prediction
+(:func:`predict_image`, and through it scoring, ``fcnseg eval`` and validation;
+:func:`fcnseg.segment`, its tiles and test-time views; ``fcnseg predict``) runs it.
+Files and folders: :mod:`fcnseg.inference.files`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor, nn
 
-from fcnseg.data.common import IMAGE_EXTENSIONS, DatasetError, read_rgb
 from fcnseg.data.palettes import voc_palette
 from fcnseg.data.transforms import (
     CaffeMeanSubtract,
@@ -54,7 +40,6 @@ from fcnseg.data.transforms import (
 )
 from fcnseg.errors import FcnsegError
 from fcnseg.inference.fast import autocast_to
-from fcnseg.inference.visualize import label_image, overlay
 from fcnseg.metadata import metadata_of
 from fcnseg.models import FCNConfig, config_of
 
@@ -242,132 +227,7 @@ def predict_image(
     return scores.argmax(1)[0]  # (H, W)
 
 
-# --------------------------------------------------------------------------- files and folders
-
-
-@dataclass
-class PredictResult:
-    """What :func:`predict_files` did: ``written`` (image, label PNG, overlay PNG) per image
-    and ``failed`` (image, message naming it) per image that could not be read."""
-
-    written: list[tuple[Path, Path, Path]] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-
-
-def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files as given, and each folder's image files (not recursive, sorted); each file once.
-
-    Raises ``FileNotFoundError`` naming an input that does not exist and ``ValueError`` naming
-    a folder without images.
-    """
-    found: list[Path] = []
-    seen: set[Path] = set()
-    for entry in map(Path, inputs):
-        if entry.is_dir():
-            files = sorted(
-                p for p in entry.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            )
-            if not files:
-                raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {entry}")
-        elif entry.is_file():
-            files = [entry]
-        else:
-            raise FileNotFoundError(f"input {entry} does not exist")
-        for path in files:
-            if path.resolve() not in seen:
-                seen.add(path.resolve())
-                found.append(path)
-    return found
-
-
-def output_paths(images: Sequence[Path], out_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
-    """``(out_dir/<stem>.png, out_dir/<stem>_overlay.png)`` per image; raises on any clash.
-
-    A clash is two images wanting one output name (compared case-insensitively) or an output
-    that is one of the images; the message names both files.
-    """
-    out_dir = Path(out_dir)
-    owners: dict[str, Path] = {}
-    paths = []
-    for image in images:
-        names = (f"{image.stem}.png", f"{image.stem}_overlay.png")
-        for name in names:
-            other = owners.setdefault(name.casefold(), image)
-            if other != image:
-                raise ValueError(
-                    f"{other} and {image} would both write {out_dir / name}; "
-                    "rename one or predict them into separate --out folders"
-                )
-        paths.append((out_dir / names[0], out_dir / names[1]))
-    inputs = {image.resolve(): image for image in images}
-    for label_path, overlay_path in paths:
-        for path in (label_path, overlay_path):
-            if path.resolve() in inputs:
-                raise ValueError(
-                    f"writing {path} would overwrite the input image {inputs[path.resolve()]}; "
-                    "choose another output folder"
-                )
-    return paths
-
-
-def predict_files(
-    model: nn.Module,
-    inputs: Sequence[str | os.PathLike],
-    out_dir: str | os.PathLike,
-    preprocess: Preprocess | None = None,
-    alpha: float = 0.5,
-    progress: Callable[..., Any] | None = None,
-    dtype: torch.dtype | None = None,
-) -> PredictResult:
-    """Predict every image of ``inputs`` (files and folders) into ``out_dir``; see the module doc.
-
-    ``preprocess`` defaults to :func:`normalizer_for` ``(model)``; ``alpha`` (0..1) is the
-    colour's share of the overlay; ``progress(total=n)`` makes a progress bar (e.g. ``tqdm``);
-    ``dtype`` as in :func:`predict_image`.
-    Images are read as RGB (grey and RGBA converted), so the net must take 3 channels. Setup
-    problems (inputs, names, alpha, channels) raise before anything is written.
-    """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in 0..1, got {alpha}")
-    channels = in_channels_of(model)
-    if channels != RGB_CHANNELS:
-        raise ValueError(
-            f"the net takes {channels} input channels, but predict reads image files as RGB "
-            f"({RGB_CHANNELS} channels); score such data with evaluate on its dataset reader"
-        )
-    images = list_images(inputs)
-    targets = output_paths(images, out_dir)
-    if preprocess is None:
-        preprocess = normalizer_for(model)
-    palette = palette_for(model)
-    scale = input_scale_of(model)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    result = PredictResult()
-    bar = progress(total=len(images)) if progress is not None else None
-    try:
-        with eval_mode(model):
-            for image_path, (label_path, overlay_path) in zip(images, targets):
-                try:
-                    image = read_rgb(image_path)  # (3, H, W) float32 0..255
-                except DatasetError as error:
-                    result.failed.append((image_path, str(error)))
-                    logger.debug("skipped %s: %s", image_path, error)
-                else:
-                    label = predict_image(model, image, preprocess, scale, dtype).cpu()  # (H, W)
-                    label_image(label, palette).save(label_path)
-                    Image.fromarray(overlay(image, label, palette, alpha)).save(overlay_path)
-                    result.written.append((image_path, label_path, overlay_path))
-                    logger.info("%s -> %s, %s", image_path, label_path, overlay_path)
-                if bar is not None:
-                    bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    return result
-
-
 __all__ = [
-    "PredictResult",
     "SegmentError",
     "class_names",
     "class_scores",
@@ -375,11 +235,8 @@ __all__ = [
     "eval_mode",
     "in_channels_of",
     "input_scale_of",
-    "list_images",
     "normalizer_for",
     "num_classes_of",
-    "output_paths",
     "palette_for",
-    "predict_files",
     "predict_image",
 ]
