@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import fcnseg
 from fcnseg.inference.predict import class_names, input_scale_of, palette_for, predict_image
-from helpers import NORMALIZE, write_checkpoint
+from helpers import NORMALIZE, direct_argmax, write_checkpoint
 
 
 @pytest.fixture
@@ -16,19 +16,12 @@ def model(tmp_path):
     return fcnseg.load(write_checkpoint(tmp_path / "tiny.pt"))
 
 
-def argmax(model, image):
-    """The net's label map computed directly, for comparison."""
-    model.eval()
-    with torch.no_grad():
-        return model(NORMALIZE(image, None)[0][None]).argmax(1)[0]
-
-
 def test_predict_image_is_the_argmax_at_any_size(model):
     for h, w in [(1, 1), (9, 31), (40, 17)]:
         image = torch.rand(3, h, w) * 255
         label = predict_image(model, image, NORMALIZE)
         assert label.shape == (h, w) and label.dtype == torch.int64
-        assert torch.equal(label, argmax(model, image))
+        assert torch.equal(label, direct_argmax(model, image))
     with pytest.raises(ValueError, match="image has 1 channels; the net takes 3"):
         predict_image(model, torch.rand(1, 8, 8), NORMALIZE)
 

@@ -13,7 +13,7 @@ from fcnseg.data.common import read_rgb
 from fcnseg.data.synthetic import make_sample
 from fcnseg.inference import files
 from fcnseg.inference.files import list_images, predict_images
-from helpers import NORMALIZE, PALETTE, tiny_model, write_checkpoint
+from helpers import PALETTE, direct_argmax, tiny_model, write_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -103,13 +103,6 @@ def tiny(tmp_path):
     return fcnseg.load(write_checkpoint(tmp_path / "tiny.pt"))
 
 
-def argmax(model, image):
-    """The net's label map computed directly, for comparison."""
-    model.eval()
-    with torch.no_grad():
-        return model(NORMALIZE(image, None)[0][None]).argmax(1)[0]
-
-
 def write_inputs(folder):
     """RGB, grey and RGBA images of differing sizes, plus a non-image file that is skipped."""
     rng = np.random.default_rng(1)
@@ -141,7 +134,7 @@ def test_indexed_pngs_and_overlays_of_rgb_grey_and_rgba_files(tiny, tmp_path):
     values = set()
     for image_path, label_path, overlay_path in result.written:
         image = read_rgb(image_path)  # grey and RGBA are read as RGB
-        expected = argmax(tiny, image)
+        expected = direct_argmax(tiny, image)
         with Image.open(label_path) as written:
             assert written.mode == "P"
             assert written.getpalette()[:9] == [c for rgb in PALETTE for c in rgb]

@@ -59,12 +59,18 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
+def check_choice(value: str, valid: Iterable[str], what: str, listed: str = "valid") -> str:
+    """Return ``value`` if it is one of ``valid``, else raise :class:`DatasetError`:
+    ``unknown <what> <value>; <listed>: <the valid ones>``."""
+    valid = tuple(valid)
+    if value not in valid:
+        raise DatasetError(f"unknown {what} {value!r}; {listed}: {', '.join(valid)}")
+    return value
+
+
 def check_split(split: str, valid: Iterable[str]) -> str:
     """Return ``split`` if it is one of ``valid``, else raise naming the valid ones."""
-    valid = tuple(valid)
-    if split not in valid:
-        raise DatasetError(f"unknown split {split!r}; valid splits: {', '.join(valid)}")
-    return split
+    return check_choice(split, valid, "split", "valid splits")
 
 
 def read_split(path: Path) -> list[str]:

@@ -24,6 +24,7 @@ from fcnseg.data.common import (
     DatasetError,
     SegmentationDataset,
     Transform,
+    check_choice,
     check_sizes,
     check_split,
     map_labels,
@@ -127,8 +128,7 @@ class NYUDv2(SegmentationDataset):
         transform: Transform | None = None,
     ) -> None:
         check_split(split, NYUD_SPLITS)
-        if modality not in NYUD_MODALITIES:
-            raise ValueError(f"unknown modality {modality!r}; valid: {', '.join(NYUD_MODALITIES)}")
+        check_choice(modality, NYUD_MODALITIES, "modality")
         super().__init__(root, split, NYUD_CLASSES, ignore_index, transform)
         self.modality = modality
         self.sources = NYUD_MODALITIES[modality]

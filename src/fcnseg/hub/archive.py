@@ -51,16 +51,21 @@ def _link_inside(member: str, target: str, hard: bool) -> bool:
     return True
 
 
+def _checked_name(name: str, label: str) -> str:
+    """``name`` if a member of that name lands inside the folder, else UnsafeArchiveError."""
+    if not _inside(name):
+        raise UnsafeArchiveError(
+            f"{label}: member {name!r} would be written outside the target folder; "
+            "refused the whole archive"
+        )
+    return name
+
+
 def check_tar(archive: tarfile.TarFile, label: str) -> list[tarfile.TarInfo]:
     """The members of a tar archive, or :class:`UnsafeArchiveError` naming the first bad one."""
     members = archive.getmembers()
     for member in members:
-        name = member.name
-        if not _inside(name):
-            raise UnsafeArchiveError(
-                f"{label}: member {name!r} would be written outside the target folder; "
-                "refused the whole archive"
-            )
+        name = _checked_name(member.name, label)
         if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
             raise UnsafeArchiveError(
                 f"{label}: member {name!r} is a device file or FIFO; refused the whole archive"
@@ -79,12 +84,7 @@ def check_zip(archive: zipfile.ZipFile, label: str) -> list[zipfile.ZipInfo]:
     """The members of a zip archive, or :class:`UnsafeArchiveError` naming the first bad one."""
     members = archive.infolist()
     for info in members:
-        name = info.filename
-        if not _inside(name):
-            raise UnsafeArchiveError(
-                f"{label}: member {name!r} would be written outside the target folder; "
-                "refused the whole archive"
-            )
+        name = _checked_name(info.filename, label)
         mode = info.external_attr >> 16
         if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
             raise UnsafeArchiveError(

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from fcnseg.inference.predict import (
     Preprocess,
     SegmentError,
+    class_scores,
     device_of,
     eval_mode,
     in_channels_of,
@@ -48,7 +49,7 @@ from fcnseg.inference.predict import (
     num_classes_of,
 )
 from fcnseg.inference.tiling import MAX_PIXELS, TilePlan, plan_for, tiled_probabilities
-from fcnseg.inference.tta import Augmentation, class_probabilities, labels_and_probabilities
+from fcnseg.inference.tta import Augmentation, class_probabilities, softmax_
 
 logger = logging.getLogger(__name__)
 
@@ -306,19 +307,23 @@ class _Session:
             )
 
     def whole(self, batch: list[Tensor]) -> list[Result]:
-        """Equal-size images scored together as one batch."""
-        with torch.no_grad(), eval_mode(self.model):
-            labels, probabilities = labels_and_probabilities(
-                self.model,
-                torch.stack(batch).to(self.device),  # (N, C, H, W)
-                self.preprocess,
-                self.input_scale,
-                self.augmentation,
-                self.dtype,
-                self.keep,
-            )
+        """Equal-size images scored together as one batch. With one view the labels are the
+        argmax of the raw scores, exactly :func:`~fcnseg.inference.predict.predict_image`'s."""
+        stacked = torch.stack(batch).to(self.device)  # (N, C, H, W)
+        probabilities: Tensor | None = None
+        if self.augmentation.views == 1:
+            with torch.no_grad(), eval_mode(self.model):
+                scores = class_scores(
+                    self.model, stacked, self.preprocess, self.input_scale, dtype=self.dtype
+                )  # (N, K, H, W)
+            labels = scores.argmax(1)
+            if self.keep:
+                probabilities = softmax_(scores)
+        else:
+            probabilities = self.score(stacked)
+            labels = probabilities.argmax(1)
         labels = labels.to("cpu", _labels_dtype(self.num_classes))  # (N, H, W)
-        if probabilities is not None:
+        if self.keep:
             return list(zip(labels, probabilities.cpu()))
         return list(labels)
 

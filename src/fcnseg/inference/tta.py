@@ -12,9 +12,10 @@ probabilities at the images' own size; tiled inference (:mod:`fcnseg.inference.t
 
 Steps 1 to 4 but the softmax are :func:`fcnseg.inference.predict.class_scores`, the one
 function every prediction runs (``fcnseg eval``'s too). The probabilities of all views are
-averaged (as mmsegmentation's ``aug_test`` does). With no augmentation
-:func:`labels_and_probabilities` takes the labels from the raw scores, so they are
-:func:`~fcnseg.inference.predict.predict_image`'s label map exactly.
+averaged (as mmsegmentation's ``aug_test`` does). With no augmentation :func:`fcnseg.segment`
+takes the labels from the raw scores, so they are
+:func:`~fcnseg.inference.predict.predict_image`'s label map exactly (the argmax of soft-maxed
+scores can differ where rounding makes two classes tie).
 
 A flip costs one more pass of the net; scales ``(0.75, 1, 1.25)`` cost about
 ``0.75² + 1 + 1.25² = 3.1`` passes at scale 1.
@@ -63,7 +64,7 @@ def parse_tta(names: Sequence[str]) -> bool:
     return "flip" in names
 
 
-def _softmax_(scores: Tensor) -> Tensor:
+def softmax_(scores: Tensor) -> Tensor:
     """``scores.softmax(1)`` computed in place: a large tile's scores are not copied."""
     scores -= scores.amax(1, keepdim=True)
     scores.exp_()
@@ -93,34 +94,10 @@ def class_probabilities(
     for scale in augmentation.scales:
         for flip in (False, True) if augmentation.flip else (False,):
             scores = class_scores(model, batch, preprocess, input_scale * scale, dtype, flip)
-            probabilities = _softmax_(scores)  # (N, K, H, W)
+            probabilities = softmax_(scores)  # (N, K, H, W)
             total = probabilities if total is None else total.add_(probabilities)
     assert total is not None  # Augmentation has at least one scale
     return total.div_(augmentation.views) if augmentation.views > 1 else total
-
-
-def labels_and_probabilities(
-    model: nn.Module,
-    batch: Tensor,
-    preprocess: Preprocess,
-    input_scale: float = 1.0,
-    augmentation: Augmentation = NO_AUGMENTATION,
-    dtype: torch.dtype | None = None,
-    keep_probabilities: bool = False,
-) -> tuple[Tensor, Tensor | None]:
-    """Labels int64 ``(N, H, W)`` and, with ``keep_probabilities``, :func:`class_probabilities`.
-
-    Arguments as :func:`class_probabilities`. With one view (no augmentation) the labels are
-    the argmax of the raw scores, exactly :func:`fcnseg.inference.predict.predict_image`'s
-    (the argmax of soft-maxed scores can differ where rounding makes two classes tie); with
-    several, the argmax of the averaged probabilities.
-    """
-    if augmentation.views == 1:
-        scores = class_scores(model, batch, preprocess, input_scale, dtype)  # (N, K, H, W)
-        labels = scores.argmax(1)
-        return labels, _softmax_(scores) if keep_probabilities else None
-    probabilities = class_probabilities(model, batch, preprocess, input_scale, augmentation, dtype)
-    return probabilities.argmax(1), probabilities if keep_probabilities else None
 
 
 __all__ = [
@@ -128,6 +105,6 @@ __all__ = [
     "Augmentation",
     "SegmentError",
     "class_probabilities",
-    "labels_and_probabilities",
+    "softmax_",
     "parse_tta",
 ]
