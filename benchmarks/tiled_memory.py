@@ -6,7 +6,7 @@ every temporary). The child makes a random ``H x W`` RGB image as a uint8 array 
 ``PIL`` gives for a photo), loads the checkpoint and calls ``fcnseg.segment`` ``--repeats``
 times, printing the median seconds.
 
-- ``whole``: ``segment(model, image, max_pixels=None)``, the image through the net at once;
+- ``whole``: ``segment(model, image, tile_above=None)``, the image through the net at once;
   skipped above ``--whole-limit`` pixels, where it does not fit.
 - ``tiled``: ``segment(model, image, tile=--tile, overlap=--overlap)`` (default: the automatic
   plan, 768 net pixels a side, overlap half the receptive field).
@@ -50,8 +50,8 @@ def child(args: argparse.Namespace) -> None:
     model = fcnseg.load(args.checkpoint)
     height, width = args.size
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    # tiled: --tile, else the automatic plan (max_pixels=1 tiles any image)
-    options = {"max_pixels": None} if args.mode != "tiled" else {"tile": args.tile, "max_pixels": 1}
+    # tiled: --tile, else the automatic plan (tile_above=1 tiles any image)
+    options = {"tile_above": None} if args.mode != "tiled" else {"tile": args.tile, "tile_above": 1}
     if args.mode == "tiled" and args.overlap is not None:
         options["overlap"] = args.overlap
     times = []

@@ -176,3 +176,32 @@ def tiny_recipe(root: Path, out: Path, **changes) -> Recipe:
 def losses(out: Path) -> list[float]:
     lines = (out / "metrics.jsonl").read_text().splitlines()
     return [r["loss"] for r in map(json.loads, lines) if "loss" in r]
+
+
+def run_cli(*args) -> int:
+    """``fcnseg --threads 1 train ARGS`` in this process; its exit status."""
+    from fcnseg.cli import main
+
+    return main(["--threads", "1", "train", *map(str, args)])
+
+
+def records(out: Path) -> list[dict]:
+    """A run's ``metrics.jsonl`` records, without their wall-clock ``seconds``."""
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
+
+
+def assert_same_tensors(a, b, where: str) -> None:
+    """``a`` and ``b`` (nested dicts, lists, tensors, plain values) equal bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_tensors(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for index, (x, y) in enumerate(zip(a, b)):
+            assert_same_tensors(x, y, f"{where}[{index}]")
+    else:
+        assert a == b, where

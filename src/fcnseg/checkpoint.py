@@ -5,11 +5,16 @@ it loads with ``torch.load(weights_only=True)``: an untrusted file cannot run co
 ``arch`` (a name of :func:`fcnseg.models.list_models`), ``settings`` (the net's config as a
 dict), ``state_dict``, ``meta`` (:class:`fcnseg.metadata.Metadata` as a dict) and, in
 training checkpoints, ``training``. Every weight file fcnseg reads (checkpoints, VGG16
-state dicts) goes through :func:`read_weights`.
+state dicts) goes through :func:`read_weights`, which verifies every member of the zip archive
+against its CRC-32 (a damaged byte is found, not loaded); reading a checkpoint also refuses
+NaN or inf weights, naming the tensor. Files are written through a temporary file and a rename,
+with the permissions the umask gives (0644 under the usual 022), and a full disk raises
+:class:`~fcnseg.errors.DiskFullError` after removing the temporary file.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -18,8 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from fcnseg.errors import DiskFullError, is_disk_full
 from fcnseg.metadata import Metadata, MetadataError, metadata_of
 from fcnseg.models import get_builder, list_models, settings_of
+from fcnseg.safe_files import umask_mode
 from fcnseg.weights_io import WeightsFileError, read_weights
 
 FORMAT = "fcnseg"
@@ -30,21 +37,55 @@ class CheckpointError(WeightsFileError):
     """A file that is not a readable fcnseg checkpoint; the message names the file."""
 
 
+TMP_SUFFIX = ".tmp"  # temporary files are .<name>.<random>.tmp beside the file
+
+
+def temporary_files(path: str | os.PathLike) -> list[Path]:
+    """The temporary files :func:`atomic_save` may have left beside ``path`` if killed."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*{TMP_SUFFIX}"))
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    while error is not None:
+        if is_disk_full(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename: never a broken file."""
+    """``torch.save`` to a temporary file beside ``path``, then rename: never a broken file.
+
+    The file gets mode 0o666 less the umask. No space left (ENOSPC, or a quota): the temporary
+    file is removed, ``path`` keeps its old contents, and :class:`DiskFullError` names it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
+        os.fchmod(fd, umask_mode())  # mkstemp makes it 0o600
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if _disk_full(error):
+            kept = f"{path.name} is unchanged" if path.exists() else "nothing was written"
+            raise DiskFullError(path, f"the temporary file was removed; {kept}") from error
         raise
     return path
+
+
+def non_finite_tensor(state_dict: dict[str, Any]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or inf, else None."""
+    for name, tensor in state_dict.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            if not bool(torch.isfinite(tensor).all()):
+                return name
+    return None
 
 
 def is_checkpoint(contents: Any) -> bool:
@@ -67,6 +108,12 @@ def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     for key in ("arch", "settings", "state_dict"):
         if key not in contents:
             raise CheckpointError(f"{path} lacks '{key}'")
+    if isinstance(contents["state_dict"], dict):
+        bad = non_finite_tensor(contents["state_dict"])
+        if bad is not None:
+            raise CheckpointError(
+                f"{path}: tensor {bad} holds NaN or inf values (a damaged or diverged checkpoint)"
+            )
     return contents
 
 

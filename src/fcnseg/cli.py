@@ -12,7 +12,57 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from fcnseg.errors import (
+    EXIT_DISK_FULL,
+    EXIT_INTERRUPTED,
+    EXIT_STATUSES,
+    FcnsegError,
+    InputNotFoundError,
+    is_disk_full,
+)
 from fcnseg.evaluate.metrics import format_report
+from fcnseg.safe_files import (
+    DEFAULT_MAX_PIXELS,
+    check_output_dir,
+    check_output_file,
+    set_max_pixels,
+)
+
+# --------------------------------------------------------------------------- flag types
+# argparse calls these on the flag's text; a ValueError (or ArgumentTypeError) becomes
+# "fcnseg: error: argument --flag: invalid <name> value: 'text'" and exit status 2.
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = float(text)
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in 0..1."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in 0..1, got {text!r}")
+    return value
 
 
 def _write_json(path: str | None, payload: dict) -> None:
@@ -22,8 +72,24 @@ def _write_json(path: str | None, payload: dict) -> None:
         print(f"wrote {path}")
 
 
+def _check_outputs(
+    files: dict[str, str | Path | None] | None = None,
+    dirs: dict[str, str | Path | None] | None = None,
+) -> None:
+    """Every output path given (flag -> path; None: not given) must be writable: checked before
+    the work, so that a command never fails after it (OutputPathError naming the flag)."""
+    for flag, path in (files or {}).items():
+        if path:
+            check_output_file(path, flag)
+    for flag, path in (dirs or {}).items():
+        if path:
+            check_output_dir(path, flag)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from fcnseg.train.demo import DemoConfig, run_demo
+
+    _check_outputs(files={"--json": args.json}, dirs={"--out": args.out})
 
     config = DemoConfig(seed=args.seed, iterations=args.iterations, width=args.width)
     print(
@@ -52,7 +118,7 @@ _KIND_METAVARS = {"str": "TEXT", "int": "N", "float": "X", "floats": "X,X", "int
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fcnseg.train import TrainingDiverged, launched_rank, resolve_recipe, train
+    from fcnseg.train import launched_rank, resolve_recipe, train
     from fcnseg.train.recipe import FIELDS
 
     main_process = launched_rank() == 0
@@ -66,20 +132,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{recipe.root or '(no root)'}, {length} of batch {recipe.batch_size}, out "
             f"{recipe.out or '(no out)'}{' (resuming)' if args.resume else ''}"
         )
-    try:
-        result = train(
-            recipe,
-            resume=args.resume,
-            progress=lambda total, initial: tqdm(
-                total=total, initial=initial, desc="train", unit="it", dynamic_ncols=True
-            ),
-        )
-    except FileExistsError as error:
-        print(f"fcnseg train: error: {error}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as error:
-        print(f"fcnseg train: error: {error}", file=sys.stderr)
-        return 1
+    if recipe.out:
+        _check_outputs(dirs={"--out": recipe.out})
+    # TrainingDiverged (status 1), a busy --out, a full disk (3) and Ctrl-C (130, after a
+    # checkpoint) reach main() as one line each.
+    result = train(
+        recipe,
+        resume=args.resume,
+        progress=lambda total, initial: tqdm(
+            total=total, initial=initial, desc="train", unit="it", dynamic_ncols=True
+        ),
+    )
     if main_process:
         print(f"{result.init.summary()}")
         print(
@@ -105,8 +168,11 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         "k=v,k=v, booleans as --key / --no-key. Writes recipe.toml, run.json, last.pt, best.pt, "
         "metrics.jsonl and curves.png to --out. Several processes: "
         "torchrun --nproc_per_node N -m fcnseg.cli train ...",
-        epilog="exit status: 0 done; 1 the loss diverged (NaN or inf; last.pt is kept); 2 bad "
-        "recipe, flag, dataset, init weights or output folder.",
+        epilog="exit status: 0 done; 1 the loss diverged (NaN or inf; the last checkpoint with "
+        "finite weights is kept); 2 bad recipe, flag, dataset, init weights or output folder, or "
+        "another run holds --out; 3 no space left on the device (last.pt intact); 130 "
+        "interrupted (Ctrl-C; last.pt written at that step, --resume continues exactly). One "
+        "run at a time writes a folder: it holds OUT/.lock (its PID) from its first moment.",
     )
     train.add_argument(
         "--recipe", default=None, metavar="TOML", help="default with --resume: OUT/recipe.toml"
@@ -172,14 +238,14 @@ def _dataset_options(pairs: list[str]) -> dict[str, str | int]:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"--option expects key=value, got {pair!r}")
+            raise FcnsegError(f"--option expects key=value, got {pair!r}")
         if key in options:
-            raise ValueError(f"--option {key} is given twice")
+            raise FcnsegError(f"--option {key} is given twice")
         if key in INT_OPTIONS:
             try:
                 options[key] = int(value)
             except ValueError:
-                raise ValueError(f"--option {key} must be an integer, got {value!r}") from None
+                raise FcnsegError(f"--option {key} must be an integer, got {value!r}") from None
         else:
             options[key] = value
     return options
@@ -197,14 +263,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from fcnseg.models import settings_of
     from fcnseg.runtime import canonical_precision
 
+    _check_outputs(files={"--json": args.json, "--figure": args.figure})
+    if args.figure is None and args.json:  # the default figure beside the JSON
+        _check_outputs(
+            files={"--json": Path(args.json).with_name(f"{Path(args.json).stem}_confusion.png")}
+        )
     device, dtype = _device_and_dtype(args)
     options = _dataset_options(args.option)
     if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+        raise FcnsegError(f"--limit must be >= 1, got {args.limit}")
     model = _load_model(args.checkpoint, device, args.geometry, args.fast)
     root = Path(args.root or "")
     if args.dataset != "synthetic" and (args.root is None or not root.is_dir()):
-        raise FileNotFoundError(f"--root {args.root}: dataset folder not found")
+        raise InputNotFoundError(f"--root {args.root}: dataset folder not found")
     dataset = open_dataset(args.dataset, root, args.split, **options)
     check_compatible(model, dataset, source=args.checkpoint)
     preprocess = normalizer_for(model, source=args.checkpoint)
@@ -256,7 +327,7 @@ def _segment_options(args: argparse.Namespace, dtype: torch.dtype | None) -> dic
     return {
         "tile": args.tile,
         "overlap": args.overlap,
-        "max_pixels": args.max_pixels or None,
+        "tile_above": args.tile_above or None,
         "flip": parse_tta(args.tta),
         "scales": args.scales,
         "dtype": dtype,
@@ -267,11 +338,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from fcnseg.inference.predict import normalizer_for
     from fcnseg.inference.segment import VIDEO_EXTENSIONS
 
+    _check_outputs(dirs={"--out": args.out})
     device, dtype = _device_and_dtype(args)
     videos = [Path(p) for p in args.inputs if Path(p).suffix.lower() in VIDEO_EXTENSIONS]
     images = [p for p in args.inputs if Path(p).suffix.lower() not in VIDEO_EXTENSIONS]
     if args.frames and not videos:
-        raise ValueError("--frames writes a video's label maps as PNGs; no video was given")
+        raise FcnsegError("--frames writes a video's label maps as PNGs; no video was given")
     model = _load_model(args.checkpoint, device, args.geometry, args.fast)
     options = _segment_options(args, dtype)
     options["preprocess"] = normalizer_for(model, source=args.checkpoint)
@@ -316,7 +388,7 @@ def _predict_videos(
     stems = [v.stem.casefold() for v in videos]
     clash = next((v for v in videos if stems.count(v.stem.casefold()) > 1), None)
     if clash is not None:
-        raise ValueError(f"two videos named {clash.stem} would write the same files in {args.out}")
+        raise FcnsegError(f"two videos named {clash.stem} would write the same files in {args.out}")
     for video in videos:
         result = segment_video(
             model,
@@ -393,7 +465,9 @@ def _add_eval_and_predict(commands: argparse._SubParsersAction) -> None:
         help="confusion-matrix PNG (default with --json: <json stem>_confusion.png beside it)",
     )
     _add_speed_options(evaluate)
-    evaluate.add_argument("--limit", type=int, default=None, metavar="N", help="first N images")
+    evaluate.add_argument(
+        "--limit", type=positive_int, default=None, metavar="N", help="first N images"
+    )
     evaluate.set_defaults(run=cmd_eval)
 
     predict = commands.add_parser(
@@ -414,14 +488,14 @@ def _add_eval_and_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--out", required=True, metavar="DIR", help="output folder")
     _add_speed_options(predict)
     predict.add_argument(
-        "--alpha", type=float, default=0.5, help="colour share of the overlay, 0..1"
+        "--alpha", type=fraction, default=0.5, help="colour share of the overlay, 0..1"
     )
     _add_segment_options(predict)
     predict.set_defaults(run=cmd_predict)
 
 
 def _add_segment_options(predict: argparse.ArgumentParser) -> None:
-    from fcnseg.inference.tiling import MAX_PIXELS
+    from fcnseg.inference.tiling import TILE_ABOVE
 
     tiles = predict.add_argument_group("large images (see fcnseg.inference.tiling)")
     tiles.add_argument(
@@ -435,11 +509,11 @@ def _add_segment_options(predict: argparse.ArgumentParser) -> None:
         help="tile overlap (default: half the net's receptive field)",
     )
     tiles.add_argument(
-        "--max-pixels",
+        "--tile-above",
         type=int,
-        default=MAX_PIXELS,
+        default=TILE_ABOVE,
         metavar="N",
-        help=f"tile images with more pixels automatically (default {MAX_PIXELS}; 0: never)",
+        help=f"tile images with more pixels automatically (default {TILE_ABOVE:,}; 0: never)",
     )
     tta = predict.add_argument_group("test-time augmentation")
     tta.add_argument(
@@ -480,16 +554,32 @@ def _add_segment_options(predict: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fcnseg", description="Fully Convolutional Networks for semantic segmentation."
+        prog="fcnseg",
+        description="Fully Convolutional Networks for semantic segmentation.",
+        epilog="exit status:\n"
+        + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_STATUSES.items())
+        + "\nErrors in what was given print one line naming the file or flag; any other error "
+        "is a bug and prints its traceback.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help="refuse images with more pixels, from their header, before decoding them "
+        f"(decompression bombs; default {DEFAULT_MAX_PIXELS:,})",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="train an FCN-8s on generated shapes and score it")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--iterations", type=int, default=500)
-    demo.add_argument("--width", type=float, default=0.125, help="VGG16 channel multiplier")
+    demo.add_argument("--seed", type=nonnegative_int, default=0)
+    demo.add_argument("--iterations", type=positive_int, default=500)
+    demo.add_argument(
+        "--width", type=positive_float, default=0.125, help="VGG16 channel multiplier"
+    )
     demo.add_argument("--out", default="demo-out", help="folder for the figure and the model")
     demo.add_argument("--json", default=None, metavar="PATH", help="write the figures as JSON")
     demo.set_defaults(run=cmd_demo)
@@ -512,7 +602,9 @@ def _add_models(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser(
         "models", help="list every net: parameters, receptive field, strides, GFLOPs"
     )
-    models.add_argument("--size", type=int, default=500, help="square input side for GFLOPs")
+    models.add_argument(
+        "--size", type=positive_int, default=500, help="square input side for GFLOPs"
+    )
     models.add_argument("--arch", nargs="+", default=None, help="only these nets")
     models.set_defaults(run=cmd_models)
 
@@ -529,6 +621,7 @@ def cmd_import_caffe(args: argparse.Namespace) -> int:
     except ImportError as error:  # protobuf missing
         print(f"fcnseg import-caffe: error: {error}", file=sys.stderr)
         return 2
+    _check_outputs(files={"--out": args.out, "--json": args.json})
     report = convert_caffemodel(
         args.model,
         args.out,
@@ -550,7 +643,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from fcnseg.interop.export import ExportError, export_onnx, export_torchscript, verify_onnx
 
     if not args.onnx and not args.torchscript:
-        raise ValueError("nothing to write: give --onnx PATH and/or --torchscript PATH")
+        raise FcnsegError("nothing to write: give --onnx PATH and/or --torchscript PATH")
+    _check_outputs(files={"--onnx": args.onnx, "--torchscript": args.torchscript})
     model = load(args.checkpoint)
     try:
         if args.onnx:
@@ -589,7 +683,7 @@ def _add_interop(commands: argparse._SubParsersAction) -> None:
     imports.add_argument("--arch", default=None, help="default: inferred (needed for classifiers)")
     imports.add_argument(
         "--num-classes",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="K",
         help="default: score_fr's (needed for classifiers)",
@@ -621,7 +715,9 @@ def _add_interop(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--checkpoint", required=True, help="fcnseg model file (.pt)")
     export.add_argument("--onnx", default=None, metavar="PATH", help="ONNX file to write")
     export.add_argument("--torchscript", default=None, metavar="PATH", help="TorchScript file")
-    export.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's)")
+    export.add_argument(
+        "--opset", type=positive_int, default=None, help="ONNX opset (default: torch's)"
+    )
     export.add_argument(
         "--onnx-exporter",
         choices=("dynamo", "legacy"),
@@ -673,7 +769,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
         print(f"cache: {cache_dir()}")
         return 0
     if not args.names:
-        raise ValueError(f"fcnseg weights {args.action}: name the weights (see fcnseg weights)")
+        raise FcnsegError(f"fcnseg weights {args.action}: name the weights (see fcnseg weights)")
     for name in args.names:
         path = fetch_converted(registry.find(name), progress=not args.quiet)
         print(path if args.action == "path" else f"{name}: {path}")
@@ -733,11 +829,28 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
+    set_max_pixels(args.max_pixels)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, KeyError) as error:
-        print(f"fcnseg {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except FcnsegError as error:  # what was given is wrong: one line, the class's status
+        print(f"fcnseg {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return error.exit_status
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        where = f" writing {error.filename}" if error.filename else ""
+        print(f"fcnseg {args.command}: error: no space left on device{where}", file=sys.stderr)
+        return EXIT_DISK_FULL
+    except KeyboardInterrupt as error:  # training raises one that says how to resume
+        message = str(error) or "interrupted"
+        print(f"fcnseg {args.command}: {message}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _one_line(error: BaseException) -> str:
+    """The first line of an error's message (torch's and pickle's run to many lines)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 if __name__ == "__main__":

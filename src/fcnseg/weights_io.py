@@ -3,7 +3,8 @@
 fcnseg reads two kinds of weight file, both through :func:`read_weights`: its own checkpoints
 (:mod:`fcnseg.checkpoint`) and foreign state dicts such as a torchvision VGG16
 (:mod:`fcnseg.models.surgery`). ``weights_only=True`` unpickles tensors and plain values
-only, so an untrusted file cannot run code.
+only, so an untrusted file cannot run code, and every member of the zip archive is checked
+against its CRC-32 first, so a damaged byte is found rather than loaded.
 """
 
 from __future__ import annotations
@@ -34,9 +35,15 @@ def read_weights(
     ``what`` names the kind of file in messages ("checkpoint", "init weights", ...).
     """
     path = Path(path)
+    if path.is_dir():
+        last = path / "last.pt"
+        hint = f" (the run's checkpoint is {last})" if last.is_file() else ""
+        raise WeightsFileError(f"{what} {path} is a folder, not a file{hint}")
     if not path.is_file():
         raise WeightsFileError(f"{what} {path} does not exist")
-    if not _is_torch_file(path):
+    if zipfile.is_zipfile(path):  # what torch.save writes
+        verify_zip(path)
+    elif not _is_legacy(path):
         raise WeightsFileError(
             f"{path} is not a torch {what} (not a zip archive nor torch's legacy format; "
             "truncated?)"
@@ -49,9 +56,21 @@ def read_weights(
         raise WeightsFileError(f"cannot read {what} {path}: {first_line}") from error
 
 
-def _is_torch_file(path: Path) -> bool:
-    """Whether ``path`` is a zip archive (what torch.save writes) or in the legacy format."""
-    if zipfile.is_zipfile(path):
-        return True
+def _is_legacy(path: Path) -> bool:
+    """Whether ``path`` starts as torch.save's legacy format does (:data:`LEGACY_MAGIC`)."""
     with path.open("rb") as file:
         return file.read(len(LEGACY_MAGIC)) == LEGACY_MAGIC
+
+
+def verify_zip(path: Path) -> None:
+    """Every member of the archive against its CRC-32 (read once, in chunks)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise WeightsFileError(f"{path} is damaged: {error}") from None
+    if bad is not None:
+        raise WeightsFileError(
+            f"{path} is damaged: member {bad} fails its CRC-32 check (the file was changed "
+            "after it was written)"
+        )

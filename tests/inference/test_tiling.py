@@ -57,7 +57,7 @@ def test_tiles_equal_the_whole_image_for_a_net_whose_field_fits_the_overlap():
     whole-image inference to float rounding, batched or not."""
     model = TinyConvNet().eval()
     image = torch.rand(3, 53, 71) * 255
-    whole = fcnseg.segment(model, image, probabilities=True, max_pixels=None)[1]
+    whole = fcnseg.segment(model, image, probabilities=True, tile_above=None)[1]
     for tile, overlap, batch in [(16, 12, 1), (20, 16, 3), (32, 24, 8)]:
         tiled = fcnseg.segment(
             model, image, probabilities=True, tile=tile, overlap=overlap, batch_size=batch
@@ -93,7 +93,7 @@ def test_three_tiles_may_share_a_pixel(tile, overlap):
     carried to the next tile and band still add each tile's share once."""
     model = TinyConvNet().eval()
     image = torch.rand(3, 45, 38) * 255
-    whole = fcnseg.segment(model, image, probabilities=True, max_pixels=None)[1]
+    whole = fcnseg.segment(model, image, probabilities=True, tile_above=None)[1]
     tiled = fcnseg.segment(model, image, probabilities=True, tile=tile, overlap=overlap)[1]
     torch.testing.assert_close(tiled, whole, atol=2e-6, rtol=0)
 
@@ -119,14 +119,14 @@ def test_large_images_are_tiled_automatically(monkeypatch):
         lambda *a, **k: calls.append(a[3]) or real(*a, **k),
     )
     image = torch.rand(3, 40, 50) * 255
-    fcnseg.segment(model, image, max_pixels=40 * 50)
+    fcnseg.segment(model, image, tile_above=40 * 50)
     assert not calls
-    fcnseg.segment(model, image, max_pixels=40 * 50 - 1)
+    fcnseg.segment(model, image, tile_above=40 * 50 - 1)
     assert len(calls) == 1 and calls[0].overlap == 224
 
 
 def agreement(model, image, tile, overlap):
-    whole = fcnseg.segment(model, image, max_pixels=None)
+    whole = fcnseg.segment(model, image, tile_above=None)
     tiled = fcnseg.segment(model, image, tile=tile, overlap=overlap)
     return whole, tiled, float((whole == tiled).double().mean())
 
@@ -173,6 +173,6 @@ def test_tiles_of_a_net_with_an_input_scale():
     plan = plan_for(model, 0.5, tile=48, overlap=32)
     assert plan.align == 2
     image = torch.rand(3, 70, 94) * 255
-    whole = fcnseg.segment(model, image, probabilities=True, max_pixels=None)[1]
+    whole = fcnseg.segment(model, image, probabilities=True, tile_above=None)[1]
     tiled = fcnseg.segment(model, image, probabilities=True, tile=48, overlap=32)[1]
     torch.testing.assert_close(tiled, whole, atol=2e-6, rtol=0)

@@ -57,7 +57,7 @@ def test_scales_average_resized_views_on_top_of_the_input_scale():
 def test_tta_inside_tiles_matches_tta_on_the_whole_image():
     model = TinyConvNet(symmetric=False).eval()
     image = torch.rand(3, 40, 52) * 255
-    whole = probabilities(model, image, flip=True, max_pixels=None)
+    whole = probabilities(model, image, flip=True, tile_above=None)
     tiled = probabilities(model, image, flip=True, tile=24, overlap=16)
     torch.testing.assert_close(tiled, whole, atol=2e-6, rtol=0)
 

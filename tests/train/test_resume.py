@@ -9,15 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import torch
 
 from fcnseg.checkpoint import read
 from fcnseg.train import train
 from fcnseg.train.recipe import RecipeError, dumps
-from helpers import tiny_recipe, write_tiny_dataset
+from helpers import assert_same_tensors, records, tiny_recipe, write_tiny_dataset
 
 # Runs the recipe in argv[1] and SIGKILLs itself right after the step numbered argv[2].
 KILLED_RUN = """
@@ -33,26 +31,6 @@ def kill(done, loss):
 
 train(load(sys.argv[1]), on_step=kill)
 """
-
-
-def _records(out: Path) -> list[dict]:
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
-
-
-def _assert_same_tensors(a, b, where: str) -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            _assert_same_tensors(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), where
-        for index, (x, y) in enumerate(zip(a, b)):
-            _assert_same_tensors(x, y, f"{where}[{index}]")
-    else:
-        assert a == b, where
 
 
 def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
@@ -94,12 +72,12 @@ def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert resumed.best_mean_iu == whole.best_mean_iu
     for name in ("last.pt", "best.pt"):
         a, b = read(tmp_path / "whole" / name), read(tmp_path / "stopped" / name)
-        _assert_same_tensors(a["state_dict"], b["state_dict"], f"{name} state_dict")
-        _assert_same_tensors(
+        assert_same_tensors(a["state_dict"], b["state_dict"], f"{name} state_dict")
+        assert_same_tensors(
             a["training"]["optimizer"], b["training"]["optimizer"], f"{name} optimizer"
         )
         assert a["training"]["iteration"] == b["training"]["iteration"]
-    assert _records(tmp_path / "whole") == _records(tmp_path / "stopped")
+    assert records(tmp_path / "whole") == records(tmp_path / "stopped")
     starts = json.loads((tmp_path / "stopped" / "run.json").read_text())["starts"]
     assert [s["iteration"] for s in starts] == [0, 3]
 

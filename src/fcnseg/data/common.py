@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from fcnseg.data.palettes import voc_palette
+from fcnseg.errors import FcnsegError
+from fcnseg.safe_files import describe_orientation, exif_orientation, too_many_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ MAX_LISTED = 5  # how many offending files or values an error message names
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
-class DatasetError(ValueError):
+class DatasetError(FcnsegError):
     """A dataset on disk is missing, incomplete or malformed; the message names the path."""
 
 
@@ -129,20 +132,41 @@ def pair_by_stem(
 
 
 def _open(path: Path) -> Image.Image:
-    """Open and fully decode an image (PIL decodes lazily), naming the file on failure."""
+    """Open and fully decode an image (PIL decodes lazily), naming the file on failure.
+
+    Images over :func:`fcnseg.safe_files.max_pixels` are refused from their header, before
+    decoding (decompression bombs).
+    """
     try:
-        image = Image.open(path)
-        image.load()
+        with warnings.catch_warnings():  # our own limit below decides, with a clear message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        message = too_many_pixels(image.size, path)
+        if message is None:
+            image.load()
     except FileNotFoundError as err:
         raise DatasetError(f"file not found: {path}") from err
+    except Image.DecompressionBombError as err:  # past PIL's own hard limit
+        raise DatasetError(
+            f"{path}: {err}; raise the limit with --max-pixels N if the image is genuine"
+        ) from err
     except _PIL_ERRORS as err:
         raise DatasetError(f"cannot read image {path}: {err}") from err
+    if message is not None:
+        image.close()
+        raise DatasetError(message)
     return image
 
 
-def read_rgb(path: Path) -> Tensor:
-    """An image file as float32 (3, H, W), R, G, B order, values 0..255 (grey is replicated)."""
+def read_rgb(path: Path, apply_exif: bool = False) -> Tensor:
+    """An image file as float32 (3, H, W), R, G, B order, values 0..255 (grey is replicated).
+
+    ``apply_exif``: turn the pixels as the file's EXIF orientation tag says (as image
+    viewers show it); the dataset readers keep the stored pixels, which their labels match.
+    """
     image = _open(path)
+    if apply_exif:
+        image = ImageOps.exif_transpose(image)
     if image.mode != "RGB":
         image = image.convert("RGB")
     return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1).contiguous()
@@ -233,7 +257,18 @@ def check_sizes(sizes: dict[Path, tuple[int, int]]) -> None:
     """Raise naming every file and its (H, W) when the files' sizes differ."""
     if len(set(sizes.values())) > 1:
         listed = ", ".join(f"{path} is {h}x{w}" for path, (h, w) in sizes.items())
-        raise DatasetError(f"image and label sizes differ (HxW): {listed}")
+        turned = [
+            f"{path} has {describe_orientation(exif_orientation(path))}"
+            for path in sizes
+            if Path(path).suffix.lower() in IMAGE_EXTENSIONS and exif_orientation(path) != 1
+        ]
+        note = (
+            f"; {'; '.join(turned)}, but the stored pixels are read: rotate the file itself to "
+            "match its label"
+            if turned
+            else ""
+        )
+        raise DatasetError(f"image and label sizes differ (HxW): {listed}{note}")
 
 
 def resolve_year_dir(root: Path, year: str, what: str = "VOC") -> Path:

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
 from fcnseg.data.transforms import IGNORE_INDEX
+from fcnseg.errors import FcnsegError, NonFiniteError
 from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.inference.predict import (
     Preprocess,
@@ -53,7 +54,7 @@ TICKS_MAX = 100  # name every class on the axes up to this many classes
 def _check_class_count(model: nn.Module, dataset: Any, source: str) -> None:
     classes, expected = num_classes_of(model), dataset.num_classes
     if classes != expected:
-        raise ValueError(
+        raise FcnsegError(
             f"{source} predicts {classes} classes but the dataset {dataset!r} has {expected}"
         )
 
@@ -119,16 +120,19 @@ def score(
         with eval_mode(model):
             for index, (image, label) in zip(indices, loader):
                 if label.ndim != 2:
-                    raise ValueError(
+                    raise FcnsegError(
                         f"scoring needs (H, W) labels; {dataset!r} gives shape "
                         f"{tuple(label.shape)} (choose a single target, e.g. target=semantic)"
                     )
                 if image.shape[0] != channels:
-                    raise ValueError(
+                    raise FcnsegError(
                         f"{_where(dataset, index)} has {image.shape[0]} channels; the net "
                         f"takes {channels}"
                     )
-                prediction = predict_image(model, image, preprocess, scale, dtype)  # (H, W)
+                try:
+                    prediction = predict_image(model, image, preprocess, scale, dtype)  # (H, W)
+                except NonFiniteError as error:  # no metrics from NaN scores
+                    raise NonFiniteError(f"{_where(dataset, index)}: {error}") from None
                 matrix.update(prediction, label.to(device))
                 if bar is not None:
                     bar.update(1)

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fcnseg.errors import FcnsegError
+from fcnseg.errors import EXIT_DISK_FULL, FcnsegError
 
 try:
     import fcntl
@@ -69,6 +69,8 @@ class ChecksumError(HubError):
 
 class DiskSpaceError(HubError):
     """Too little free space for a download; the message names the folder and both sizes."""
+
+    exit_status = EXIT_DISK_FULL
 
 
 @dataclass(frozen=True)

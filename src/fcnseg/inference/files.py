@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from fcnseg.data.common import IMAGE_EXTENSIONS, DatasetError, read_label_png
+from fcnseg.errors import FcnsegError, InputNotFoundError
 from fcnseg.inference.predict import (
     RGB_CHANNELS,
     SegmentError,
@@ -76,7 +77,7 @@ class PredictResult:
 def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Files as given, and each folder's image files (not recursive, sorted); each file once.
 
-    Raises ``FileNotFoundError`` naming an input that does not exist and ``ValueError`` naming
+    Raises ``InputNotFoundError`` naming an input that does not exist and ``FcnsegError`` naming
     a folder without images.
     """
     found: list[Path] = []
@@ -87,11 +88,11 @@ def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
                 p for p in entry.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
             )
             if not files:
-                raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {entry}")
+                raise FcnsegError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {entry}")
         elif entry.is_file():
             files = [entry]
         else:
-            raise FileNotFoundError(f"input {entry} does not exist")
+            raise InputNotFoundError(f"input {entry} does not exist")
         for path in files:
             if path.resolve() not in seen:
                 seen.add(path.resolve())
@@ -113,7 +114,7 @@ def output_paths(images: Sequence[Path], out_dir: str | os.PathLike) -> list[tup
         for name in names:
             other = owners.setdefault(name.casefold(), image)
             if other != image:
-                raise ValueError(
+                raise FcnsegError(
                     f"{other} and {image} would both write {out_dir / name}; "
                     "rename one or predict them into separate --out folders"
                 )
@@ -122,7 +123,7 @@ def output_paths(images: Sequence[Path], out_dir: str | os.PathLike) -> list[tup
     for label_path, overlay_path in paths:
         for path in (label_path, overlay_path):
             if path.resolve() in inputs:
-                raise ValueError(
+                raise FcnsegError(
                     f"writing {path} would overwrite the input image {inputs[path.resolve()]}; "
                     "choose another output folder"
                 )
@@ -226,7 +227,7 @@ def predict_images(
     ``alpha`` (0..1): the colour's share of the overlay. ``workers``: DataLoader processes
     decoding images (0: in this process). ``progress(total=n)`` makes a progress bar (e.g.
     ``tqdm``) advanced per image. ``segment_options``: :func:`fcnseg.segment`'s keywords
-    (``tile``, ``overlap``, ``max_pixels``, ``flip``, ``scales``, ``preprocess``, ``dtype``).
+    (``tile``, ``overlap``, ``tile_above``, ``flip``, ``scales``, ``preprocess``, ``dtype``).
     Setup problems (inputs, names, alpha, channels) raise before anything is written.
     """
     if not 0.0 <= alpha <= 1.0:

@@ -38,7 +38,7 @@ from fcnseg.data.transforms import (
     normalizer_from_spec,
     scaled_size,
 )
-from fcnseg.errors import FcnsegError
+from fcnseg.errors import FcnsegError, NonFiniteError
 from fcnseg.inference.fast import autocast_to
 from fcnseg.metadata import metadata_of
 from fcnseg.models import FCNConfig, config_of
@@ -88,7 +88,7 @@ def normalizer_for(model: nn.Module, source: str = "model") -> Normalizer:
     try:
         return normalizer_from_spec(spec)
     except (TypeError, ValueError) as error:
-        raise ValueError(
+        raise FcnsegError(
             f"{source}: preprocessing {spec!r} is not a normaliser: {error}"
         ) from error
 
@@ -174,7 +174,7 @@ def class_scores(
 
     Call with the net in eval mode, under ``torch.no_grad()`` or ``torch.inference_mode()``.
     Raises :class:`SegmentError` for a batch of the wrong shape, a bad scale or a net that does
-    not return one score tensor.
+    not return one score tensor, and :class:`fcnseg.errors.NonFiniteError` for NaN or inf scores.
     """
     if batch.ndim != 4:
         raise SegmentError(f"batch must be N x C x H x W, got shape {tuple(batch.shape)}")
@@ -182,7 +182,7 @@ def class_scores(
     if batch.shape[1] != channels:
         raise SegmentError(f"image has {batch.shape[1]} channels; the net takes {channels}")
     if not (math.isfinite(scale) and scale > 0):
-        raise SegmentError(f"scale must be a finite number > 0, got {scale}")
+        raise SegmentError(f"input scale must be a finite number > 0, got {scale}")
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
     x = preprocess(batch.float(), None)[0]  # (N, C, H, W) normalised
     if scale != 1:  # (N, C, h, w): the full-size input is freed before the net runs
@@ -197,6 +197,11 @@ def class_scores(
             "score tensor; prediction takes single-task nets"
         )
     scores = scores.float()  # (N, K, h, w)
+    if not bool(torch.isfinite(scores).all()):
+        raise NonFiniteError(
+            "the net's scores hold NaN or inf values (damaged or diverged weights, or an "
+            "overflow in reduced precision)"
+        )
     if flip:
         scores = scores.flip(-1)
     if tuple(scores.shape[-2:]) != size:

@@ -19,7 +19,7 @@ Nets with other than 3 input channels (RGB-D, HHA) take arrays or tensors with t
 channels. Each image gets the checkpoint's own preprocessing (its metadata's ``preprocessing``) and
 input scale (``input_scale``), and the labels come back at the image's own size.
 
-Images larger than ``max_pixels`` (4 MP) are scored in tiles (:mod:`fcnseg.inference.tiling`)
+Images larger than ``tile_above`` pixels (4 MP) are scored in tiles (:mod:`fcnseg.inference.tiling`)
 so memory grows with the image's width, not its area; ``tile=`` forces tiling. ``flip=`` and
 ``scales=`` average the probabilities of mirrored and rescaled views
 (:mod:`fcnseg.inference.tta`). A list of images is scored in batches of equal-size images.
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -48,8 +49,9 @@ from fcnseg.inference.predict import (
     normalizer_for,
     num_classes_of,
 )
-from fcnseg.inference.tiling import MAX_PIXELS, TilePlan, plan_for, tiled_probabilities
+from fcnseg.inference.tiling import TILE_ABOVE, TilePlan, plan_for, tiled_probabilities
 from fcnseg.inference.tta import Augmentation, class_probabilities, softmax_
+from fcnseg.safe_files import too_many_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -65,20 +67,34 @@ _PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBo
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """An image file decoded by PIL and turned upright by its EXIF orientation tag."""
+    """An image file decoded by PIL and turned upright by its EXIF orientation tag.
+
+    Images over :func:`fcnseg.safe_files.max_pixels` are refused from their header, before
+    decoding (decompression bombs)."""
     path = Path(path)
     if path.suffix.lower() in VIDEO_EXTENSIONS:
         raise SegmentError(
             f"{path} is a video; use fcnseg.inference.video.segment_video or fcnseg predict"
         )
     try:
-        with Image.open(path) as image:
-            image.load()
-            return ImageOps.exif_transpose(image)
+        with warnings.catch_warnings():  # our own limit below decides, with a clear message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        refused = too_many_pixels(image.size, path)
+        if refused is None:
+            with image:
+                image.load()
+                return ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as error:  # past PIL's own hard limit
+        raise SegmentError(
+            f"{path}: {error}; raise the limit with --max-pixels N if the image is genuine"
+        ) from None
     except FileNotFoundError:
         raise SegmentError(f"image file not found: {path}") from None
     except _PIL_ERRORS as error:
         raise SegmentError(f"cannot read image {path}: {error}") from None
+    image.close()
+    raise SegmentError(refused)
 
 
 def _from_pil(image: Image.Image, channels: int) -> Tensor:
@@ -171,7 +187,7 @@ def check_options(
     *,
     tile: int | None = None,
     overlap: int | None = None,
-    max_pixels: int | None = MAX_PIXELS,
+    tile_above: int | None = TILE_ABOVE,
     flip: bool = False,
     scales: Sequence[float] = (1.0,),
     batch_size: int = 4,
@@ -181,8 +197,8 @@ def check_options(
     (callers that write files check first, so a bad flag writes nothing)."""
     if batch_size < 1:
         raise SegmentError(f"batch_size must be >= 1, got {batch_size}")
-    if max_pixels is not None and max_pixels < 1:
-        raise SegmentError(f"max_pixels must be >= 1 or None, got {max_pixels}")
+    if tile_above is not None and tile_above < 1:
+        raise SegmentError(f"tile_above must be >= 1 or None, got {tile_above}")
     Augmentation(flip=flip, scales=tuple(scales))
     if tile is not None or overlap is not None:
         plan_for(model, input_scale_of(model), tile, overlap)
@@ -195,7 +211,7 @@ def segment(
     probabilities: bool = False,
     tile: int | None = None,
     overlap: int | None = None,
-    max_pixels: int | None = MAX_PIXELS,
+    tile_above: int | None = TILE_ABOVE,
     flip: bool = False,
     scales: Sequence[float] = (1.0,),
     batch_size: int = 4,
@@ -213,7 +229,7 @@ def segment(
 
     - ``tile``, ``overlap``: score in ``tile x tile`` windows overlapping by ``overlap`` input
       pixels (default: half the net's receptive field); see :mod:`fcnseg.inference.tiling`.
-    - ``max_pixels``: images with more pixels are tiled even without ``tile`` (None: never).
+    - ``tile_above``: images with more pixels are tiled even without ``tile`` (None: never).
     - ``flip``, ``scales``: test-time augmentation, probabilities averaged over the views.
     - ``batch_size``: images of equal size scored together (and, on CUDA, tiles of a band;
       on the CPU tiles go one at a time, which bounds memory).
@@ -223,7 +239,7 @@ def segment(
     A list is decoded whole before scoring (to group equal sizes); for many files,
     :func:`fcnseg.inference.files.predict_images` streams them through a DataLoader.
     """
-    check_options(model, tile=tile, overlap=overlap, max_pixels=max_pixels, flip=flip,
+    check_options(model, tile=tile, overlap=overlap, tile_above=tile_above, flip=flip,
                   scales=scales, batch_size=batch_size)  # fmt: skip
     single = not isinstance(images, (list, tuple)) and not (
         isinstance(images, Tensor) and images.ndim == 4
@@ -243,13 +259,13 @@ def segment(
     whole: dict[tuple[int, int], list[int]] = {}
     for index, tensor in enumerate(tensors):
         pixels = tensor.shape[-2] * tensor.shape[-1]
-        if plan is None and max_pixels is not None and pixels > max_pixels:
+        if plan is None and tile_above is not None and pixels > tile_above:
             auto = plan_for(model, session.input_scale, None, overlap)
             logger.info(
                 "%s: %d pixels > %d: tiles of %d",
                 _name(items[index], index),
                 pixels,
-                max_pixels,
+                tile_above,
                 auto.tile,
             )
             results[index] = session.tiled(tensor, auto, batch_size)

@@ -49,7 +49,7 @@ from fcnseg.inference.predict import SegmentError
 
 # Images above this many pixels are tiled automatically by fcnseg.segment (a 2000 x 2000
 # image is scored whole; a 4000 x 3000 photo is tiled).
-MAX_PIXELS = 4_000_000
+TILE_ABOVE = 4_000_000
 # The automatic tile side, in pixels the net sees (input pixels times the input scale).
 AUTO_TILE = 768
 
@@ -247,7 +247,7 @@ def tiled_probabilities(
 
 __all__ = [
     "AUTO_TILE",
-    "MAX_PIXELS",
+    "TILE_ABOVE",
     "TilePlan",
     "net_geometry",
     "plan_for",

@@ -11,6 +11,13 @@ A malformed file raises :class:`CaffeModelError` naming it, before any large all
 file size is checked before parsing, protobuf's decode errors are caught (a length that points
 past the end is one), and every blob's element count must equal the product of its shape,
 which is capped by what the file can hold.
+
+Time and memory are bounded by what the nets we import could hold, not by what a file
+declares: before protobuf builds a single message, :func:`check_wire_format` walks the wire
+format (skipping the weights' packed arrays and the fields fcnseg does not read) and refuses
+more than :data:`MAX_LAYERS` layers, more than :data:`MAX_WIRE_FIELDS` fields or a blob shape
+of more than :data:`MAX_BLOB_AXES` axes. Three bytes per empty layer would otherwise make
+protobuf build 5 million layer messages from 15 MB (35 s and 4.5 GB, issue 12).
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from fcnseg.errors import FcnsegError
+
 try:
     from google.protobuf.message import DecodeError
 
@@ -36,9 +45,16 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 # protobuf messages cannot exceed 2 GiB; the largest FCN caffemodel is about 0.5 GiB.
 MAX_CAFFEMODEL_BYTES = 2**31 - 1
 MAX_BLOB_AXES = 32  # Caffe's kMaxBlobAxes
+# The FCN nets have at most about 60 layers (with the non-weight ones); Caffe's deepest
+# classifiers (ResNet-152 with its BatchNorm and Scale layers) about 900.
+MAX_LAYERS = 10_000
+# Wire-format fields of the messages read (name, type, bottom, top, blobs, shapes...) across
+# the whole file: about 20 per layer. Weights are packed arrays, one field per blob.
+MAX_WIRE_FIELDS = 200_000
+_MAX_VARINT_BYTES = 10
 
 
-class CaffeModelError(ValueError):
+class CaffeModelError(FcnsegError):
     """A file that is not a readable caffemodel; the message names the file and the fault."""
 
 
@@ -75,6 +91,94 @@ def _is_inner_product(kind: str) -> bool:
     return kind.lower().replace("_", "") == "innerproduct"  # V0 wrote "innerproduct"
 
 
+class _Malformed(Exception):
+    """The wire format breaks here; protobuf's own error will describe it."""
+
+
+def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= end or shift >= 7 * _MAX_VARINT_BYTES:
+            raise _Malformed
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def check_wire_format(data: bytes, source: str = "<bytes>") -> None:
+    """Count what protobuf would build from ``data`` before it builds it.
+
+    Walks the NetParameter's fields and descends into the messages fcnseg reads (layers,
+    blobs, shapes), skipping packed arrays and unknown fields by their length. Raises
+    :class:`CaffeModelError` past :data:`MAX_LAYERS`, :data:`MAX_WIRE_FIELDS` or
+    :data:`MAX_BLOB_AXES`, or on protobuf groups (which no caffemodel has). Where the wire
+    format breaks, it stops and leaves the error to protobuf, which parses no further than
+    this walk did. Cost: one Python step per field, at most ``MAX_WIRE_FIELDS``.
+    """
+    stack = [(len(data), "NetParameter")]  # (end of the message, its type)
+    pos = fields = layers = 0
+    try:
+        while stack:
+            end, message = stack[-1]
+            if pos >= end:
+                if pos > end:  # a field ran past its message
+                    return
+                stack.pop()
+                continue
+            key, pos = _varint(data, pos, end)
+            number, wire = key >> 3, key & 7
+            fields += 1
+            if fields > MAX_WIRE_FIELDS:
+                raise CaffeModelError(
+                    f"{source} holds more than {MAX_WIRE_FIELDS:,} protobuf fields in its layers "
+                    "and blobs; no caffemodel of an FCN (or of an ImageNet classifier) has as "
+                    "many"
+                )
+            if wire == 0:
+                _, pos = _varint(data, pos, end)
+            elif wire == 1:
+                pos += 8
+            elif wire == 5:
+                pos += 4
+            elif wire == 2:
+                length, pos = _varint(data, pos, end)
+                if pos + length > end:
+                    return
+                if message == "NetParameter" and number in (2, 100):
+                    layers += 1
+                    if layers > MAX_LAYERS:
+                        raise CaffeModelError(
+                            f"{source} holds more than {MAX_LAYERS:,} layers; the nets fcnseg "
+                            "imports have fewer than 100 (a damaged or hostile file?)"
+                        )
+                if message == "BlobShape" and number == 1 and length > MAX_BLOB_AXES:
+                    # packed varints take 1..10 bytes each: count the bytes that end one
+                    if length > MAX_BLOB_AXES * _MAX_VARINT_BYTES:
+                        axes = f"more than {MAX_BLOB_AXES}"
+                    else:
+                        axes = str(sum(byte < 0x80 for byte in data[pos : pos + length]))
+                    if axes.startswith("more") or int(axes) > MAX_BLOB_AXES:
+                        raise CaffeModelError(
+                            f"{source}: a blob shape has {axes} axes (Caffe allows {MAX_BLOB_AXES})"
+                        )
+                child = caffe_pb.MESSAGE_FIELDS[message].get(number)
+                if child is not None:
+                    stack.append((pos + length, child))
+                else:
+                    pos += length
+            elif wire in (3, 4):
+                raise CaffeModelError(
+                    f"{source} is not a caffemodel: it holds protobuf groups (field {number})"
+                )
+            else:
+                return
+    except _Malformed:
+        return
+
+
 def _blob_shape(blob: Any, kind: str, index: int) -> tuple[int, ...]:
     """A blob's shape: ``shape.dim``, else the legacy (num, channels, height, width).
 
@@ -82,6 +186,8 @@ def _blob_shape(blob: Any, kind: str, index: int) -> tuple[int, ...]:
     read as (O,) and an fc weight (1, 1, O, I) as (O, I), so that shapes compare exactly.
     """
     if blob.HasField("shape"):
+        if len(blob.shape.dim) > MAX_BLOB_AXES:  # before making a Python int per axis
+            raise ValueError(f"a blob shape has {len(blob.shape.dim)} axes (max {MAX_BLOB_AXES})")
         return tuple(blob.shape.dim)
     legacy = ("num", "channels", "height", "width")
     if not any(blob.HasField(name) for name in legacy):
@@ -146,6 +252,7 @@ def parse_caffemodel(data: bytes, source: str = "<bytes>") -> CaffeNet:
             f"{source} has {len(data)} bytes; a protobuf message holds at most"
             f" {MAX_CAFFEMODEL_BYTES}"
         )
+    check_wire_format(data, source)  # bounds what FromString builds
     try:
         net = caffe_pb.NetParameter.FromString(data)
     except DecodeError as error:

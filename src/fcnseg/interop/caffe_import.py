@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from fcnseg.checkpoint import save
 from fcnseg.data.transforms import CAFFE_MEAN_BGR, IGNORE_INDEX
+from fcnseg.errors import FcnsegError
 from fcnseg.interop.caffe import CaffeNet, read_caffemodel
 from fcnseg.models import create_model, list_models
 from fcnseg.models.surgery import VGG16_CONV_NAMES
@@ -55,7 +56,7 @@ NYUD_MODALITIES = ("rgb", "hha", "rgbd")
 LAYER_ALIASES = {"conv1_1_bgrd": "conv1_1"}  # nyud-fcn32s-color-d: conv1_1 over BGR + depth
 
 
-class CaffeImportError(ValueError):
+class CaffeImportError(FcnsegError):
     """A readable caffemodel that does not fit the requested (or any) fcnseg net."""
 
 

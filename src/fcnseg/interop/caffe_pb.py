@@ -113,6 +113,12 @@ def _message_classes() -> dict[str, type]:
     return {name: get_class(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}")) for name in _SCHEMA}
 
 
+# message -> {field number: message type} of the message fields, for walking the wire format
+MESSAGE_FIELDS: dict[str, dict[int, str]] = {
+    message: {number: type_name for _, number, _, _, type_name, _ in fields if type_name}
+    for message, fields in _SCHEMA.items()
+}
+
 _CLASSES = _message_classes()
 BlobShape = _CLASSES["BlobShape"]
 BlobProto = _CLASSES["BlobProto"]
@@ -122,6 +128,7 @@ V1LayerParameter = _CLASSES["V1LayerParameter"]
 NetParameter = _CLASSES["NetParameter"]
 
 __all__ = [
+    "MESSAGE_FIELDS",
     "V1_LAYER_TYPES",
     "BlobProto",
     "BlobShape",

@@ -29,9 +29,11 @@ the ONNX ``metadata_props`` under ``fcnseg``, in the TorchScript archive as extr
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fcnseg.errors import EXIT_FAILED, FcnsegError
 from fcnseg.metadata import metadata_of
 from fcnseg.models import config_of, settings_of
 
@@ -55,8 +58,10 @@ CHECK_SHAPES = ((1, 37, 53), (2, 70, 45), (1, 5, 3))  # (batch, height, width)
 RTOL, ATOL = 1e-4, 1e-4  # float32 kernels differ in summation order, nothing else
 
 
-class ExportError(RuntimeError):
+class ExportError(FcnsegError, RuntimeError):
     """An export that failed or whose file does not reproduce the eager model."""
+
+    exit_status = EXIT_FAILED
 
 
 def export_meta(model: nn.Module) -> dict[str, Any]:
@@ -137,14 +142,26 @@ def export_onnx(
     exporter (False: the legacy TorchScript-based one). ``verify``: compare with the model in
     onnxruntime at :data:`CHECK_SHAPES` (skipped, with a log line, without onnxruntime).
     """
-    try:
-        import onnx
-    except ImportError as error:
-        raise ExportError(
-            "ONNX export needs onnx (and onnxscript): pip install 'fcnseg[export]'"
-        ) from error
+    if importlib.util.find_spec("onnx") is None:
+        raise ExportError("ONNX export needs onnx (and onnxscript): pip install 'fcnseg[export]'")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The exporter may write the weights to a NAME.onnx.data file beside the graph; everything
+    # is written in a scratch folder beside ``path`` and only the one self-contained file is
+    # moved into place, so neither a stray .data file nor a half-written export is left.
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as scratch:
+        written = _export_onnx_in(model, Path(scratch), opset, dynamo, verify, path)
+        os.replace(written, path)
+    return path
+
+
+def _export_onnx_in(
+    model: nn.Module, scratch: Path, opset: int | None, dynamo: bool, verify: bool, path: Path
+) -> Path:
+    """Export into ``scratch``; return the self-contained, checked file there."""
+    import onnx
+
+    raw, final = scratch / "export.onnx", scratch / path.name
     frozen = _frozen(model)
     (example,) = _inputs(frozen, [EXAMPLE_SHAPE])
     options: dict[str, Any] = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME]}
@@ -163,22 +180,25 @@ def export_onnx(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer and deprecation chatter; parity is checked
-            torch.onnx.export(frozen, (example,), str(path), **options)
+            torch.onnx.export(frozen, (example,), str(raw), **options)
     except ImportError as error:
         raise ExportError(
             f"the ONNX exporter needs a package: {error}; pip install 'fcnseg[export]'"
         ) from error
     except Exception as error:
         raise ExportError(f"ONNX export of {type(model).__name__} failed: {error}") from error
-    proto = onnx.load(str(path))
+    proto = onnx.load(str(raw))  # with any external data the exporter wrote beside it
     onnx.checker.check_model(proto)
     _name_dynamic_axes(proto)
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(export_meta(model))
-    onnx.save(proto, str(path))
+    onnx.save(proto, str(final))  # one file: the weights inside (ONNX allows up to 2 GB)
     if verify:
-        verify_onnx(path, frozen)
-    return path
+        try:
+            verify_onnx(final, frozen)
+        except ExportError as error:
+            raise ExportError(str(error).replace(str(final), str(path))) from None
+    return final
 
 
 def _name_dynamic_axes(proto: Any) -> None:

@@ -33,6 +33,7 @@ from fcnseg.data.transforms import (
     RandomScaleCrop,
     Resize,
 )
+from fcnseg.errors import InputNotFoundError
 from fcnseg.models import TwoHeadedFCN, get_builder, list_models
 from fcnseg.models.surgery import TransplantError, state_dict_in, transplant_vgg16
 from fcnseg.train.recipe import Recipe, RecipeError
@@ -212,7 +213,7 @@ def initialize(model: nn.Module, init: str, preprocessing: str | None = None) ->
             untouched = [name for name in model.state_dict() if name not in copied]
             return InitReport(kind, source, copied, untouched=untouched)
     if not path.is_file():
-        raise FileNotFoundError(f"init weights file {path} does not exist")
+        raise InputNotFoundError(f"init weights file {path} does not exist")
     try:
         contents = read_weights(path, what="init weights")  # read once, whatever it holds
     except WeightsFileError as error:

@@ -24,6 +24,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package
     import tomli as tomllib
 
 from fcnseg.data.by_name import DATASET_NAMES
+from fcnseg.errors import FcnsegError
 from fcnseg.models import GEOMETRIES, list_models
 from fcnseg.runtime import DEVICES, PRECISION_ALIASES, PRECISIONS
 from fcnseg.train.losses import NORMALIZATIONS
@@ -37,9 +38,11 @@ AMP = tuple(PRECISIONS)  # fp32 | bf16 | fp16; "none" is read as fp32 (PRECISION
 MAX_SEED = 2**31 - 1
 
 # Fields a resumed run may change: they leave the weights' trajectory alone (``iterations``
-# and ``epochs`` lengthen a run; with ``poly`` or ``onecycle`` that reshapes the schedule ahead).
+# and ``epochs`` lengthen a run; with ``poly`` or ``onecycle`` that reshapes the schedule ahead)
+# or steer it from there on (``lr``: the way back from a divergence). A resume logs its changes.
 RESUMABLE = frozenset(
     {
+        "lr",
         "iterations",
         "epochs",
         "val_every",
@@ -55,7 +58,7 @@ RESUMABLE = frozenset(
 )
 
 
-class RecipeError(ValueError):
+class RecipeError(FcnsegError):
     """A recipe that cannot run; the message names the source, the key and the valid values."""
 
 
@@ -145,6 +148,19 @@ class Recipe:
 
 
 FIELDS = dataclasses.fields(Recipe)
+
+
+def resumed_changes(stored: Recipe, given: Recipe) -> dict[str, list[Any]]:
+    """``{field: [stored value, new value]}`` for the resumable settings a resume changes
+    (the folder names ``out``, ``root`` and ``val_root`` aside: moving a run is no change)."""
+    moved = {"out", "root", "val_root"}
+    return {
+        name: [getattr(stored, name), getattr(given, name)]
+        for name in stored.differences(given)
+        if name in RESUMABLE and name not in moved
+    }
+
+
 FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Recipe)
 CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": DATASET_NAMES,

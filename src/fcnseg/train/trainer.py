@@ -39,6 +39,7 @@ import fcnseg
 from fcnseg.checkpoint import CheckpointError, atomic_save, model_record, read
 from fcnseg.data.common import DatasetError, SegmentationDataset
 from fcnseg.data.transforms import Normalizer, collate_pad
+from fcnseg.errors import EXIT_DIVERGED, FcnsegError, InputNotFoundError, RunFolderError
 from fcnseg.evaluate.scoring import score
 from fcnseg.runtime import canonical_precision, precision_dtype
 from fcnseg.train import distributed
@@ -56,8 +57,16 @@ from fcnseg.train.build import (
 from fcnseg.train.distributed import Processes
 from fcnseg.train.log import MetricsLog, plot_curves
 from fcnseg.train.losses import segmentation_loss
-from fcnseg.train.recipe import RESUMABLE, Recipe, RecipeError, dumps, from_dict
+from fcnseg.train.recipe import RESUMABLE, Recipe, RecipeError, dumps, from_dict, resumed_changes
 from fcnseg.train.recipe import load as load_recipe
+from fcnseg.train.run_folder import (
+    DeferredInterrupt,
+    RunFolderLock,
+    TrainingInterrupted,
+    ignore_sigint_in_worker,
+    remove_stale_temporaries,
+    unhealthy,
+)
 from fcnseg.train.sampler import KeyedSamples, ResumableBatchSampler, loss_sample_generator
 from fcnseg.train.state import capture_rng, restore_rng, seed_everything
 
@@ -68,14 +77,22 @@ StepHook = Callable[[int, float], None]  # on_step(iterations done, loss)
 METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the weights were not updated with it."""
+class TrainingDiverged(FcnsegError, RuntimeError):
+    """The loss became NaN or infinite (the weights were not updated with it), or weights about
+    to be checkpointed had blown up (they were not written); ``reason`` says which."""
 
-    def __init__(self, iteration: int, loss: float, checkpoint: str) -> None:
-        super().__init__(
-            f"training diverged: the loss is {loss} at iteration {iteration}; stopped before "
-            f"updating the weights. {checkpoint} Lower the lr (or check the data) and resume."
+    exit_status = EXIT_DIVERGED
+
+    def __init__(
+        self, iteration: int, loss: float, checkpoint: str, reason: str = "", resumable: bool = True
+    ) -> None:
+        what = reason or f"the loss is {loss} at iteration {iteration}; stopped before updating"
+        advice = (
+            "Lower the lr (or check the data) and resume: --resume --lr X."
+            if resumable
+            else "Lower the lr (or check the data) and start again."
         )
+        super().__init__(f"training diverged: {what}. {checkpoint} {advice}")
         self.iteration = iteration
         self.loss = loss
 
@@ -116,9 +133,16 @@ def train(
     """Run ``recipe`` (continuing its ``out`` folder's ``last.pt`` with ``resume``)."""
     recipe.check_runnable()
     processes = distributed.setup(recipe.device)
+    # One run per folder, from its first moment (issue 12): rank 0 holds OUT/.lock.
+    lock = RunFolderLock(recipe.out) if processes.is_main and recipe.out else None
     try:
+        if lock is not None:
+            lock.acquire()
+            remove_stale_temporaries(recipe.out)
         return Trainer(recipe, processes, resume).run(progress, on_step)
     finally:
+        if lock is not None:
+            lock.release()
         distributed.teardown(processes)
 
 
@@ -198,7 +222,7 @@ class Trainer:
         self.out = Path(recipe.out)
         self.log = MetricsLog(self.out / "metrics.jsonl")
         if not resume and (self.out / "last.pt").exists():
-            raise FileExistsError(
+            raise RunFolderError(
                 f"{self.out} already holds a run (last.pt): resume it with --resume, or choose "
                 "another --out"
             )
@@ -244,6 +268,8 @@ class Trainer:
         self.saved_iteration: int | None = None  # of the newest last.pt
         self.window = [0.0, 0]  # loss sum and count since the last log line
         self.rng: dict[str, Any] | None = None  # to restore right before the loop
+        self.changes: dict[str, list[Any]] = {}  # recipe settings a resume changed: [old, new]
+        self.last_batch: tuple[Tensor, Tensor] | None = None  # checked before checkpoints
         self.weights: Tensor | None = None
         if resume:
             self._resume()
@@ -260,7 +286,7 @@ class Trainer:
     def _resume(self) -> None:
         path = self.out / "last.pt"
         if not path.is_file():
-            raise FileNotFoundError(f"nothing to resume: {path} does not exist")
+            raise InputNotFoundError(f"nothing to resume: {path} does not exist")
         contents = read(path)
         training = contents.get("training")
         if not isinstance(training, dict):
@@ -272,6 +298,7 @@ class Trainer:
                 f"{k}: {getattr(stored, k)!r} -> {getattr(self.recipe, k)!r}" for k in changed
             )
             raise RecipeError(f"--resume: the recipe differs from the run in {path}: {detail}")
+        self.changes = resumed_changes(stored, self.recipe)  # logged by _start_folder
         self.net.load_state_dict(contents["state_dict"])
         self.optimizer.load_state_dict(training["optimizer"])
         self.scaler.load_state_dict(training["scaler"])
@@ -313,6 +340,10 @@ class Trainer:
         )
         run_path.write_text(json.dumps({"starts": runs}, indent=2) + "\n")
         self.log.truncate(self.iteration)
+        if self.changes:
+            self.log.write(
+                {"iteration": self.iteration, "event": "resume", "changed": self.changes}
+            )
 
     def _meta(self) -> dict[str, Any]:
         data = self.train_set
@@ -327,6 +358,7 @@ class Trainer:
 
     def _checkpoint(self, names: list[str]) -> None:
         """Write ``names`` (``last.pt``, ``best.pt``) from rank 0; every rank must call this."""
+        self._check_health()
         states = distributed.gather(capture_rng(), self.processes)
         if not self.processes.is_main:
             return
@@ -355,6 +387,39 @@ class Trainer:
             self.saved_iteration = self.iteration
         logger.info("iteration %d: wrote %s", self.iteration, ", ".join(names))
 
+    def _check_health(self) -> None:
+        """TrainingDiverged, before anything is written, if the weights are not finite or
+        score the last batch with NaN or inf (every rank checks its own batch)."""
+        problem = None
+        if self.last_batch is not None:
+            images, labels = self.last_batch
+            problem = unhealthy(self.net, images, labels, self.ignore_index)
+        bad = torch.tensor([float(problem is not None)], device=self.device)
+        if distributed.all_reduce_sum(bad, self.processes).item() > 0:
+            raise TrainingDiverged(
+                self.iteration,
+                math.nan,
+                self._kept(),
+                f"at iteration {self.iteration} {problem or 'another process diverged'}; "
+                "these weights were not saved",
+                resumable=self.saved_iteration is not None,
+            )
+
+    def _kept(self) -> str:
+        if self.saved_iteration is None:
+            return "No checkpoint had been written yet."
+        return (
+            f"The last checkpoint, {self.out / 'last.pt'} (iteration {self.saved_iteration}), "
+            "is intact."
+        )
+
+    def _stop_requested(self, interrupt: DeferredInterrupt) -> bool:
+        """Whether Ctrl-C was pressed (in any process: they must stop at the same step)."""
+        if not self.processes.distributed:
+            return interrupt.requested
+        flag = torch.tensor([float(interrupt.requested)], device=self.device)
+        return distributed.all_reduce_sum(flag, self.processes).item() > 0
+
     # ----------------------------------------------------------------------- the loop
 
     def _loader(self) -> DataLoader:
@@ -367,6 +432,7 @@ class Trainer:
             batch_sampler=self.sampler,
             collate_fn=partial(collate_pad, ignore_index=self.ignore_index, image_pad=0.0),
             num_workers=self.recipe.num_workers,
+            worker_init_fn=ignore_sigint_in_worker if self.recipe.num_workers else None,
             pin_memory=self.device.type == "cuda",
             # Its own generator: making the iterator draws nothing from the global RNG.
             generator=torch.Generator().manual_seed(self.recipe.seed),
@@ -386,13 +452,10 @@ class Trainer:
         mean = distributed.all_reduce_sum(loss.detach().clone(), self.processes)
         value = mean.item() / self.processes.world_size
         if not math.isfinite(value):
-            kept = (
-                f"The last checkpoint, {self.out / 'last.pt'} (iteration {self.saved_iteration}),"
-                " is intact."
-                if self.saved_iteration is not None
-                else "No checkpoint had been written yet."
+            raise TrainingDiverged(
+                self.iteration + 1, value, self._kept(), resumable=self.saved_iteration is not None
             )
-            raise TrainingDiverged(self.iteration + 1, value, kept)
+        self.last_batch = (images, labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -465,6 +528,7 @@ class Trainer:
             restore_rng(self.rng)
         started = time.perf_counter()
         last_loss, metrics = math.nan, None
+        interrupt = DeferredInterrupt().start()  # Ctrl-C stops after a whole step
         try:
             for images, labels in loader:
                 value = self._step(model, images, labels)
@@ -503,7 +567,12 @@ class Trainer:
                     self._checkpoint(names)
                 if main and (validating or finished):
                     plot_curves(self.log.records(), self.out / "curves.png", str(self.out))
+                if not finished and self._stop_requested(interrupt):  # Ctrl-C: save, stop
+                    if self.saved_iteration != self.iteration:
+                        self._checkpoint(["last.pt"])
+                    raise TrainingInterrupted(self.iteration, self.out / "last.pt", self.out)
         finally:
+            interrupt.stop()
             if bar is not None:
                 bar.close()
         return TrainResult(
