@@ -131,7 +131,7 @@ def pair_by_stem(
     return [(images[stem], labels[stem]) for stem in sorted(images)]
 
 
-def _open(path: Path) -> Image.Image:
+def decode_image(path: Path) -> Image.Image:
     """Open and fully decode an image (PIL decodes lazily), naming the file on failure.
 
     Images over :func:`fcnseg.safe_files.max_pixels` are refused from their header, before
@@ -145,7 +145,7 @@ def _open(path: Path) -> Image.Image:
         if message is None:
             image.load()
     except FileNotFoundError as err:
-        raise DatasetError(f"file not found: {path}") from err
+        raise DatasetError(f"image file not found: {path}") from err
     except Image.DecompressionBombError as err:  # past PIL's own hard limit
         raise DatasetError(
             f"{path}: {err}; raise the limit with --max-pixels N if the image is genuine"
@@ -164,7 +164,7 @@ def read_rgb(path: Path, apply_exif: bool = False) -> Tensor:
     ``apply_exif``: turn the pixels as the file's EXIF orientation tag says (as image
     viewers show it); the dataset readers keep the stored pixels, which their labels match.
     """
-    image = _open(path)
+    image = decode_image(path)
     if apply_exif:
         image = ImageOps.exif_transpose(image)
     if image.mode != "RGB":
@@ -174,12 +174,12 @@ def read_rgb(path: Path, apply_exif: bool = False) -> Tensor:
 
 def read_array(path: Path) -> np.ndarray:
     """An image file's stored values, unconverted: (H, W) or (H, W, C), its own dtype."""
-    return np.array(_open(path))
+    return np.array(decode_image(path))
 
 
 def read_label_png(path: Path) -> np.ndarray:
     """A single-channel label PNG as (H, W) raw values; for palette ("P") PNGs the indices."""
-    image = _open(path)
+    image = decode_image(path)
     if image.mode not in LABEL_MODES:
         raise DatasetError(
             f"label {path} has mode {image.mode}; expected a single-channel index image "

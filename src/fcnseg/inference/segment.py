@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor, nn
 
+from fcnseg.data.common import DatasetError, decode_image
 from fcnseg.inference.predict import (
     Preprocess,
     SegmentError,
@@ -51,7 +51,6 @@ from fcnseg.inference.predict import (
 )
 from fcnseg.inference.tiling import TILE_ABOVE, TilePlan, plan_for, tiled_probabilities
 from fcnseg.inference.tta import Augmentation, class_probabilities, softmax_
-from fcnseg.safe_files import too_many_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +58,6 @@ ImageInput = Image.Image | np.ndarray | Tensor | str | os.PathLike
 Result = Tensor | tuple[Tensor, Tensor]
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 ALPHA_CHANNELS = 4  # RGBA arrays: the alpha channel is dropped
-# PIL reports broken files through several exception types (decoding happens on .load()).
-_PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 # --------------------------------------------------------------------------- input coercion
@@ -77,24 +74,10 @@ def open_image(path: str | os.PathLike) -> Image.Image:
             f"{path} is a video; use fcnseg.inference.video.segment_video or fcnseg predict"
         )
     try:
-        with warnings.catch_warnings():  # our own limit below decides, with a clear message
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-        refused = too_many_pixels(image.size, path)
-        if refused is None:
-            with image:
-                image.load()
-                return ImageOps.exif_transpose(image)
-    except Image.DecompressionBombError as error:  # past PIL's own hard limit
-        raise SegmentError(
-            f"{path}: {error}; raise the limit with --max-pixels N if the image is genuine"
-        ) from None
-    except FileNotFoundError:
-        raise SegmentError(f"image file not found: {path}") from None
-    except _PIL_ERRORS as error:
-        raise SegmentError(f"cannot read image {path}: {error}") from None
-    image.close()
-    raise SegmentError(refused)
+        image = decode_image(path)  # refuses decompression bombs from the header
+    except DatasetError as error:
+        raise SegmentError(str(error)) from None
+    return ImageOps.exif_transpose(image)
 
 
 def _from_pil(image: Image.Image, channels: int) -> Tensor:
