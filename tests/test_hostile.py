@@ -155,7 +155,7 @@ def test_7_output_paths_are_checked_before_any_work(files, tmp_path, capsys, mon
         raise AssertionError("the work started before the output path was checked")
 
     monkeypatch.setattr(fcnseg.checkpoint, "load", no_work)  # export loads through this
-    monkeypatch.setattr("fcnseg.cli._load_model", no_work)  # eval and predict
+    monkeypatch.setattr("fcnseg.cli.options.load_model", no_work)  # eval and predict
     cases = [
         (["predict", root, "--checkpoint", checkpoint, "--out", a_file],
          f"--out {a_file}: is a file; give a folder"),
