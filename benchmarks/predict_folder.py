@@ -1,7 +1,8 @@
 """Images per second of ``fcnseg predict`` on a folder: the DataLoader path against one by one.
 
-- ``one-by-one``: :func:`fcnseg.inference.predict.predict_files`, the loop before issue 14
-  (decode, score, write, one image at a time in this process);
+- ``one-by-one``: :func:`fcnseg.inference.files.predict_images` as the loop before issue 14
+  ran (``workers=0, batch_size=1, legend=False``: decode, score, write, one image at a time
+  in this process, bare overlays);
 - ``batched``: :func:`fcnseg.inference.files.predict_images` with ``--workers`` decoding
   processes and batches of ``--batch-size`` equal-size images (legends drawn as well).
 
@@ -25,8 +26,7 @@ import torch
 from common import print_table, write_json
 
 import fcnseg
-from fcnseg.inference.files import predict_images
-from fcnseg.inference.predict import list_images, predict_files
+from fcnseg.inference.files import list_images, predict_images
 
 CAMVID_VAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "camvid" / "val"
 
@@ -54,7 +54,9 @@ def main() -> None:
     model = fcnseg.load(args.checkpoint) if args.checkpoint else camvid_cpu_net()
     images = list_images([args.folder])[: args.limit]
     ways = {
-        "one-by-one": lambda out: predict_files(model, images, out),
+        "one-by-one": lambda out: predict_images(
+            model, images, out, workers=0, batch_size=1, legend=False
+        ),
         "batched": lambda out: predict_images(
             model, images, out, workers=args.workers, batch_size=args.batch_size
         ),

@@ -97,6 +97,14 @@ def write_checkpoint(path: Path, num_classes: int = 3, **meta) -> Path:
     return fcnseg.save(tiny_model(num_classes), path, **{k: v for k, v in meta.items() if v})
 
 
+def direct_argmax(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """The label map of ``model`` on ``image`` (3, H, W) 0..255 computed directly: NORMALIZE,
+    the net in eval mode, the argmax; what prediction must reproduce."""
+    model.eval()
+    with torch.no_grad():
+        return model(NORMALIZE(image, None)[0][None]).argmax(1)[0]
+
+
 def write_folder_dataset(root: Path, split: str = "val") -> Path:
     """``root/images/<split>/*.png``, ``root/labels/<split>/*.png`` (values 0..2 and 255) and
     ``root/classes.txt`` with colours; one image per entry of ``SIZES``."""

@@ -30,7 +30,7 @@ from fcnseg.errors import (
     FcnsegError,
     NonFiniteError,
 )
-from fcnseg.inference.predict import predict_files
+from fcnseg.inference.files import predict_images
 from fcnseg.safe_files import DEFAULT_MAX_PIXELS, max_pixels, set_max_pixels
 from helpers import NORMALIZE, tiny_model, write_checkpoint, write_folder_dataset
 
@@ -155,7 +155,7 @@ def test_7_output_paths_are_checked_before_any_work(files, tmp_path, capsys, mon
         raise AssertionError("the work started before the output path was checked")
 
     monkeypatch.setattr(fcnseg.checkpoint, "load", no_work)  # export loads through this
-    monkeypatch.setattr("fcnseg.cli._load_model", no_work)  # eval and predict
+    monkeypatch.setattr("fcnseg.cli.options.load_model", no_work)  # eval and predict
     cases = [
         (["predict", root, "--checkpoint", checkpoint, "--out", a_file],
          f"--out {a_file}: is a file; give a folder"),
@@ -219,7 +219,7 @@ def test_9_predict_applies_exif_orientation_and_readers_name_it(tmp_path, capsys
     model = fcnseg.load(write_checkpoint(tmp_path / "tiny.pt"))
     (tmp_path / "in").mkdir()
     photo = _rotated_jpeg(tmp_path / "in" / "photo.jpg")
-    result = predict_files(model, [photo], tmp_path / "out")
+    result = predict_images(model, [photo], tmp_path / "out", workers=0)
     label = np.array(Image.open(result.written[0][1]))
     assert label.shape == (20, 12)  # as a viewer shows it: turned upright
     shown = read_rgb(photo, apply_exif=True)

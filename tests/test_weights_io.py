@@ -41,3 +41,9 @@ def test_init_reads_its_weights_file_once(tmp_path, monkeypatch, kind):
     report = initialize(fcnseg.fcn16s(3, width=1 / 16), str(path))
     assert report.kind == kind and report.copied
     assert loads == [True]  # one read, weights_only
+
+
+def test_files_in_torchs_legacy_format_read(tmp_path):
+    path = tmp_path / "old.pth"  # how published files such as torchvision's VGG16 are written
+    torch.save({"w": torch.arange(3.0)}, path, _use_new_zipfile_serialization=False)
+    assert torch.equal(read_weights(path)["w"], torch.arange(3.0))

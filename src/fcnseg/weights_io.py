@@ -18,6 +18,10 @@ import torch
 
 from fcnseg.errors import FcnsegError
 
+# torch.save's legacy (before torch 1.6) format, still that of published files such as
+# torchvision's vgg16-397923af.pth: a protocol-2 pickle whose first value is this magic number.
+LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
 
 class WeightsFileError(FcnsegError):
     """A weight file that is missing or cannot be read; the message names it."""
@@ -37,15 +41,25 @@ def read_weights(
         raise WeightsFileError(f"{what} {path} is a folder, not a file{hint}")
     if not path.is_file():
         raise WeightsFileError(f"{what} {path} does not exist")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
-        raise WeightsFileError(f"{path} is not a torch {what} (not a zip archive; truncated?)")
-    verify_zip(path)
+    if zipfile.is_zipfile(path):  # what torch.save writes
+        verify_zip(path)
+    elif not _is_legacy(path):
+        raise WeightsFileError(
+            f"{path} is not a torch {what} (not a zip archive nor torch's legacy format; "
+            "truncated?)"
+        )
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # pickle, zip and unsafe-global errors all land here
         message = str(error).strip()
         first_line = message.splitlines()[0] if message else type(error).__name__
         raise WeightsFileError(f"cannot read {what} {path}: {first_line}") from error
+
+
+def _is_legacy(path: Path) -> bool:
+    """Whether ``path`` starts as torch.save's legacy format does (:data:`LEGACY_MAGIC`)."""
+    with path.open("rb") as file:
+        return file.read(len(LEGACY_MAGIC)) == LEGACY_MAGIC
 
 
 def verify_zip(path: Path) -> None:

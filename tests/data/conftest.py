@@ -2,42 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import datafixtures
 import pytest
 
 
-@pytest.fixture
-def camvid_root(tmp_path: Path) -> Path:
-    return datafixtures.build_camvid_root(tmp_path)
+def _built_by(build: Callable[[Path], Any]) -> Any:
+    """A fixture returning ``build(tmp_path)``: the layout's root (or roots)."""
+
+    @pytest.fixture
+    def fixture(tmp_path: Path) -> Any:
+        return build(tmp_path)
+
+    return fixture
 
 
-@pytest.fixture
-def sbd_root(tmp_path: Path) -> Path:
-    return datafixtures.build_sbd_root(tmp_path)
-
-
-@pytest.fixture
-def voc_devkit(tmp_path: Path) -> Path:
-    return datafixtures.build_voc_devkit(tmp_path)
-
-
-@pytest.fixture
-def nyud_root(tmp_path: Path) -> Path:
-    return datafixtures.build_nyud_root(tmp_path)
-
-
-@pytest.fixture
-def siftflow_root(tmp_path: Path) -> Path:
-    return datafixtures.build_siftflow_root(tmp_path)
-
-
-@pytest.fixture
-def context_roots(tmp_path: Path) -> tuple[Path, Path]:
-    return datafixtures.build_context_roots(tmp_path)
-
-
-@pytest.fixture
-def label_folder(tmp_path: Path) -> tuple[Path, Path, Path]:
-    return datafixtures.build_label_folder(tmp_path)
+camvid_root = _built_by(datafixtures.build_camvid_root)
+sbd_root = _built_by(datafixtures.build_sbd_root)
+voc_devkit = _built_by(datafixtures.build_voc_devkit)
+nyud_root = _built_by(datafixtures.build_nyud_root)
+siftflow_root = _built_by(datafixtures.build_siftflow_root)
+context_roots = _built_by(datafixtures.build_context_roots)
+label_folder = _built_by(datafixtures.build_label_folder)

@@ -28,9 +28,24 @@ from fcnseg.train import train
 from fcnseg.train.recipe import Recipe, RecipeError, dumps
 from fcnseg.train.trainer import validate
 from helpers import assert_same_tensors, records
-from test_resume import KILLED_RUN
 
 SIFT_MEAN = [114.578, 115.294, 108.353]
+
+# Runs the recipe in argv[1] and SIGKILLs itself right after the step numbered argv[2] (as
+# tests/train/test_resume.py does for a one-headed run).
+KILLED_RUN = """
+import os, signal, sys
+import torch
+torch.set_num_threads(1)
+from fcnseg.train import train
+from fcnseg.train.recipe import load
+
+def kill(done, loss):
+    if done == int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+train(load(sys.argv[1]), on_step=kill)
+"""
 
 
 def two_headed(root: Path, out: Path, **changes) -> Recipe:

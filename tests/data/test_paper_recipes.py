@@ -430,7 +430,7 @@ def test_nyud_log_depth_is_the_natural_log_of_the_millimetres(tmp_path):
     logged, _ = NYUDv2(root, "test", modality="rgbd", depth="log")[0]
     assert torch.equal(logged[:3], millimetres[:3])
     assert torch.allclose(logged[3], millimetres[3].log())
-    with pytest.raises(ValueError, match="unknown depth 'metres'; valid: mm, log"):
+    with pytest.raises(DatasetError, match="unknown depth .metres.; valid: mm, log"):
         NYUDv2(root, "test", depth="metres")
 
 

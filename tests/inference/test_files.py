@@ -9,9 +9,11 @@ from PIL import Image
 from segment_fixtures import random_fcn
 
 import fcnseg
+from fcnseg.data.common import read_rgb
 from fcnseg.data.synthetic import make_sample
 from fcnseg.inference import files
-from fcnseg.inference.files import predict_images
+from fcnseg.inference.files import list_images, predict_images
+from helpers import PALETTE, direct_argmax, tiny_model, write_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +93,112 @@ def test_unreadable_images_are_reported_and_setup_errors_raise(model, tmp_path):
     with pytest.raises(FileNotFoundError, match="truth folder"):
         predict_images(model, [tmp_path / "in"], tmp_path / "o2", truth_dir=tmp_path / "none")
     assert not (tmp_path / "o2").exists()
+
+
+# ------------------------------------------------- files of every kind, names, overlays, errors
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return fcnseg.load(write_checkpoint(tmp_path / "tiny.pt"))
+
+
+def write_inputs(folder):
+    """RGB, grey and RGBA images of differing sizes, plus a non-image file that is skipped."""
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)).save(folder / "b.png")
+    Image.fromarray(rng.integers(0, 256, (9, 31), dtype=np.uint8), "L").save(folder / "a.png")
+    rgba = rng.integers(0, 256, (12, 10, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(folder / "c.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_indexed_pngs_and_overlays_of_rgb_grey_and_rgba_files(tiny, tmp_path):
+    folder = write_inputs(tmp_path / "in")
+    single = tmp_path / "single.jpg"
+    Image.fromarray(np.full((14, 18, 3), 90, dtype=np.uint8)).save(single)
+    out = tmp_path / "out"
+    result = predict_images(tiny, [folder, single], out, alpha=0.25, legend=False, workers=0)
+    assert [image.name for image, _, _ in result.written] == [
+        "a.png",
+        "b.png",
+        "c.png",
+        "single.jpg",
+    ]
+    assert not result.failed
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{stem}{suffix}" for stem in "abc" for suffix in (".png", "_overlay.png")
+    ) + ["single.png", "single_overlay.png"]
+    values = set()
+    for image_path, label_path, overlay_path in result.written:
+        image = read_rgb(image_path)  # grey and RGBA are read as RGB
+        expected = direct_argmax(tiny, image)
+        with Image.open(label_path) as written:
+            assert written.mode == "P"
+            assert written.getpalette()[:9] == [c for rgb in PALETTE for c in rgb]
+            assert np.array_equal(np.asarray(written), expected.numpy())
+        with Image.open(overlay_path) as blended:
+            assert blended.mode == "RGB" and blended.size == (image.shape[2], image.shape[1])
+            colours = np.asarray(PALETTE)[expected.numpy()]
+            rgb = image.permute(1, 2, 0).numpy()
+            assert np.allclose(np.asarray(blended), 0.75 * rgb + 0.25 * colours, atol=0.51)
+        values |= set(expected.unique().tolist())
+    assert len(values) > 1  # the check above is not vacuous
+
+
+def test_labels_keep_the_image_size_under_an_input_scale(tmp_path):
+    model = fcnseg.load(write_checkpoint(tmp_path / "half.pt", input_scale=0.5))
+    result = predict_images(model, [write_inputs(tmp_path / "in")], tmp_path / "out", workers=0)
+    assert len(result.written) == 3
+    for image_path, label_path, _ in result.written:
+        with Image.open(image_path) as source, Image.open(label_path) as label:
+            assert label.size == source.size
+
+
+def test_an_unreadable_image_is_named_and_the_rest_written(tiny, tmp_path):
+    folder = write_inputs(tmp_path / "in")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    result = predict_images(tiny, [folder], tmp_path / "out", workers=0)
+    assert [path.name for path, _ in result.failed] == ["broken.jpg"]
+    assert "broken.jpg" in result.failed[0][1]
+    assert len(result.written) == 3
+
+
+def test_clashing_output_names_raise_before_writing(tiny, tmp_path):
+    one, two = write_inputs(tmp_path / "one"), write_inputs(tmp_path / "two")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"one[/\\]a\.png and .*two[/\\]a\.png would both write"):
+        predict_images(tiny, [one, two], out, workers=0)
+    Image.new("RGB", (4, 4)).save(one / "b_overlay.jpg")  # b's overlay name
+    with pytest.raises(ValueError, match="b_overlay.png"):
+        predict_images(tiny, [one], out, workers=0)
+    assert not out.exists()
+
+
+def test_output_may_not_overwrite_an_input(tiny, tmp_path):
+    folder = write_inputs(tmp_path / "in")
+    with pytest.raises(ValueError, match="would overwrite the input image"):
+        predict_images(tiny, [folder], folder, workers=0)
+
+
+def test_input_errors(tiny, tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.png does not exist"):
+        list_images([tmp_path / "missing.png"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images .* in folder .*empty"):
+        list_images([tmp_path / "empty"])
+    folder = write_inputs(tmp_path / "in")
+    assert len(list_images([folder, folder / "a.png"])) == 3  # each file once
+    for alpha in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="alpha must lie in 0..1"):
+            predict_images(tiny, [folder], tmp_path / "out", alpha=alpha)
+    assert not (tmp_path / "out").exists()
+
+
+def test_net_with_other_channel_counts_is_refused(tmp_path):
+    model = tiny_model(in_channels=4)
+    with pytest.raises(ValueError, match="takes 4 input channels.*RGB"):
+        predict_images(model, [write_inputs(tmp_path / "in")], tmp_path / "out")
+    assert not (tmp_path / "out").exists()

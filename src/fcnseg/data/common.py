@@ -62,12 +62,18 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
+def check_choice(value: str, valid: Iterable[str], what: str, listed: str = "valid") -> str:
+    """Return ``value`` if it is one of ``valid``, else raise :class:`DatasetError`:
+    ``unknown <what> <value>; <listed>: <the valid ones>``."""
+    valid = tuple(valid)
+    if value not in valid:
+        raise DatasetError(f"unknown {what} {value!r}; {listed}: {', '.join(valid)}")
+    return value
+
+
 def check_split(split: str, valid: Iterable[str]) -> str:
     """Return ``split`` if it is one of ``valid``, else raise naming the valid ones."""
-    valid = tuple(valid)
-    if split not in valid:
-        raise DatasetError(f"unknown split {split!r}; valid splits: {', '.join(valid)}")
-    return split
+    return check_choice(split, valid, "split", "valid splits")
 
 
 def read_split(path: Path, expected: str = "") -> list[str]:
@@ -147,7 +153,7 @@ def pair_by_stem(
     return [(images[stem], labels[stem]) for stem in sorted(images)]
 
 
-def _open(path: Path) -> Image.Image:
+def decode_image(path: Path) -> Image.Image:
     """Open and fully decode an image (PIL decodes lazily), naming the file on failure.
 
     Images over :func:`fcnseg.safe_files.max_pixels` are refused from their header, before
@@ -161,7 +167,7 @@ def _open(path: Path) -> Image.Image:
         if message is None:
             image.load()
     except FileNotFoundError as err:
-        raise DatasetError(f"file not found: {path}") from err
+        raise DatasetError(f"image file not found: {path}") from err
     except Image.DecompressionBombError as err:  # past PIL's own hard limit
         raise DatasetError(
             f"{path}: {err}; raise the limit with --max-pixels N if the image is genuine"
@@ -180,7 +186,7 @@ def read_rgb(path: Path, apply_exif: bool = False) -> Tensor:
     ``apply_exif``: turn the pixels as the file's EXIF orientation tag says (as image
     viewers show it); the dataset readers keep the stored pixels, which their labels match.
     """
-    image = _open(path)
+    image = decode_image(path)
     if apply_exif:
         image = ImageOps.exif_transpose(image)
     if image.mode != "RGB":
@@ -190,12 +196,12 @@ def read_rgb(path: Path, apply_exif: bool = False) -> Tensor:
 
 def read_array(path: Path) -> np.ndarray:
     """An image file's stored values, unconverted: (H, W) or (H, W, C), its own dtype."""
-    return np.array(_open(path))
+    return np.array(decode_image(path))
 
 
 def read_label_png(path: Path) -> np.ndarray:
     """A single-channel label PNG as (H, W) raw values; for palette ("P") PNGs the indices."""
-    image = _open(path)
+    image = decode_image(path)
     if image.mode not in LABEL_MODES:
         raise DatasetError(
             f"label {path} has mode {image.mode}; expected a single-channel index image "

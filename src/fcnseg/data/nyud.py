@@ -28,6 +28,7 @@ from fcnseg.data.common import (
     DatasetError,
     SegmentationDataset,
     Transform,
+    check_choice,
     check_sizes,
     check_split,
     check_split_size,
@@ -139,10 +140,8 @@ class NYUDv2(SegmentationDataset):
         transform: Transform | None = None,
     ) -> None:
         check_split(split, NYUD_SPLITS)
-        if modality not in NYUD_MODALITIES:
-            raise ValueError(f"unknown modality {modality!r}; valid: {', '.join(NYUD_MODALITIES)}")
-        if depth not in DEPTH_ENCODINGS:
-            raise ValueError(f"unknown depth {depth!r}; valid: {', '.join(DEPTH_ENCODINGS)}")
+        check_choice(modality, NYUD_MODALITIES, "modality")
+        check_choice(depth, DEPTH_ENCODINGS, "depth")
         super().__init__(root, split, NYUD_CLASSES, ignore_index, transform)
         self.modality = modality
         self.depth = depth

@@ -27,6 +27,7 @@ from torch import Tensor
 from fcnseg.data.common import (
     SegmentationDataset,
     Transform,
+    check_choice,
     check_sizes,
     check_split,
     check_split_size,
@@ -104,8 +105,7 @@ class SIFTFlow(SegmentationDataset):
         transform: Transform | None = None,
     ) -> None:
         check_split(split, SIFTFLOW_SPLITS)
-        if target not in SIFTFLOW_TARGETS:
-            raise ValueError(f"unknown target {target!r}; valid: {', '.join(SIFTFLOW_TARGETS)}")
+        check_choice(target, SIFTFLOW_TARGETS, "target")
         classes = SIFTFLOW_GEOMETRIC_CLASSES if target == "geometric" else SIFTFLOW_CLASSES
         super().__init__(root, split, classes, ignore_index, transform)
         self.target = target

@@ -51,27 +51,32 @@ def _link_inside(member: str, target: str, hard: bool) -> bool:
     return True
 
 
+def _check_member(name: str, label: str, device: bool, link: str | None, hard: bool) -> None:
+    """Raise :class:`UnsafeArchiveError` for a member named ``name`` that lands outside the
+    folder, is a ``device`` file or FIFO, or is a ``link`` (hard or symbolic) that points out."""
+    if not _inside(name):
+        raise UnsafeArchiveError(
+            f"{label}: member {name!r} would be written outside the target folder; "
+            "refused the whole archive"
+        )
+    if device:
+        raise UnsafeArchiveError(
+            f"{label}: member {name!r} is a device file or FIFO; refused the whole archive"
+        )
+    if link is not None and not _link_inside(name, link, hard):
+        raise UnsafeArchiveError(
+            f"{label}: member {name!r} links to {link!r}, outside the target folder; refused "
+            "the whole archive"
+        )
+
+
 def check_tar(archive: tarfile.TarFile, label: str) -> list[tarfile.TarInfo]:
     """The members of a tar archive, or :class:`UnsafeArchiveError` naming the first bad one."""
     members = archive.getmembers()
     for member in members:
-        name = member.name
-        if not _inside(name):
-            raise UnsafeArchiveError(
-                f"{label}: member {name!r} would be written outside the target folder; "
-                "refused the whole archive"
-            )
-        if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
-            raise UnsafeArchiveError(
-                f"{label}: member {name!r} is a device file or FIFO; refused the whole archive"
-            )
-        if (member.issym() or member.islnk()) and not _link_inside(
-            name, member.linkname, member.islnk()
-        ):
-            raise UnsafeArchiveError(
-                f"{label}: member {name!r} links to {member.linkname!r}, outside the target "
-                "folder; refused the whole archive"
-            )
+        device = member.ischr() or member.isblk() or member.isfifo() or member.isdev()
+        link = member.linkname if member.issym() or member.islnk() else None
+        _check_member(member.name, label, device, link, hard=member.islnk())
     return members
 
 
@@ -79,24 +84,10 @@ def check_zip(archive: zipfile.ZipFile, label: str) -> list[zipfile.ZipInfo]:
     """The members of a zip archive, or :class:`UnsafeArchiveError` naming the first bad one."""
     members = archive.infolist()
     for info in members:
-        name = info.filename
-        if not _inside(name):
-            raise UnsafeArchiveError(
-                f"{label}: member {name!r} would be written outside the target folder; "
-                "refused the whole archive"
-            )
-        mode = info.external_attr >> 16
-        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
-            raise UnsafeArchiveError(
-                f"{label}: member {name!r} is a device file or FIFO; refused the whole archive"
-            )
-        if stat.S_ISLNK(mode):
-            target = archive.read(info).decode("utf-8", "replace")
-            if not _link_inside(name, target, hard=False):
-                raise UnsafeArchiveError(
-                    f"{label}: member {name!r} links to {target!r}, outside the target "
-                    "folder; refused the whole archive"
-                )
+        mode = info.external_attr >> 16  # the Unix mode, where the archiver recorded one
+        device = stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
+        link = archive.read(info).decode("utf-8", "replace") if stat.S_ISLNK(mode) else None
+        _check_member(info.filename, label, device, link, hard=False)
     return members
 
 

@@ -36,6 +36,7 @@ from fcnseg.hub.download import (
 from fcnseg.hub.registry import WeightsEntry
 from fcnseg.metadata import metadata_of
 from fcnseg.models import settings_of
+from fcnseg.weights_io import WeightsFileError, read_weights
 
 logger = logging.getLogger(__name__)
 
@@ -120,11 +121,11 @@ def fetch_converted(entry: WeightsEntry, progress: bool = True) -> Path:
 
 
 def _read(path: Path) -> dict:
+    """``path`` through the one weights reader, its errors as :class:`WeightsError`."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WeightsError(f"cannot read weights file {path}: {first}") from error
+        return read_weights(path, what="weights file")
+    except WeightsFileError as error:
+        raise WeightsError(str(error)) from error
 
 
 def _is_checkpoint(contents: object) -> bool:

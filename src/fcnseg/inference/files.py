@@ -1,21 +1,27 @@
 """Predict files and folders: decoding in DataLoader workers, equal-size images batched.
 
-:func:`predict_images` is what ``fcnseg predict`` runs on images. Like
-:func:`fcnseg.inference.predict.predict_files` it walks the inputs
-(:func:`~fcnseg.inference.predict.list_images`), checks every output name first
-(:func:`~fcnseg.inference.predict.output_paths`) and writes per image
+:func:`predict_images` is what ``fcnseg predict`` runs on images. It walks files and folders
+(:func:`list_images`: not recursively; image extensions of ``IMAGE_EXTENSIONS``, sorted) and
+writes, for each image, into one output folder:
 
-- ``<stem>.png``: the label map as an indexed PNG (values are class indices, the net's palette);
+- ``<stem>.png``: the label map as an indexed ("P") PNG (values are class indices, the net's
+  palette);
 - ``<stem>_overlay.png``: the image with the class colours blended in and, on its right, a
   legend of the classes present (``legend=False``: the bare overlay, the image's size);
 - with ``show=True``, ``<stem>_show.png``: image | prediction (| truth, with ``truth_dir``)
   with column headers and a legend (:func:`fcnseg.inference.visualize.show_figure`).
 
-Differences: images are decoded (and turned upright by EXIF) in ``workers`` DataLoader
-processes while the net runs, consecutive images of equal size are scored ``batch_size`` at a
-time, every output is written atomically (temporary file, then rename), and all of
-:func:`fcnseg.segment`'s options (tiles, TTA) apply. An image that cannot be decoded is
-recorded in ``failed`` and the rest are written.
+Output names must be unique (:func:`output_paths`): two inputs with the same stem (e.g.
+``a/x.jpg`` and ``b/x.png``), or an input named like another's overlay (``x_overlay.png``),
+raise before anything is written, compared case-insensitively so that a run behaves the same
+on every file system. So does an output that would overwrite an input image.
+
+Images are decoded (and turned upright by EXIF) in ``workers`` DataLoader processes while the
+net runs, consecutive images of equal size are scored ``batch_size`` at a time by
+:func:`fcnseg.segment` (all of whose options, tiles and TTA, apply), and every output is
+written atomically (temporary file, then rename). An image that cannot be decoded does not
+stop the run: it is recorded in :attr:`PredictResult.failed` (with a message naming the file)
+and the rest are written.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +40,16 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from fcnseg.data.common import DatasetError, read_label_png
+from fcnseg.data.common import IMAGE_EXTENSIONS, DatasetError, read_label_png
+from fcnseg.errors import FcnsegError, InputNotFoundError
 from fcnseg.inference.predict import (
     RGB_CHANNELS,
-    PredictResult,
+    SegmentError,
     class_names,
     in_channels_of,
-    list_images,
-    output_paths,
     palette_for,
 )
 from fcnseg.inference.segment import as_tensor, check_options, segment
-from fcnseg.inference.tta import SegmentError
 from fcnseg.inference.visualize import (
     IGNORE_INDEX,
     label_image,
@@ -55,6 +60,77 @@ from fcnseg.inference.visualize import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- inputs and outputs
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict_images` did: ``written`` (image, label PNG, overlay PNG) per image
+    and ``failed`` (image, message naming it) per image that could not be read."""
+
+    written: list[tuple[Path, Path, Path]] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files as given, and each folder's image files (not recursive, sorted); each file once.
+
+    Raises ``InputNotFoundError`` naming an input that does not exist and ``FcnsegError`` naming
+    a folder without images.
+    """
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for entry in map(Path, inputs):
+        if entry.is_dir():
+            files = sorted(
+                p for p in entry.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if not files:
+                raise FcnsegError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {entry}")
+        elif entry.is_file():
+            files = [entry]
+        else:
+            raise InputNotFoundError(f"input {entry} does not exist")
+        for path in files:
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                found.append(path)
+    return found
+
+
+def output_paths(images: Sequence[Path], out_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """``(out_dir/<stem>.png, out_dir/<stem>_overlay.png)`` per image; raises on any clash.
+
+    A clash is two images wanting one output name (compared case-insensitively) or an output
+    that is one of the images; the message names both files.
+    """
+    out_dir = Path(out_dir)
+    owners: dict[str, Path] = {}
+    paths = []
+    for image in images:
+        names = (f"{image.stem}.png", f"{image.stem}_overlay.png")
+        for name in names:
+            other = owners.setdefault(name.casefold(), image)
+            if other != image:
+                raise FcnsegError(
+                    f"{other} and {image} would both write {out_dir / name}; "
+                    "rename one or predict them into separate --out folders"
+                )
+        paths.append((out_dir / names[0], out_dir / names[1]))
+    inputs = {image.resolve(): image for image in images}
+    for label_path, overlay_path in paths:
+        for path in (label_path, overlay_path):
+            if path.resolve() in inputs:
+                raise FcnsegError(
+                    f"writing {path} would overwrite the input image {inputs[path.resolve()]}; "
+                    "choose another output folder"
+                )
+    return paths
+
+
+# --------------------------------------------------------------------------- predicting
 
 
 class ImageFiles(Dataset):
@@ -227,4 +303,12 @@ def _write(
         write_atomic(show_path, lambda temporary: figure.savefig(temporary, dpi=100))
 
 
-__all__ = ["ImageFiles", "predict_images", "save_atomic", "write_atomic"]
+__all__ = [
+    "ImageFiles",
+    "PredictResult",
+    "list_images",
+    "output_paths",
+    "predict_images",
+    "save_atomic",
+    "write_atomic",
+]

@@ -1,4 +1,4 @@
-"""Prediction: a label map for an image of any size, written as an indexed PNG and an overlay.
+"""Prediction: class scores and the label map of an image of any size, as a checkpoint says.
 
 A fully convolutional net takes a whole image of any size and returns class scores of the same
 size (Long et al., sections 3 and 4.1); the label of each pixel is the argmax over classes.
@@ -13,38 +13,24 @@ What a net needs to read an image comes from its checkpoint's ``meta`` (see ``ch
 - ``input_scale``: the factor the training images were resized by (default 1); images are
   resized by it before scoring and the scores resized back, so labels keep the input's size.
 
-:func:`predict_files` walks files and folders (not recursively; image extensions of
-``IMAGE_EXTENSIONS``, sorted) and writes, for each image, into one output folder:
-
-- ``<stem>.png``: the label map as an indexed ("P") PNG whose values are class indices and
-  whose palette is the net's palette;
-- ``<stem>_overlay.png``: the RGB image with the class colours blended in.
-
-Output names must be unique: two inputs with the same stem (e.g. ``a/x.jpg`` and ``b/x.png``),
-or an input named like another's overlay (``x_overlay.png``), raise before anything is written,
-compared case-insensitively so that a run behaves the same on every file system. So does an
-output that would overwrite an input image. An image that cannot be decoded does not stop the
-run: it is recorded in :attr:`PredictResult.failed` (with a message naming the file) and the
-others are written.
+:func:`class_scores` is the one function that applies a net to images: every prediction
+(:func:`predict_image`, and through it scoring, ``fcnseg eval`` and validation;
+:func:`fcnseg.segment`, its tiles and test-time views; ``fcnseg predict``) runs it.
+Files and folders: :mod:`fcnseg.inference.files`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor, nn
 
-from fcnseg.data.common import IMAGE_EXTENSIONS, DatasetError, read_rgb
 from fcnseg.data.palettes import voc_palette
 from fcnseg.data.transforms import (
     CaffeMeanSubtract,
@@ -52,9 +38,8 @@ from fcnseg.data.transforms import (
     normalizer_from_spec,
     scaled_size,
 )
-from fcnseg.errors import FcnsegError, InputNotFoundError, NonFiniteError
+from fcnseg.errors import FcnsegError, NonFiniteError
 from fcnseg.inference.fast import autocast_to
-from fcnseg.inference.visualize import label_image, overlay
 from fcnseg.metadata import metadata_of
 from fcnseg.models import FCNConfig, config_of
 
@@ -69,11 +54,7 @@ RGB_CHANNELS = 3  # image files are read as R, G, B
 
 
 def num_classes_of(model: nn.Module) -> int:
-    """The number of output classes of an FCN (its ``num_classes``, else its config's).
-
-    A net with several heads reports its main head's count from its config (the semantic head
-    of the SIFT Flow net, ``num_classes``); :func:`heads_of` names them all.
-    """
+    """The number of output classes of an FCN (its ``num_classes``, else its config's)."""
     count = getattr(model, "num_classes", None)
     if isinstance(count, int):
         return count
@@ -171,6 +152,102 @@ def device_of(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
+class SegmentError(FcnsegError):
+    """An image, argument or net that segmentation cannot take; the message names it."""
+
+
+def class_scores(
+    model: nn.Module,
+    batch: Tensor,
+    preprocess: Preprocess,
+    scale: float = 1.0,
+    dtype: torch.dtype | None = None,
+    flip: bool = False,
+) -> Tensor:
+    """Raw class scores of a batch at its own size: float32 ``(N, K, H, W)``.
+
+    The one place fcnseg applies a net to images: :func:`predict_image` (hence scoring,
+    ``fcnseg eval`` and training's validation), :func:`fcnseg.segment`, its tiles and its
+    test-time views all come here. ``batch``: ``(N, C, H, W)`` raw values (uint8, or float on
+    the 0..255 scale), on the model's device. It is
+
+    1. made float32 and normalised with ``preprocess`` (a normaliser such as
+       :func:`normalizer_for` returns),
+    2. resized bilinearly by ``scale`` when it is not 1 (a net trained on resized images,
+       :func:`input_scale_of`; sizes by :func:`fcnseg.data.transforms.scaled_size`),
+    3. mirrored left-right with ``flip``,
+    4. scored by the net under autocast to ``dtype`` (bfloat16, or float16 on CUDA; None:
+       float32), and the scores mirrored back and resized bilinearly to ``(H, W)``.
+
+    Call with the net in eval mode, under ``torch.no_grad()`` or ``torch.inference_mode()``.
+    Raises :class:`SegmentError` for a batch of the wrong shape, a bad scale or a net that does
+    not return one score tensor, and :class:`fcnseg.errors.NonFiniteError` for NaN or inf scores.
+    """
+    if batch.ndim != 4:
+        raise SegmentError(f"batch must be N x C x H x W, got shape {tuple(batch.shape)}")
+    channels = in_channels_of(model)
+    if batch.shape[1] != channels:
+        raise SegmentError(f"image has {batch.shape[1]} channels; the net takes {channels}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise SegmentError(f"input scale must be a finite number > 0, got {scale}")
+    raw, size = _forward(model, batch, preprocess, scale, dtype, flip)
+    if not isinstance(raw, Tensor) or raw.ndim != 4:
+        raise SegmentError(
+            f"{type(model).__name__} returns {type(raw).__name__}, not one N x K x H x W "
+            "score tensor; prediction takes single-task nets (head_scores: several heads)"
+        )
+    return _finish(raw, size, flip)  # (N, K, H, W)
+
+
+def head_scores(
+    model: nn.Module,
+    batch: Tensor,
+    preprocess: Preprocess,
+    scale: float = 1.0,
+    dtype: torch.dtype | None = None,
+) -> dict[str, Tensor]:
+    """:func:`class_scores` of a net with several named outputs (the two-headed SIFT Flow net):
+    one run of the net, ``{head: float32 (N, K_head, H, W)}``, each head treated the same."""
+    raw, size = _forward(model, batch, preprocess, scale, dtype, False)
+    if not isinstance(raw, dict):
+        raise SegmentError(f"{type(model).__name__} has one output; use class_scores")
+    return {head: _finish(scores, size, False) for head, scores in raw.items()}
+
+
+def _forward(
+    model: nn.Module,
+    batch: Tensor,
+    preprocess: Preprocess,
+    scale: float,
+    dtype: torch.dtype | None,
+    flip: bool,
+) -> tuple[Any, tuple[int, int]]:
+    """Steps 1-4 of :func:`class_scores` up to the net's raw output, and the batch's size."""
+    size = (int(batch.shape[-2]), int(batch.shape[-1]))
+    x = preprocess(batch.float(), None)[0]  # (N, C, H, W) normalised
+    if scale != 1:  # (N, C, h, w): the full-size input is freed before the net runs
+        x = F.interpolate(x, size=scaled_size(*size, scale), mode="bilinear", align_corners=False)
+    if flip:
+        x = x.flip(-1)
+    with autocast_to(x.device, dtype):
+        return model(x), size
+
+
+def _finish(scores: Tensor, size: tuple[int, int], flip: bool) -> Tensor:
+    """Raw (N, K, h, w) scores as float32, checked finite, mirrored back, at ``size``."""
+    scores = scores.float()  # (N, K, h, w)
+    if not bool(torch.isfinite(scores).all()):
+        raise NonFiniteError(
+            "the net's scores hold NaN or inf values (damaged or diverged weights, or an "
+            "overflow in reduced precision)"
+        )
+    if flip:
+        scores = scores.flip(-1)
+    if tuple(scores.shape[-2:]) != size:
+        scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+    return scores  # (N, K, H, W)
+
+
 @torch.inference_mode()
 def predict_image(
     model: nn.Module,
@@ -182,194 +259,34 @@ def predict_image(
     """The label map of one image: int64 ``(H, W)`` class indices, on the model's device.
 
     ``image``: float ``(C, H, W)`` raw values as the dataset readers return them (RGB 0..255),
-    any size; it is moved to the model's device, normalised with ``preprocess`` (a normaliser
-    such as :func:`normalizer_for` returns) and scored whole, as a batch of one. With
-    ``scale`` != 1 (a net trained on resized images, :func:`input_scale_of`) the image is
-    resized by it first and the scores resized back to ``(H, W)``, both bilinearly.
-    ``dtype`` (bfloat16, or float16 on CUDA) runs the net under autocast; None: float32.
-    A net with several named outputs (the two-headed SIFT Flow net) gives one label map per
-    output: ``{"semantic": (H, W), "geometric": (H, W)}``.
+    any size. It is moved to the model's device and scored whole by :func:`class_scores` (as
+    a batch of one, with ``preprocess``, ``scale`` and ``dtype``), in eval mode; the labels are
+    the argmax of the raw scores. A net with several named outputs (the two-headed SIFT Flow
+    net) gives one label map per output (:func:`head_scores`): ``{"semantic": (H, W), ...}``.
     """
     if image.ndim != 3:
-        raise ValueError(f"image must be C x H x W, got shape {tuple(image.shape)}")
-    channels = in_channels_of(model)
-    if image.shape[0] != channels:
-        raise ValueError(f"image has {image.shape[0]} channels; the net takes {channels}")
-    if not (math.isfinite(scale) and scale > 0):
-        raise FcnsegError(f"input scale must be a finite number > 0, got {scale}")
-    size = image.shape[-2:]
-    device = device_of(model)
+        raise SegmentError(f"image must be C x H x W, got shape {tuple(image.shape)}")
     with eval_mode(model):
-        x = image.to(device=device, dtype=torch.float32)
-        x = preprocess(x, None)[0][None]  # (1, C, H, W)
-        if scale != 1:
-            scaled = scaled_size(*size, scale)
-            x = F.interpolate(x, size=scaled, mode="bilinear", align_corners=False)
-        with autocast_to(device, dtype):
-            scores = model(x)  # (1, K, h, w), or {head: (1, K_head, h, w)}
-        if isinstance(scores, dict):
-            return {head: _label_map(s, size) for head, s in scores.items()}
-        return _label_map(scores, size)
-
-
-def _label_map(scores: Tensor, size: torch.Size) -> Tensor:
-    """(1, K, h, w) scores to the (H, W) label map at ``size``, scaled bilinearly if needed;
-    :class:`NonFiniteError` if a score is NaN or infinite."""
-    scores = scores.float()
-    if not bool(torch.isfinite(scores).all()):
-        raise NonFiniteError(
-            "the net's scores hold NaN or inf values (damaged or diverged weights, or an "
-            "overflow in reduced precision)"
-        )
-    if scores.shape[-2:] != size:
-        scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+        batch = image[None].to(device_of(model))  # (1, C, H, W)
+        if heads_of(model):
+            scored = head_scores(model, batch, preprocess, scale, dtype)
+            return {head: scores.argmax(1)[0] for head, scores in scored.items()}
+        scores = class_scores(model, batch, preprocess, scale, dtype)  # (1, K, H, W)
     return scores.argmax(1)[0]  # (H, W)
 
 
-# --------------------------------------------------------------------------- files and folders
-
-
-@dataclass
-class PredictResult:
-    """What :func:`predict_files` did: ``written`` (image, label PNG, overlay PNG) per image
-    and ``failed`` (image, message naming it) per image that could not be read."""
-
-    written: list[tuple[Path, Path, Path]] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-
-
-def list_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files as given, and each folder's image files (not recursive, sorted); each file once.
-
-    Raises ``InputNotFoundError`` naming an input that does not exist and ``FcnsegError`` naming
-    a folder without images.
-    """
-    found: list[Path] = []
-    seen: set[Path] = set()
-    for entry in map(Path, inputs):
-        if entry.is_dir():
-            files = sorted(
-                p for p in entry.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            )
-            if not files:
-                raise FcnsegError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {entry}")
-        elif entry.is_file():
-            files = [entry]
-        else:
-            raise InputNotFoundError(f"input {entry} does not exist")
-        for path in files:
-            if path.resolve() not in seen:
-                seen.add(path.resolve())
-                found.append(path)
-    return found
-
-
-def output_paths(images: Sequence[Path], out_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
-    """``(out_dir/<stem>.png, out_dir/<stem>_overlay.png)`` per image; raises on any clash.
-
-    A clash is two images wanting one output name (compared case-insensitively) or an output
-    that is one of the images; the message names both files.
-    """
-    out_dir = Path(out_dir)
-    owners: dict[str, Path] = {}
-    paths = []
-    for image in images:
-        names = (f"{image.stem}.png", f"{image.stem}_overlay.png")
-        for name in names:
-            other = owners.setdefault(name.casefold(), image)
-            if other != image:
-                raise FcnsegError(
-                    f"{other} and {image} would both write {out_dir / name}; "
-                    "rename one or predict them into separate --out folders"
-                )
-        paths.append((out_dir / names[0], out_dir / names[1]))
-    inputs = {image.resolve(): image for image in images}
-    for label_path, overlay_path in paths:
-        for path in (label_path, overlay_path):
-            if path.resolve() in inputs:
-                raise FcnsegError(
-                    f"writing {path} would overwrite the input image {inputs[path.resolve()]}; "
-                    "choose another output folder"
-                )
-    return paths
-
-
-def predict_files(
-    model: nn.Module,
-    inputs: Sequence[str | os.PathLike],
-    out_dir: str | os.PathLike,
-    preprocess: Preprocess | None = None,
-    alpha: float = 0.5,
-    progress: Callable[..., Any] | None = None,
-    dtype: torch.dtype | None = None,
-) -> PredictResult:
-    """Predict every image of ``inputs`` (files and folders) into ``out_dir``; see the module doc.
-
-    ``preprocess`` defaults to :func:`normalizer_for` ``(model)``; ``alpha`` (0..1) is the
-    colour's share of the overlay; ``progress(total=n)`` makes a progress bar (e.g. ``tqdm``);
-    ``dtype`` as in :func:`predict_image`.
-    Images are read as RGB (grey and RGBA converted), so the net must take 3 channels. Setup
-    problems (inputs, names, alpha, channels) raise before anything is written. A net with
-    several heads writes its main (first) head's labels: the semantic one of SIFT Flow's.
-    """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in 0..1, got {alpha}")
-    channels = in_channels_of(model)
-    if channels != RGB_CHANNELS:
-        raise FcnsegError(
-            f"the net takes {channels} input channels, but predict reads image files as RGB "
-            f"({RGB_CHANNELS} channels); score such data with evaluate on its dataset reader"
-        )
-    images = list_images(inputs)
-    targets = output_paths(images, out_dir)
-    if preprocess is None:
-        preprocess = normalizer_for(model)
-    palette = palette_for(model)
-    scale = input_scale_of(model)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    result = PredictResult()
-    bar = progress(total=len(images)) if progress is not None else None
-    try:
-        with eval_mode(model):
-            for image_path, (label_path, overlay_path) in zip(images, targets):
-                try:
-                    # as viewers show it: EXIF orientation applied
-                    image = read_rgb(image_path, apply_exif=True)  # (3, H, W) float32 0..255
-                except DatasetError as error:
-                    result.failed.append((image_path, str(error)))
-                    logger.debug("skipped %s: %s", image_path, error)
-                else:
-                    try:
-                        label = predict_image(model, image, preprocess, scale, dtype)  # (H, W)
-                    except NonFiniteError as error:  # the net, not the image: stop
-                        raise NonFiniteError(f"{image_path}: {error}") from None
-                    if isinstance(label, dict):  # several heads: the main one's labels
-                        label = next(iter(label.values()))
-                    label = label.cpu()
-                    label_image(label, palette).save(label_path)
-                    Image.fromarray(overlay(image, label, palette, alpha)).save(overlay_path)
-                    result.written.append((image_path, label_path, overlay_path))
-                    logger.info("%s -> %s, %s", image_path, label_path, overlay_path)
-                if bar is not None:
-                    bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    return result
-
-
 __all__ = [
-    "PredictResult",
+    "SegmentError",
     "class_names",
+    "class_scores",
     "device_of",
     "eval_mode",
+    "head_scores",
+    "heads_of",
     "in_channels_of",
     "input_scale_of",
-    "list_images",
     "normalizer_for",
     "num_classes_of",
-    "output_paths",
     "palette_for",
-    "predict_files",
     "predict_image",
 ]

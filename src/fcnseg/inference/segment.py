@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -38,8 +37,12 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor, nn
 
+from fcnseg.data.common import DatasetError, decode_image
 from fcnseg.inference.predict import (
     Preprocess,
+    SegmentError,
+    class_scores,
+    device_of,
     eval_mode,
     in_channels_of,
     input_scale_of,
@@ -47,8 +50,7 @@ from fcnseg.inference.predict import (
     num_classes_of,
 )
 from fcnseg.inference.tiling import TILE_ABOVE, TilePlan, plan_for, tiled_probabilities
-from fcnseg.inference.tta import Augmentation, SegmentError, class_probabilities
-from fcnseg.safe_files import too_many_pixels
+from fcnseg.inference.tta import Augmentation, class_probabilities, softmax_
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +58,6 @@ ImageInput = Image.Image | np.ndarray | Tensor | str | os.PathLike
 Result = Tensor | tuple[Tensor, Tensor]
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 ALPHA_CHANNELS = 4  # RGBA arrays: the alpha channel is dropped
-# PIL reports broken files through several exception types (decoding happens on .load()).
-_PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 # --------------------------------------------------------------------------- input coercion
@@ -74,24 +74,10 @@ def open_image(path: str | os.PathLike) -> Image.Image:
             f"{path} is a video; use fcnseg.inference.video.segment_video or fcnseg predict"
         )
     try:
-        with warnings.catch_warnings():  # our own limit below decides, with a clear message
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-        refused = too_many_pixels(image.size, path)
-        if refused is None:
-            with image:
-                image.load()
-                return ImageOps.exif_transpose(image)
-    except Image.DecompressionBombError as error:  # past PIL's own hard limit
-        raise SegmentError(
-            f"{path}: {error}; raise the limit with --max-pixels N if the image is genuine"
-        ) from None
-    except FileNotFoundError:
-        raise SegmentError(f"image file not found: {path}") from None
-    except _PIL_ERRORS as error:
-        raise SegmentError(f"cannot read image {path}: {error}") from None
-    image.close()
-    raise SegmentError(refused)
+        image = decode_image(path)  # refuses decompression bombs from the header
+    except DatasetError as error:
+        raise SegmentError(str(error)) from None
+    return ImageOps.exif_transpose(image)
 
 
 def _from_pil(image: Image.Image, channels: int) -> Tensor:
@@ -305,8 +291,7 @@ class _Session:
         self.dtype = dtype
         self.input_scale = input_scale_of(model)
         self.num_classes = num_classes_of(model)
-        parameter = next(model.parameters(), None)
-        self.device = parameter.device if parameter is not None else torch.device("cpu")
+        self.device = device_of(model)
 
     def score(self, batch: Tensor) -> Tensor:
         """(N, C, h, w) raw on the device -> (N, K, h, w) probabilities on the device."""
@@ -321,9 +306,22 @@ class _Session:
             )
 
     def whole(self, batch: list[Tensor]) -> list[Result]:
-        """Equal-size images scored together as one batch."""
-        probabilities = self.score(torch.stack(batch).to(self.device))  # (N, K, H, W)
-        labels = probabilities.argmax(1).to("cpu", _labels_dtype(self.num_classes))
+        """Equal-size images scored together as one batch. With one view the labels are the
+        argmax of the raw scores, exactly :func:`~fcnseg.inference.predict.predict_image`'s."""
+        stacked = torch.stack(batch).to(self.device)  # (N, C, H, W)
+        probabilities: Tensor | None = None
+        if self.augmentation.views == 1:
+            with torch.no_grad(), eval_mode(self.model):
+                scores = class_scores(
+                    self.model, stacked, self.preprocess, self.input_scale, dtype=self.dtype
+                )  # (N, K, H, W)
+            labels = scores.argmax(1)
+            if self.keep:
+                probabilities = softmax_(scores)
+        else:
+            probabilities = self.score(stacked)
+            labels = probabilities.argmax(1)
+        labels = labels.to("cpu", _labels_dtype(self.num_classes))  # (N, H, W)
         if self.keep:
             return list(zip(labels, probabilities.cpu()))
         return list(labels)

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from fcnseg.inference.tta import SegmentError
+from fcnseg.inference.predict import SegmentError
 
 # Images above this many pixels are tiled automatically by fcnseg.segment (a 2000 x 2000
 # image is scored whole; a 4000 x 3000 photo is tiled).

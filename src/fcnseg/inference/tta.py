@@ -10,9 +10,12 @@ probabilities at the images' own size; tiled inference (:mod:`fcnseg.inference.t
 3. optionally mirrored left-right,
 4. scored by the net, mirrored back, resized bilinearly to the input size, and soft-maxed.
 
-The probabilities of all views are averaged (as mmsegmentation's ``aug_test`` does). Scores
-are resized before the softmax, as :func:`fcnseg.inference.predict.predict_image` does, so
-with no augmentation the argmax is the same label map.
+Steps 1 to 4 but the softmax are :func:`fcnseg.inference.predict.class_scores`, the one
+function every prediction runs (``fcnseg eval``'s too). The probabilities of all views are
+averaged (as mmsegmentation's ``aug_test`` does). With no augmentation :func:`fcnseg.segment`
+takes the labels from the raw scores, so they are
+:func:`~fcnseg.inference.predict.predict_image`'s label map exactly (the argmax of soft-maxed
+scores can differ where rounding makes two classes tie).
 
 A flip costs one more pass of the net; scales ``(0.75, 1, 1.25)`` cost about
 ``0.75² + 1 + 1.25² = 3.1`` passes at scale 1.
@@ -25,16 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fcnseg.errors import FcnsegError, NonFiniteError
-from fcnseg.inference.fast import autocast_to
-from fcnseg.inference.predict import Preprocess
-
-
-class SegmentError(FcnsegError):
-    """An image, argument or net that segmentation cannot take; the message names it."""
+from fcnseg.inference.predict import Preprocess, SegmentError, class_scores
 
 
 @dataclass(frozen=True)
@@ -68,37 +64,7 @@ def parse_tta(names: Sequence[str]) -> bool:
     return "flip" in names
 
 
-def _scaled(size: tuple[int, int], factor: float) -> list[int]:
-    return [max(1, math.floor(side * factor + 0.5)) for side in size]
-
-
-def _scores(
-    model: nn.Module, x: Tensor, size: tuple[int, int], flip: bool, dtype: torch.dtype | None
-) -> Tensor:
-    """Net scores of the normalised ``x`` (N, C, h, w), resized to ``size``: (N, K, H, W)."""
-    if flip:
-        x = x.flip(-1)
-    with autocast_to(x.device, dtype):
-        scores = model(x)
-    if not isinstance(scores, Tensor) or scores.ndim != 4:
-        raise SegmentError(
-            f"{type(model).__name__} returns {type(scores).__name__}, not one N x K x H x W "
-            "score tensor; segment takes single-task nets"
-        )
-    scores = scores.float()  # (N, K, h, w)
-    if not bool(torch.isfinite(scores).all()):
-        raise NonFiniteError(
-            "the net's scores hold NaN or inf values (damaged or diverged weights, or an "
-            "overflow in reduced precision)"
-        )
-    if flip:
-        scores = scores.flip(-1)
-    if tuple(scores.shape[-2:]) != size:
-        scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
-    return scores  # (N, K, H, W)
-
-
-def _softmax_(scores: Tensor) -> Tensor:
+def softmax_(scores: Tensor) -> Tensor:
     """``scores.softmax(1)`` computed in place: a large tile's scores are not copied."""
     scores -= scores.amax(1, keepdim=True)
     scores.exp_()
@@ -120,25 +86,16 @@ def class_probabilities(
     images), already on the model's device. ``preprocess``: the checkpoint's normaliser
     (:func:`fcnseg.inference.predict.normalizer_for`). ``input_scale``: the net's own
     (:func:`fcnseg.inference.predict.input_scale_of`). ``dtype``: autocast (bfloat16, or
-    float16 on CUDA); None runs float32. Call under ``torch.inference_mode()`` and with the
-    net in eval mode.
+    float16 on CUDA); None runs float32. Each view is scored by
+    :func:`fcnseg.inference.predict.class_scores`, one at a time. Call under
+    ``torch.inference_mode()`` and with the net in eval mode.
     """
-    size = (int(batch.shape[-2]), int(batch.shape[-1]))
-    x = preprocess(batch.float(), None)[0]  # (N, C, H, W) normalised
-    views = [
-        x
-        if factor == 1
-        else F.interpolate(x, size=_scaled(size, factor), mode="bilinear", align_corners=False)
-        for factor in (input_scale * scale for scale in augmentation.scales)
-    ]
-    del x  # a tile's full-size input is not kept while the net runs on a smaller view
     total: Tensor | None = None
-    while views:
-        view = views.pop(0)
+    for scale in augmentation.scales:
         for flip in (False, True) if augmentation.flip else (False,):
-            probabilities = _softmax_(_scores(model, view, size, flip, dtype))
+            scores = class_scores(model, batch, preprocess, input_scale * scale, dtype, flip)
+            probabilities = softmax_(scores)  # (N, K, H, W)
             total = probabilities if total is None else total.add_(probabilities)
-        del view
     assert total is not None  # Augmentation has at least one scale
     return total.div_(augmentation.views) if augmentation.views > 1 else total
 
@@ -148,5 +105,6 @@ __all__ = [
     "Augmentation",
     "SegmentError",
     "class_probabilities",
+    "softmax_",
     "parse_tta",
 ]

@@ -34,9 +34,8 @@ from PIL import Image
 from torch import nn
 
 from fcnseg.inference.files import save_atomic
-from fcnseg.inference.predict import class_names, palette_for
+from fcnseg.inference.predict import SegmentError, class_names, palette_for
 from fcnseg.inference.segment import check_options, segment
-from fcnseg.inference.tta import SegmentError
 from fcnseg.inference.visualize import colorize, label_image, legend_entries, legend_panel, overlay
 
 logger = logging.getLogger(__name__)

@@ -12,43 +12,29 @@ from typing import Any
 from torch import nn
 
 from fcnseg.errors import FcnsegError
+from fcnseg.models import fcn, fusion, multitask
 from fcnseg.models.config import Builder
-from fcnseg.models.fcn import (
-    fcn8s,
-    fcn8s_atonce,
-    fcn8s_mobilenet_v3_large,
-    fcn8s_resnet18,
-    fcn8s_resnet34,
-    fcn8s_resnet50,
-    fcn8s_resnet101,
-    fcn16s,
-    fcn32s,
-    fcn_alexnet,
-    fcn_googlenet,
-)
-from fcnseg.models.fusion import fcn_latefusion
-from fcnseg.models.multitask import fcn8s_two_headed, fcn16s_two_headed, fcn32s_two_headed
 
 # name -> builder, in the order ``fcnseg models`` lists them: the paper's VGG16 nets, the other
 # Table 1 nets, modern backbones, then nets of several streams or outputs.
 MODELS: dict[str, Builder[Any, Any]] = {
     b.name: b
     for b in (
-        fcn32s,
-        fcn16s,
-        fcn8s,
-        fcn8s_atonce,
-        fcn_alexnet,
-        fcn_googlenet,
-        fcn8s_resnet18,
-        fcn8s_resnet34,
-        fcn8s_resnet50,
-        fcn8s_resnet101,
-        fcn8s_mobilenet_v3_large,
-        fcn_latefusion,
-        fcn32s_two_headed,
-        fcn16s_two_headed,
-        fcn8s_two_headed,
+        fcn.fcn32s,
+        fcn.fcn16s,
+        fcn.fcn8s,
+        fcn.fcn8s_atonce,
+        fcn.fcn_alexnet,
+        fcn.fcn_googlenet,
+        fcn.fcn8s_resnet18,
+        fcn.fcn8s_resnet34,
+        fcn.fcn8s_resnet50,
+        fcn.fcn8s_resnet101,
+        fcn.fcn8s_mobilenet_v3_large,
+        fusion.fcn_latefusion,
+        multitask.fcn32s_two_headed,
+        multitask.fcn16s_two_headed,
+        multitask.fcn8s_two_headed,
     )
 }
 

@@ -15,7 +15,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from fcnseg.models.backbones.base import Backbone, Tap
+from fcnseg.models.backbones.base import Backbone, Tap, check_size
 from fcnseg.models.backbones.vgg import scaled
 from fcnseg.models.geometry import IDENTITY, CoordMap
 
@@ -74,10 +74,7 @@ class AlexNet(Backbone):
         conv1_padding: int = CONV1_PAD,
         dropout: float = DROPOUT,
     ) -> None:
-        if width <= 0:
-            raise ValueError(f"width must be > 0, got {width}")
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        check_size(in_channels, width)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         channels = in_channels
         for index, (name, out, kernel, stride, pad, groups) in enumerate(ALEXNET_CONVS, 1):

@@ -65,3 +65,11 @@ class Backbone(nn.Sequential):
                 if len(outputs) == len(by_layer):
                     break
         return outputs
+
+
+def check_size(in_channels: int, width: float) -> None:
+    """Raise ``ValueError`` unless ``in_channels >= 1`` and ``width > 0`` (every backbone's)."""
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    if in_channels < 1:
+        raise ValueError(f"in_channels must be >= 1, got {in_channels}")

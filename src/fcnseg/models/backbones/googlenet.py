@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from fcnseg.models.backbones.alexnet import LocalResponseNorm
-from fcnseg.models.backbones.base import Backbone, Tap
+from fcnseg.models.backbones.base import Backbone, Tap, check_size
 from fcnseg.models.backbones.vgg import scaled
 from fcnseg.models.geometry import CoordMap, compose, receptive_field
 
@@ -126,10 +126,7 @@ class GoogLeNet(Backbone):
         conv1_padding: int = CONV1_PAD,
         dropout: float = DROPOUT,
     ) -> None:
-        if width <= 0:
-            raise ValueError(f"width must be > 0, got {width}")
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        check_size(in_channels, width)
         c64, c192 = scaled(64, width), scaled(192, width)
 
         def pool() -> nn.MaxPool2d:  # 3x3 stride 2, rounding up like Caffe: (N, C, h/2, w/2)

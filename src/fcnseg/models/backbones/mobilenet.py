@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from fcnseg.models.backbones.base import Backbone, Tap
+from fcnseg.models.backbones.base import Backbone, Tap, check_size
 from fcnseg.models.geometry import IDENTITY, CoordMap, compose, receptive_field
 
 # (kernel, expanded, out, squeeze-excitation, hard-swish, stride) of blocks 1 ... 15.
@@ -131,10 +131,7 @@ class MobileNetV3Large(Backbone):
     """
 
     def __init__(self, in_channels: int = 3, width: float = 1.0) -> None:
-        if width <= 0:
-            raise ValueError(f"width must be > 0, got {width}")
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        check_size(in_channels, width)
         channels = make_divisible(STEM_CHANNELS * width)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         layers["0"] = conv_bn_act(

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from fcnseg.models.backbones.base import Backbone, Tap
+from fcnseg.models.backbones.base import Backbone, Tap, check_size
 from fcnseg.models.backbones.vgg import scaled
 from fcnseg.models.geometry import CoordMap, compose, receptive_field
 
@@ -109,10 +109,7 @@ class ResNet(Backbone):
     def __init__(self, depth: int = 50, in_channels: int = 3, width: float = 1.0) -> None:
         if depth not in DEPTHS:
             raise ValueError(f"ResNet depth {depth} is not one of {sorted(DEPTHS)}")
-        if width <= 0:
-            raise ValueError(f"width must be > 0, got {width}")
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        check_size(in_channels, width)
         block = BasicBlock if depth < 50 else Bottleneck
         channels = scaled(STEM_CHANNELS, width)
         layers: OrderedDict[str, nn.Module] = OrderedDict()

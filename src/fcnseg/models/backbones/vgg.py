@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from fcnseg.models.backbones.base import Backbone, Tap
+from fcnseg.models.backbones.base import Backbone, Tap, check_size
 
 # (convolutions, channels) per stage, conv1 ... conv5.
 VGG16_STAGES = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
@@ -54,10 +54,7 @@ class VGG16(Backbone):
         fc_channels: int | None = None,
         fc6_padding: int = 0,
     ) -> None:
-        if width <= 0:
-            raise ValueError(f"width must be > 0, got {width}")
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        check_size(in_channels, width)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
 
         def conv_relu(suffix: str, cin: int, cout: int, kernel: int, pad: int, conv: str) -> None:

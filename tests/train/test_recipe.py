@@ -19,7 +19,7 @@ from fcnseg.train.recipe import (
     parse_value,
 )
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 def test_defaults_are_valid_and_a_resolved_recipe_reads_back(tmp_path):

@@ -26,7 +26,7 @@ from fcnseg.inference.fast import (
 from fcnseg.inference.predict import predict_image
 from fcnseg.models.upsample import BilinearUpsample, bilinear_upsampling
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NETS = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"]
 
 
