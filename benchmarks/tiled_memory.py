@@ -9,7 +9,7 @@ times, printing the median seconds.
 - ``whole``: ``segment(model, image, tile_above=None)``, the image through the net at once;
   skipped above ``--whole-limit`` pixels, where it does not fit.
 - ``tiled``: ``segment(model, image, tile=--tile, overlap=--overlap)`` (default: the automatic
-  plan, 768 net pixels a side, overlap half the receptive field).
+  plan, 1024 net pixels a side, overlap half the receptive field).
 - ``baseline``: a 1 x 1 image: what Python, torch and the net take before any image.
 
 Default net: ``--checkpoint`` if given, else one shaped like ``recipes/camvid-cpu.toml``'s

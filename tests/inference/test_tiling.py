@@ -102,9 +102,9 @@ def test_receptive_field_and_default_plan():
     model = random_fcn()
     assert net_geometry(model) == (404, 32)  # VGG16, Table 1 of the paper
     plan = plan_for(model, input_scale=1.0)
-    assert (plan.tile, plan.overlap, plan.align) == (768, 224, 32)  # overlap: 202 -> 224
+    assert (plan.tile, plan.overlap, plan.align) == (1024, 224, 32)  # overlap: 202 -> 224
     half = plan_for(model, input_scale=0.5)
-    assert (half.tile, half.overlap, half.align) == (1536, 448, 64)
+    assert (half.tile, half.overlap, half.align) == (2048, 448, 64)
     with pytest.raises(SegmentError, match="cannot read the receptive field"):
         plan_for(TinyConvNet(), 1.0)
     assert plan_for(TinyConvNet(), 1.0, tile=16, overlap=4).align == 1
