@@ -7,7 +7,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +210,55 @@ def assert_same_tensors(a, b, where: str) -> None:
             assert_same_tensors(x, y, f"{where}[{index}]")
     else:
         assert a == b, where
+
+
+# Runs the recipe in argv[1] and SIGKILLs itself right after the step numbered argv[2].
+KILLED_RUN = """
+import os, signal, sys
+import torch
+torch.set_num_threads(1)
+from fcnseg.train import train
+from fcnseg.train.recipe import load
+
+def kill(done, loss):
+    if done == int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+train(load(sys.argv[1]), on_step=kill)
+"""
+
+
+def kill_resume_and_compare(recipe: Recipe, folder: Path, kill_after: int, saved_at: int):
+    """Train ``recipe`` whole; train a copy in ``folder/stopped`` that a subprocess SIGKILLs
+    right after step ``kill_after`` (its last checkpoint must be at ``saved_at``) and resume it;
+    assert both runs end bit-identical (weights, optimiser state, best score, metrics log).
+    Returns ``(whole, resumed)`` results."""
+    from fcnseg.checkpoint import read
+    from fcnseg.train import train
+    from fcnseg.train.recipe import dumps
+
+    whole = train(recipe)
+    stopped = dataclasses.replace(recipe, out=str(folder / "stopped"))
+    recipe_file = folder / "stopped.toml"
+    recipe_file.write_text(dumps(stopped))
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, str(recipe_file), str(kill_after)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert read(folder / "stopped" / "last.pt")["training"]["iteration"] == saved_at
+    resumed = train(stopped, resume=True)
+    assert resumed.iteration == whole.iteration
+    assert resumed.best_mean_iu == whole.best_mean_iu
+    for name in ("last.pt", "best.pt"):
+        a, b = read(Path(recipe.out) / name), read(folder / "stopped" / name)
+        assert_same_tensors(a["state_dict"], b["state_dict"], f"{name} state_dict")
+        assert_same_tensors(
+            a["training"]["optimizer"], b["training"]["optimizer"], f"{name} optimizer"
+        )
+        assert a["training"]["iteration"] == b["training"]["iteration"]
+    assert records(Path(recipe.out)) == records(folder / "stopped")
+    return whole, resumed

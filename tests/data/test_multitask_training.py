@@ -5,13 +5,8 @@ at VGG16 x 1/16."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import datafixtures
@@ -25,27 +20,11 @@ from fcnseg.data import SIFTFlow
 from fcnseg.data.common import DatasetError
 from fcnseg.evaluate.metrics import ConfusionMatrix, format_heads_report, labelled_mean_iu
 from fcnseg.train import train
-from fcnseg.train.recipe import Recipe, RecipeError, dumps
+from fcnseg.train.recipe import Recipe, RecipeError
 from fcnseg.train.trainer import validate
-from helpers import assert_same_tensors, records
+from helpers import kill_resume_and_compare
 
 SIFT_MEAN = [114.578, 115.294, 108.353]
-
-# Runs the recipe in argv[1] and SIGKILLs itself right after the step numbered argv[2] (as
-# tests/train/test_resume.py does for a one-headed run).
-KILLED_RUN = """
-import os, signal, sys
-import torch
-torch.set_num_threads(1)
-from fcnseg.train import train
-from fcnseg.train.recipe import load
-
-def kill(done, loss):
-    if done == int(sys.argv[2]):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-train(load(sys.argv[1]), on_step=kill)
-"""
 
 
 def two_headed(root: Path, out: Path, **changes) -> Recipe:
@@ -125,29 +104,8 @@ def test_a_killed_and_resumed_two_headed_run_equals_an_uninterrupted_one(siftflo
         val_every=3,
         log_every=2,
     )
-    whole = train(recipe)
-    stopped = dataclasses.replace(recipe, out=str(tmp_path / "stopped"))
-    recipe_file = tmp_path / "stopped.toml"
-    recipe_file.write_text(dumps(stopped))
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_RUN, str(recipe_file), "5"],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert read(tmp_path / "stopped" / "last.pt")["training"]["iteration"] == 3
-    resumed = train(stopped, resume=True)
-    assert resumed.iteration == whole.iteration == 7
-    assert resumed.best_mean_iu == whole.best_mean_iu
-    for name in ("last.pt", "best.pt"):
-        a, b = read(tmp_path / "whole" / name), read(tmp_path / "stopped" / name)
-        assert_same_tensors(a["state_dict"], b["state_dict"], f"{name} state_dict")
-        assert_same_tensors(
-            a["training"]["optimizer"], b["training"]["optimizer"], f"{name} optimizer"
-        )
-    assert records(tmp_path / "whole") == records(tmp_path / "stopped")
+    whole, _ = kill_resume_and_compare(recipe, tmp_path, kill_after=5, saved_at=3)
+    assert whole.iteration == 7
 
 
 def test_mismatched_heads_and_labels_name_what_is_needed(siftflow_root, tmp_path):
