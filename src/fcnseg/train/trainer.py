@@ -1,4 +1,5 @@
-"""The training loop: a recipe in, checkpoints, a metrics log and a learning curve out.
+"""The training loop: a recipe in, checkpoints, a metrics log and a learning curve out
+(:func:`fcnseg.train.entry.train` runs it in a locked run folder).
 
 Section 4.3 of the paper trains whole images (batch 1) with SGD, momentum 0.99 and the
 unnormalised per-pixel loss; the recipes in ``recipes/`` hold those numbers. A run writes to
@@ -21,8 +22,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from fcnseg.data.transforms import collate_pad
 from fcnseg.errors import RunFolderError
 from fcnseg.inference.predict import heads_of
 from fcnseg.runtime import canonical_precision, precision_dtype
-from fcnseg.train import distributed
+from fcnseg.train import checkpoints, distributed
 from fcnseg.train.build import (
     InitReport,
     TrainTransform,
@@ -48,29 +47,14 @@ from fcnseg.train.build import (
     make_optimizer,
     open_splits,
 )
-from fcnseg.train.checkpoints import (
-    TrainingDiverged,
-    check_health,
-    checkpoint_meta,
-    kept,
-    resume_state,
-    start_folder,
-    training_state,
-    write_checkpoint,
-)
+from fcnseg.train.checkpoints import TrainingDiverged
 from fcnseg.train.distributed import Processes
+from fcnseg.train.entry import Progress, StepHook, TrainResult
 from fcnseg.train.log import MetricsLog, plot_curves
 from fcnseg.train.losses import segmentation_loss
 from fcnseg.train.multitask import check_heads, two_headed_loss
-from fcnseg.train.recipe import Recipe, RecipeError
-from fcnseg.train.recipe import load as load_recipe
-from fcnseg.train.run_folder import (
-    DeferredInterrupt,
-    RunFolderLock,
-    TrainingInterrupted,
-    ignore_sigint_in_worker,
-    remove_stale_temporaries,
-)
+from fcnseg.train.recipe import Recipe
+from fcnseg.train.run_folder import DeferredInterrupt, TrainingInterrupted, ignore_sigint_in_worker
 from fcnseg.train.sampler import (
     KeyedSamples,
     ResumableBatchSampler,
@@ -81,59 +65,6 @@ from fcnseg.train.state import capture_rng, restore_rng, seed_everything
 from fcnseg.train.validation import validate, validation_record
 
 logger = logging.getLogger(__name__)
-
-Progress = Callable[..., Any]  # tqdm-like: progress(total=, initial=) -> update/set_postfix/close
-StepHook = Callable[[int, float], None]  # on_step(iterations done, loss)
-
-
-@dataclass
-class TrainResult:
-    out: Path
-    iteration: int  # optimiser steps done
-    final_loss: float  # mean loss of the last logged window (nan if none ran)
-    best_mean_iu: float | None  # the best value of the recipe's best_metric (mean IU by default)
-    best_iteration: int
-    metrics: dict[str, Any] | None  # the last validation's metrics
-    seconds: float  # wall time of this call's training loop
-    classes: list[str] = field(default_factory=list)
-    init: InitReport = field(default_factory=InitReport)
-    geometric_classes: list[str] = field(default_factory=list)  # a two-headed net's other head
-
-
-def resolve_recipe(
-    path: str | Path | None, overrides: dict[str, Any], resume: bool = False
-) -> Recipe:
-    """The recipe a run uses: the file at ``path`` (with ``resume`` and no ``path``, the run's
-    own ``OUT/recipe.toml``; with neither, the defaults), then ``overrides`` (field name ->
-    typed value or command-line text), validated."""
-    if path is None and resume:
-        if "out" not in overrides:
-            raise RecipeError("--resume needs --out (the folder of the run to continue)")
-        path = Path(overrides["out"]) / "recipe.toml"
-    recipe = load_recipe(path) if path is not None else Recipe()
-    return recipe.replace(source="command line", **overrides)
-
-
-def train(
-    recipe: Recipe,
-    resume: bool = False,
-    progress: Progress | None = None,
-    on_step: StepHook | None = None,
-) -> TrainResult:
-    """Run ``recipe`` (continuing its ``out`` folder's ``last.pt`` with ``resume``)."""
-    recipe.check_runnable()
-    processes = distributed.setup(recipe.device)
-    # One run per folder, from its first moment (issue 12): rank 0 holds OUT/.lock.
-    lock = RunFolderLock(recipe.out) if processes.is_main and recipe.out else None
-    try:
-        if lock is not None:
-            lock.acquire()
-            remove_stale_temporaries(recipe.out)
-        return Trainer(recipe, processes, resume).run(progress, on_step)
-    finally:
-        if lock is not None:
-            lock.release()
-        distributed.teardown(processes)
 
 
 def amp_dtype_for(amp: str, device: torch.device) -> torch.dtype | None:
@@ -175,17 +106,8 @@ class Trainer:
         # A two-headed net (SIFT Flow) trains on one label map per head, its loss the sum of
         # the heads' (two_headed_loss) and its validation scored per head.
         self.heads = check_heads(recipe, tuple(heads_of(self.net)), label)
-        self.init = (
-            InitReport("resume")
-            if resume
-            else initialize(
-                self.net,
-                recipe.init,
-                recipe.preprocessing,
-                recipe.extra_channels,
-                recipe.init_branches,
-            )
-        )
+        how = (recipe.init, recipe.preprocessing, recipe.extra_channels, recipe.init_branches)
+        self.init = InitReport("resume") if resume else initialize(self.net, *how)
         logger.info(self.init.summary())
         self.net.to(self.device)
         if recipe.channels_last:
@@ -223,7 +145,7 @@ class Trainer:
             self.weights = self.weights.to(self.device)
         if processes.is_main:
             summary, changes = self.init.summary(), self.changes
-            start_folder(
+            checkpoints.start_folder(
                 self.out,
                 recipe,
                 resume,
@@ -238,7 +160,7 @@ class Trainer:
     # ----------------------------------------------------------------------- resume and files
 
     def _resume(self) -> None:
-        resumed = resume_state(
+        resumed = checkpoints.resume_state(
             self.out, self.recipe, self.net, self.optimizer, self.scaler, self.processes
         )
         self.changes = resumed.changes  # logged by start_folder
@@ -251,16 +173,16 @@ class Trainer:
     def _checkpoint(self, names: list[str]) -> None:
         """Write ``names`` (``last.pt``, ``best.pt``) from rank 0; every rank must call this."""
         batch, saved = self.last_batch, self.saved_iteration
-        check_health(
+        checkpoints.check_health(
             self.net, batch, self.ignore_index, self.processes, self.iteration, self.out, saved
         )
         states = distributed.gather(capture_rng(), self.processes)
         if not self.processes.is_main:
             return
-        meta = checkpoint_meta(
+        meta = checkpoints.checkpoint_meta(
             self.train_set, self.normalizer, self.ignore_index, self.recipe, self.heads
         )
-        training = training_state(
+        training = checkpoints.training_state(
             self.recipe,
             self.optimizer,
             self.scaler,
@@ -273,16 +195,9 @@ class Trainer:
             weights=self.weights,
             world_size=self.processes.world_size,
         )
-        write_checkpoint(self.out, names, self.net, meta, training)
+        checkpoints.write_checkpoint(self.out, names, self.net, meta, training)
         if "last.pt" in names:
             self.saved_iteration = self.iteration
-
-    def _stop_requested(self, interrupt: DeferredInterrupt) -> bool:
-        """Whether Ctrl-C was pressed (in any process: they must stop at the same step)."""
-        if not self.processes.distributed:
-            return interrupt.requested
-        flag = torch.tensor([float(interrupt.requested)], device=self.device)
-        return distributed.all_reduce_sum(flag, self.processes).item() > 0
 
     # ----------------------------------------------------------------------- the loop
 
@@ -323,7 +238,7 @@ class Trainer:
             raise TrainingDiverged(
                 self.iteration + 1,
                 value,
-                kept(self.out, self.saved_iteration),
+                checkpoints.kept(self.out, self.saved_iteration),
                 resumable=self.saved_iteration is not None,
             )
         self.last_batch = (images, labels)
@@ -448,7 +363,8 @@ class Trainer:
                     self._checkpoint(names)
                 if main and (validating or finished):
                     plot_curves(self.log.records(), self.out / "curves.png", str(self.out))
-                if not finished and self._stop_requested(interrupt):  # Ctrl-C: save, stop
+                # Ctrl-C in any process: all save and stop at the same step
+                if not finished and distributed.any_process(interrupt.requested, self.processes):
                     if self.saved_iteration != self.iteration:
                         self._checkpoint(["last.pt"])
                     raise TrainingInterrupted(self.iteration, self.out / "last.pt", self.out)
