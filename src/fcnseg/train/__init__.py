@@ -5,16 +5,12 @@
 """
 
 from fcnseg.train.build import InitReport, copy_matching, initialize, lr_factor
+from fcnseg.train.checkpoints import TrainingDiverged
 from fcnseg.train.distributed import launched_rank
+from fcnseg.train.entry import TrainResult, resolve_recipe, train
 from fcnseg.train.sampler import ResumableBatchSampler
-from fcnseg.train.trainer import (
-    Trainer,
-    TrainingDiverged,
-    TrainResult,
-    resolve_recipe,
-    train,
-    validate,
-)
+from fcnseg.train.trainer import Trainer
+from fcnseg.train.validation import validate
 
 __all__ = [
     "InitReport",

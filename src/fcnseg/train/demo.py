@@ -20,8 +20,8 @@ from fcnseg.checkpoint import load, save
 from fcnseg.data.by_name import open_dataset
 from fcnseg.inference.predict import input_scale_of, normalizer_for, palette_for, predict_image
 from fcnseg.inference.visualize import comparison_grid
+from fcnseg.train.entry import train
 from fcnseg.train.recipe import Recipe
-from fcnseg.train.trainer import train
 
 logger = logging.getLogger(__name__)
 

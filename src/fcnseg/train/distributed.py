@@ -74,6 +74,14 @@ def all_reduce_sum(tensor: torch.Tensor, processes: Processes) -> torch.Tensor:
     return tensor
 
 
+def any_process(flag: bool, processes: Processes) -> bool:
+    """Whether ``flag`` is set in any process (every process must call this)."""
+    if not processes.distributed:
+        return flag
+    value = torch.tensor([float(flag)], device=processes.device)
+    return all_reduce_sum(value, processes).item() > 0
+
+
 def gather(value: Any, processes: Processes) -> list[Any]:
     """Every process's ``value``, in rank order (``[value]`` in a single process)."""
     if not processes.distributed:

@@ -12,6 +12,7 @@ seeded by its own seed, so DataLoader workers cannot change the result either.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 
@@ -20,6 +21,8 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from fcnseg.data.common import SegmentationDataset
+
+logger = logging.getLogger(__name__)
 
 Key = tuple[int, int]  # (sample index, augmentation seed)
 SEED_RANGE = 2**32  # torch's CPU generator keeps 32 bits of a seed
@@ -148,6 +151,16 @@ class ResumableBatchSampler(Sampler[list[Key]]):
         if self.stop is None:
             raise TypeError("an endless ResumableBatchSampler has no length")
         return max(0, self.stop - self.start)
+
+
+def image_sizes(dataset: SegmentationDataset) -> list[tuple[int, int]]:
+    """``(H, W)`` of every sample: the reader's ``size_of(i)`` where it has one (generated
+    data knows sizes without drawing), else each label's shape (reads the whole split once)."""
+    size_of = getattr(dataset, "size_of", None)
+    if size_of is not None:
+        return [tuple(size_of(index)) for index in range(len(dataset))]
+    logger.info("reading %d labels for their sizes (batch_by_size)", len(dataset))
+    return [tuple(dataset[index][1].shape[-2:]) for index in range(len(dataset))]
 
 
 Augment = Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor]]

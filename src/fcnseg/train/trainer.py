@@ -1,4 +1,5 @@
-"""The training loop: a recipe in, checkpoints, a metrics log and a learning curve out.
+"""The training loop: a recipe in, checkpoints, a metrics log and a learning curve out
+(:func:`fcnseg.train.entry.train` runs it in a locked run folder).
 
 Section 4.3 of the paper trains whole images (batch 1) with SGD, momentum 0.99 and the
 unnormalised per-pixel loss; the recipes in ``recipes/`` hold those numbers. A run writes to
@@ -8,7 +9,8 @@ unnormalised per-pixel loss; the recipes in ``recipes/`` hold those numbers. A r
   versions, processes, initialisation);
 - ``last.pt`` and ``best.pt`` (best validation mean IU): model records that ``fcnseg.load``
   reads, plus a ``training`` entry (optimiser, loss scaler, iteration, RNG states, best score,
-  class weights, recipe) from which ``resume=True`` continues exactly as if never stopped;
+  class weights, recipe) from which ``resume=True`` continues exactly as if never stopped
+  (what these files hold and how they are written and read back: :mod:`.checkpoints`);
 - ``metrics.jsonl`` (:mod:`fcnseg.train.log`) and ``curves.png``.
 
 Under ``torchrun`` each process trains on its shard with ``DistributedDataParallel``; the
@@ -17,15 +19,9 @@ validation confusion matrix is summed over processes, and only rank 0 writes fil
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import math
-import platform
-import subprocess
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,15 +31,11 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-import fcnseg
-from fcnseg.checkpoint import CheckpointError, atomic_save, model_record, read
-from fcnseg.data.common import SegmentationDataset
-from fcnseg.data.transforms import Normalizer, collate_pad
-from fcnseg.errors import EXIT_DIVERGED, FcnsegError, InputNotFoundError, RunFolderError
-from fcnseg.evaluate.scoring import score
+from fcnseg.data.transforms import collate_pad
+from fcnseg.errors import RunFolderError
 from fcnseg.inference.predict import heads_of
 from fcnseg.runtime import canonical_precision, precision_dtype
-from fcnseg.train import distributed
+from fcnseg.train import checkpoints, distributed
 from fcnseg.train.build import (
     InitReport,
     TrainTransform,
@@ -55,141 +47,24 @@ from fcnseg.train.build import (
     make_optimizer,
     open_splits,
 )
+from fcnseg.train.checkpoints import TrainingDiverged
 from fcnseg.train.distributed import Processes
+from fcnseg.train.entry import Progress, StepHook, TrainResult
 from fcnseg.train.log import MetricsLog, plot_curves
 from fcnseg.train.losses import segmentation_loss
 from fcnseg.train.multitask import check_heads, two_headed_loss
-from fcnseg.train.recipe import RESUMABLE, Recipe, RecipeError, dumps, from_dict, resumed_changes
-from fcnseg.train.recipe import load as load_recipe
-from fcnseg.train.run_folder import (
-    DeferredInterrupt,
-    RunFolderLock,
-    TrainingInterrupted,
-    ignore_sigint_in_worker,
-    remove_stale_temporaries,
-    unhealthy,
+from fcnseg.train.recipe import Recipe
+from fcnseg.train.run_folder import DeferredInterrupt, TrainingInterrupted, ignore_sigint_in_worker
+from fcnseg.train.sampler import (
+    KeyedSamples,
+    ResumableBatchSampler,
+    image_sizes,
+    loss_sample_generator,
 )
-from fcnseg.train.sampler import KeyedSamples, ResumableBatchSampler, loss_sample_generator
 from fcnseg.train.state import capture_rng, restore_rng, seed_everything
+from fcnseg.train.validation import validate, validation_record
 
 logger = logging.getLogger(__name__)
-
-Progress = Callable[..., Any]  # tqdm-like: progress(total=, initial=) -> update/set_postfix/close
-StepHook = Callable[[int, float], None]  # on_step(iterations done, loss)
-METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
-
-
-class TrainingDiverged(FcnsegError, RuntimeError):
-    """The loss became NaN or infinite (the weights were not updated with it), or weights about
-    to be checkpointed had blown up (they were not written); ``reason`` says which."""
-
-    exit_status = EXIT_DIVERGED
-
-    def __init__(
-        self, iteration: int, loss: float, checkpoint: str, reason: str = "", resumable: bool = True
-    ) -> None:
-        what = reason or f"the loss is {loss} at iteration {iteration}; stopped before updating"
-        advice = (
-            "Lower the lr (or check the data) and resume: --resume --lr X."
-            if resumable
-            else "Lower the lr (or check the data) and start again."
-        )
-        super().__init__(f"training diverged: {what}. {checkpoint} {advice}")
-        self.iteration = iteration
-        self.loss = loss
-
-
-@dataclass
-class TrainResult:
-    out: Path
-    iteration: int  # optimiser steps done
-    final_loss: float  # mean loss of the last logged window (nan if none ran)
-    best_mean_iu: float | None  # the best value of the recipe's best_metric (mean IU by default)
-    best_iteration: int
-    metrics: dict[str, Any] | None  # the last validation's metrics
-    seconds: float  # wall time of this call's training loop
-    classes: list[str] = field(default_factory=list)
-    init: InitReport = field(default_factory=InitReport)
-    geometric_classes: list[str] = field(default_factory=list)  # a two-headed net's other head
-
-
-def resolve_recipe(
-    path: str | Path | None, overrides: dict[str, Any], resume: bool = False
-) -> Recipe:
-    """The recipe a run uses: the file at ``path`` (with ``resume`` and no ``path``, the run's
-    own ``OUT/recipe.toml``; with neither, the defaults), then ``overrides`` (field name ->
-    typed value or command-line text), validated."""
-    if path is None and resume:
-        if "out" not in overrides:
-            raise RecipeError("--resume needs --out (the folder of the run to continue)")
-        path = Path(overrides["out"]) / "recipe.toml"
-    recipe = load_recipe(path) if path is not None else Recipe()
-    return recipe.replace(source="command line", **overrides)
-
-
-def train(
-    recipe: Recipe,
-    resume: bool = False,
-    progress: Progress | None = None,
-    on_step: StepHook | None = None,
-) -> TrainResult:
-    """Run ``recipe`` (continuing its ``out`` folder's ``last.pt`` with ``resume``)."""
-    recipe.check_runnable()
-    processes = distributed.setup(recipe.device)
-    # One run per folder, from its first moment (issue 12): rank 0 holds OUT/.lock.
-    lock = RunFolderLock(recipe.out) if processes.is_main and recipe.out else None
-    try:
-        if lock is not None:
-            lock.acquire()
-            remove_stale_temporaries(recipe.out)
-        return Trainer(recipe, processes, resume).run(progress, on_step)
-    finally:
-        if lock is not None:
-            lock.release()
-        distributed.teardown(processes)
-
-
-def validate(
-    model: nn.Module,
-    dataset: SegmentationDataset,
-    preprocess: Normalizer,
-    scale: float = 1.0,
-    dtype: torch.dtype | None = None,
-    processes: Processes | None = None,
-    limit: int = 0,
-    num_workers: int = 0,
-) -> dict[str, Any]:
-    """The four metrics of ``model`` on (the first ``limit`` of) ``dataset``'s raw images, by
-    :func:`fcnseg.evaluate.scoring.score` (what ``fcnseg eval`` runs on a checkpoint): each
-    process scores every ``world_size``-th image and the confusion matrices are summed.
-
-    A net with several heads (SIFT Flow's semantic and geometric) is scored per head against
-    (heads, H, W) labels: the first head's metrics under the usual keys, every other head's
-    prefixed with its name (``geometric_pixel_acc``, ..., ``geometric_iu``)."""
-    processes = processes or Processes()
-    count = min(len(dataset), limit) if limit else len(dataset)
-    shard = range(processes.rank, count, processes.world_size)
-    scored = score(model, dataset, preprocess, scale, dtype, shard, num_workers)
-    if not isinstance(scored, dict):
-        distributed.all_reduce_sum(scored.matrix, processes)
-        return scored.compute()
-    main, *others = scored
-    for matrix in scored.values():
-        distributed.all_reduce_sum(matrix.matrix, processes)
-    metrics = scored[main].compute()
-    for head in others:
-        metrics.update({f"{head}_{key}": value for key, value in scored[head].compute().items()})
-    return metrics
-
-
-def image_sizes(dataset: SegmentationDataset) -> list[tuple[int, int]]:
-    """``(H, W)`` of every sample: the reader's ``size_of(i)`` where it has one (generated
-    data knows sizes without drawing), else each label's shape (reads the whole split once)."""
-    size_of = getattr(dataset, "size_of", None)
-    if size_of is not None:
-        return [tuple(size_of(index)) for index in range(len(dataset))]
-    logger.info("reading %d labels for their sizes (batch_by_size)", len(dataset))
-    return [tuple(dataset[index][1].shape[-2:]) for index in range(len(dataset))]
 
 
 def amp_dtype_for(amp: str, device: torch.device) -> torch.dtype | None:
@@ -199,32 +74,6 @@ def amp_dtype_for(amp: str, device: torch.device) -> torch.dtype | None:
         logger.warning("amp 'fp16' needs CUDA; training in float32 on %s", device)
         return None
     return precision_dtype(amp, device)
-
-
-def git_revision() -> dict[str, Any] | None:
-    """The commit of the fcnseg sources and whether tracked files differ from it, if in git."""
-    folder = Path(fcnseg.__file__).parent
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", *args], cwd=folder, capture_output=True, text=True, timeout=10, check=True
-        )
-        return done.stdout.strip()
-
-    try:
-        return {
-            "revision": git("rev-parse", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        }
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _plain(value: Any) -> Any:
-    """Metrics for JSON: nan becomes None."""
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 class Trainer:
@@ -257,17 +106,8 @@ class Trainer:
         # A two-headed net (SIFT Flow) trains on one label map per head, its loss the sum of
         # the heads' (two_headed_loss) and its validation scored per head.
         self.heads = check_heads(recipe, tuple(heads_of(self.net)), label)
-        self.init = (
-            InitReport("resume")
-            if resume
-            else initialize(
-                self.net,
-                recipe.init,
-                recipe.preprocessing,
-                recipe.extra_channels,
-                recipe.init_branches,
-            )
-        )
+        how = (recipe.init, recipe.preprocessing, recipe.extra_channels, recipe.init_branches)
+        self.init = InitReport("resume") if resume else initialize(self.net, *how)
         logger.info(self.init.summary())
         self.net.to(self.device)
         if recipe.channels_last:
@@ -304,151 +144,60 @@ class Trainer:
         if self.weights is not None:
             self.weights = self.weights.to(self.device)
         if processes.is_main:
-            self._start_folder(resume)
+            summary, changes = self.init.summary(), self.changes
+            checkpoints.start_folder(
+                self.out,
+                recipe,
+                resume,
+                self.log,
+                processes,
+                self.iteration,
+                self.total,
+                summary,
+                changes,
+            )
 
     # ----------------------------------------------------------------------- resume and files
 
     def _resume(self) -> None:
-        path = self.out / "last.pt"
-        if not path.is_file():
-            raise InputNotFoundError(f"nothing to resume: {path} does not exist")
-        contents = read(path)
-        training = contents.get("training")
-        if not isinstance(training, dict):
-            raise CheckpointError(f"{path} holds no training state; it cannot be resumed")
-        stored = from_dict(training["recipe"], source=str(path))
-        changed = [k for k in stored.differences(self.recipe) if k not in RESUMABLE]
-        if changed:
-            detail = ", ".join(
-                f"{k}: {getattr(stored, k)!r} -> {getattr(self.recipe, k)!r}" for k in changed
-            )
-            raise RecipeError(f"--resume: the recipe differs from the run in {path}: {detail}")
-        self.changes = resumed_changes(stored, self.recipe)  # logged by _start_folder
-        self.net.load_state_dict(contents["state_dict"])
-        self.optimizer.load_state_dict(training["optimizer"])
-        self.scaler.load_state_dict(training["scaler"])
-        self.iteration = self.saved_iteration = training["iteration"]
-        self.best, self.best_iteration = training["best_mean_iu"], training["best_iteration"]
-        self.window = list(training["log_window"])
-        self.weights = training["class_weights"]
-        states = training["rng"]
-        if len(states) == self.processes.world_size:
-            self.rng = states[self.processes.rank]
-        else:
-            logger.warning(
-                "the run had %d processes, this one %d: data shards and random streams differ "
-                "from an uninterrupted run",
-                len(states),
-                self.processes.world_size,
-            )
-        self.init.source = f"{path} at iteration {self.iteration}"
-        logger.info("resuming %s at iteration %d", path, self.iteration)
-
-    def _start_folder(self, resume: bool) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "recipe.toml").write_text(dumps(self.recipe))
-        run_path = self.out / "run.json"
-        runs = json.loads(run_path.read_text()).get("starts", []) if resume else []
-        runs.append(
-            {
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "iteration": self.iteration,
-                "git": git_revision(),
-                "fcnseg": fcnseg.__version__,
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-                "device": str(self.device),
-                "processes": self.processes.world_size,
-                "init": self.init.summary(),
-                "total_iterations": self.total,
-            }
+        resumed = checkpoints.resume_state(
+            self.out, self.recipe, self.net, self.optimizer, self.scaler, self.processes
         )
-        run_path.write_text(json.dumps({"starts": runs}, indent=2) + "\n")
-        self.log.truncate(self.iteration)
-        if self.changes:
-            self.log.write(
-                {"iteration": self.iteration, "event": "resume", "changed": self.changes}
-            )
-
-    def _meta(self) -> dict[str, Any]:
-        data = self.train_set
-        return {
-            "classes": list(data.classes),
-            "palette": [list(colour) for colour in data.palette],
-            "preprocessing": self.normalizer.spec(),
-            "ignore_index": self.ignore_index,
-            "dataset": self.recipe.dataset,
-            "input_scale": self.recipe.resize,
-            **(
-                {"geometric_classes": list(data.geometric_classes)}
-                if "geometric" in self.heads
-                else {}
-            ),
-        }
+        self.changes = resumed.changes  # logged by start_folder
+        self.iteration = self.saved_iteration = resumed.iteration
+        self.best, self.best_iteration = resumed.best, resumed.best_iteration
+        self.window, self.weights, self.rng = resumed.window, resumed.weights, resumed.rng
+        self.init.source = f"{resumed.path} at iteration {self.iteration}"
+        logger.info("resuming %s at iteration %d", resumed.path, self.iteration)
 
     def _checkpoint(self, names: list[str]) -> None:
         """Write ``names`` (``last.pt``, ``best.pt``) from rank 0; every rank must call this."""
-        self._check_health()
+        batch, saved = self.last_batch, self.saved_iteration
+        checkpoints.check_health(
+            self.net, batch, self.ignore_index, self.processes, self.iteration, self.out, saved
+        )
         states = distributed.gather(capture_rng(), self.processes)
         if not self.processes.is_main:
             return
-        record = model_record(self.net, **self._meta())
-        record["training"] = {
-            "iteration": self.iteration,
-            "total_iterations": self.total,
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            # The schedule is a pure function of the iteration; this is for reading only.
-            "scheduler": {
-                "schedule": self.recipe.schedule,
-                "last_lr": [group["lr"] for group in self.optimizer.param_groups],
-            },
-            "rng": states,
-            "best_mean_iu": self.best,
-            "best_iteration": self.best_iteration,
-            "log_window": list(self.window),
-            "class_weights": None if self.weights is None else self.weights.cpu(),
-            "recipe": dataclasses.asdict(self.recipe),
-            "world_size": self.processes.world_size,
-        }
-        for name in names:
-            atomic_save(record, self.out / name)
+        meta = checkpoints.checkpoint_meta(
+            self.train_set, self.normalizer, self.ignore_index, self.recipe, self.heads
+        )
+        training = checkpoints.training_state(
+            self.recipe,
+            self.optimizer,
+            self.scaler,
+            iteration=self.iteration,
+            total=self.total,
+            rng=states,
+            best=self.best,
+            best_iteration=self.best_iteration,
+            window=self.window,
+            weights=self.weights,
+            world_size=self.processes.world_size,
+        )
+        checkpoints.write_checkpoint(self.out, names, self.net, meta, training)
         if "last.pt" in names:
             self.saved_iteration = self.iteration
-        logger.info("iteration %d: wrote %s", self.iteration, ", ".join(names))
-
-    def _check_health(self) -> None:
-        """TrainingDiverged, before anything is written, if the weights are not finite or
-        score the last batch with NaN or inf (every rank checks its own batch)."""
-        problem = None
-        if self.last_batch is not None:
-            images, labels = self.last_batch
-            problem = unhealthy(self.net, images, labels, self.ignore_index)
-        bad = torch.tensor([float(problem is not None)], device=self.device)
-        if distributed.all_reduce_sum(bad, self.processes).item() > 0:
-            raise TrainingDiverged(
-                self.iteration,
-                math.nan,
-                self._kept(),
-                f"at iteration {self.iteration} {problem or 'another process diverged'}; "
-                "these weights were not saved",
-                resumable=self.saved_iteration is not None,
-            )
-
-    def _kept(self) -> str:
-        if self.saved_iteration is None:
-            return "No checkpoint had been written yet."
-        return (
-            f"The last checkpoint, {self.out / 'last.pt'} (iteration {self.saved_iteration}), "
-            "is intact."
-        )
-
-    def _stop_requested(self, interrupt: DeferredInterrupt) -> bool:
-        """Whether Ctrl-C was pressed (in any process: they must stop at the same step)."""
-        if not self.processes.distributed:
-            return interrupt.requested
-        flag = torch.tensor([float(interrupt.requested)], device=self.device)
-        return distributed.all_reduce_sum(flag, self.processes).item() > 0
 
     # ----------------------------------------------------------------------- the loop
 
@@ -487,7 +236,10 @@ class Trainer:
         value = mean.item() / self.processes.world_size
         if not math.isfinite(value):
             raise TrainingDiverged(
-                self.iteration + 1, value, self._kept(), resumable=self.saved_iteration is not None
+                self.iteration + 1,
+                value,
+                checkpoints.kept(self.out, self.saved_iteration),
+                resumable=self.saved_iteration is not None,
             )
         self.last_batch = (images, labels)
         self.optimizer.zero_grad(set_to_none=True)
@@ -546,10 +298,7 @@ class Trainer:
         if improved:
             self.best, self.best_iteration = chosen, self.iteration
         if self.processes.is_main:
-            record = {"iteration": self.iteration, "split": "val"}
-            for prefix in ("", *(f"{head}_" for head in self.heads[1:])):
-                record.update({prefix + k: _plain(metrics[prefix + k]) for k in (*METRICS, "iu")})
-            self.log.write(record)
+            self.log.write(validation_record(self.iteration, metrics, self.heads))
             logger.info(
                 "iteration %d: val %s %.4f (best %.4f at %d)",
                 self.iteration,
@@ -614,7 +363,8 @@ class Trainer:
                     self._checkpoint(names)
                 if main and (validating or finished):
                     plot_curves(self.log.records(), self.out / "curves.png", str(self.out))
-                if not finished and self._stop_requested(interrupt):  # Ctrl-C: save, stop
+                # Ctrl-C in any process: all save and stop at the same step
+                if not finished and distributed.any_process(interrupt.requested, self.processes):
                     if self.saved_iteration != self.iteration:
                         self._checkpoint(["last.pt"])
                     raise TrainingInterrupted(self.iteration, self.out / "last.pt", self.out)
