@@ -34,10 +34,10 @@ from fcnseg.errors import FcnsegError, NonFiniteError
 from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.inference.predict import (
     Preprocess,
+    SegmentError,
     device_of,
     eval_mode,
     heads_of,
-    in_channels_of,
     input_scale_of,
     normalizer_for,
     num_classes_of,
@@ -146,7 +146,6 @@ def score(
     ``{"semantic": ..., "geometric": ...}``, from a dataset giving (heads, H, W) labels.
     """
     indices = list(range(len(dataset))) if indices is None else list(indices)
-    channels = in_channels_of(model)
     device = device_of(model)
     matrix = ConfusionMatrix(dataset.num_classes, getattr(dataset, "ignore_index", IGNORE_INDEX))
     matrix.matrix = matrix.matrix.to(device)
@@ -157,15 +156,10 @@ def score(
         with eval_mode(model):
             for index, (image, label) in zip(indices, loader):
                 check_head_labels(heads, label, repr(dataset))
-                if image.shape[0] != channels:
-                    raise FcnsegError(
-                        f"{_where(dataset, index)} has {image.shape[0]} channels; the net "
-                        f"takes {channels}"
-                    )
                 try:
                     prediction = predict_image(model, image, preprocess, scale, dtype)  # (H, W)
-                except NonFiniteError as error:  # no metrics from NaN scores
-                    raise NonFiniteError(f"{_where(dataset, index)}: {error}") from None
+                except (SegmentError, NonFiniteError) as error:  # wrong channels, NaN scores
+                    raise type(error)(f"{_where(dataset, index)}: {error}") from None
                 if heads:  # {head: (H, W)} against label maps (heads, H, W)
                     for k, (head, head_matrix) in enumerate(heads.items()):
                         head_matrix.update(prediction[head], label[k].to(device))

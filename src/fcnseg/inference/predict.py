@@ -183,13 +183,6 @@ def class_scores(
     Raises :class:`SegmentError` for a batch of the wrong shape, a bad scale or a net that does
     not return one score tensor, and :class:`fcnseg.errors.NonFiniteError` for NaN or inf scores.
     """
-    if batch.ndim != 4:
-        raise SegmentError(f"batch must be N x C x H x W, got shape {tuple(batch.shape)}")
-    channels = in_channels_of(model)
-    if batch.shape[1] != channels:
-        raise SegmentError(f"image has {batch.shape[1]} channels; the net takes {channels}")
-    if not (math.isfinite(scale) and scale > 0):
-        raise SegmentError(f"input scale must be a finite number > 0, got {scale}")
     raw, size = _forward(model, batch, preprocess, scale, dtype, flip)
     if not isinstance(raw, Tensor) or raw.ndim != 4:
         raise SegmentError(
@@ -223,6 +216,13 @@ def _forward(
     flip: bool,
 ) -> tuple[Any, tuple[int, int]]:
     """Steps 1-4 of :func:`class_scores` up to the net's raw output, and the batch's size."""
+    if batch.ndim != 4:
+        raise SegmentError(f"batch must be N x C x H x W, got shape {tuple(batch.shape)}")
+    channels = in_channels_of(model)
+    if batch.shape[1] != channels:
+        raise SegmentError(f"image has {batch.shape[1]} channels; the net takes {channels}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise SegmentError(f"input scale must be a finite number > 0, got {scale}")
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
     x = preprocess(batch.float(), None)[0]  # (N, C, H, W) normalised
     if scale != 1:  # (N, C, h, w): the full-size input is freed before the net runs
