@@ -42,8 +42,8 @@ def test_custom_ignore_index_and_transform(camvid_root: Path) -> None:
 
 
 def test_bad_arguments(camvid_root: Path) -> None:
-    with pytest.raises(DatasetError, match="valid splits: train, val, test"):
-        CamVid(camvid_root, "trainval")
+    with pytest.raises(DatasetError, match="valid splits: train, val, test, trainval"):
+        CamVid(camvid_root, "trainval2")
     with pytest.raises(ValueError, match="ignore_index=3 collides"):
         CamVid(camvid_root, ignore_index=3)
 
@@ -116,3 +116,21 @@ def test_real_camvid_frames() -> None:
         assert 0 <= image.min() and image.max() <= 255
         values = set(label.unique().tolist())
         assert values <= set(range(11)) | {255} and len(values - {255}) > 3
+
+
+def test_trainval_and_sequences(camvid_root: Path) -> None:
+    """trainval is train then val; whole sequences are kept or held out by name."""
+    train, val = CamVid(camvid_root, "train"), CamVid(camvid_root, "val")
+    assert CamVid(camvid_root, "trainval").files == train.files + val.files
+    kept = CamVid(camvid_root, "train", sequences="0001TP")
+    assert [image.name for image, _ in kept.files] == ["0001TP_a.png", "0001TP_b.png"]
+    dropped = CamVid(camvid_root, "train", exclude_sequences=["0001TP"])
+    assert [image.name for image, _ in dropped.files] == ["Seq05_c.png"]
+    both = CamVid(camvid_root, "train", sequences="0001TP, Seq05", exclude_sequences="Seq05")
+    assert both.files == kept.files
+    with pytest.raises(
+        DatasetError, match="holds no sequence 0006R0; its sequences: 0001TP, Seq05"
+    ):
+        CamVid(camvid_root, "train", sequences="0006R0")
+    with pytest.raises(DatasetError, match="no frames left"):
+        CamVid(camvid_root, "train", exclude_sequences="0001TP,Seq05")

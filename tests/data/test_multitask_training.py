@@ -125,6 +125,8 @@ def test_mismatched_heads_and_labels_name_what_is_needed(siftflow_root, tmp_path
         )
     with pytest.raises(RecipeError, match="class_weights 'median_frequency' is for one-output"):
         train(two_headed(siftflow_root, tmp_path / "d", class_weights="median_frequency"))
+    with pytest.raises(RecipeError, match="lovasz_weight is for one-output nets"):
+        train(two_headed(siftflow_root, tmp_path / "e", lovasz_weight=0.5))
 
 
 class ConstantHeads(nn.Module):

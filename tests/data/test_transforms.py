@@ -14,6 +14,7 @@ from fcnseg.data.transforms import (
     CAFFE_MEAN_BGR,
     CaffeMeanSubtract,
     CenterCrop,
+    ColorJitter,
     Compose,
     ImageNetNormalize,
     Normalize,
@@ -280,6 +281,8 @@ def test_batched_padded_labels_count_like_separate_images() -> None:
         (lambda: CenterCrop((4, 4, 4)), "crop_size"),
         (lambda: RandomHorizontalFlip(p=1.5), "p must be"),
         (lambda: Resize(0), "scale"),
+        (lambda: ColorJitter(brightness=1.0), "brightness must be in"),
+        (lambda: ColorJitter(saturation=-0.1), "saturation must be in"),
         (lambda: CaffeMeanSubtract(mean_bgr=(1.0, 2.0)), "mean_bgr"),
         (lambda: ImageNetNormalize(max_value=0), "max_value"),
         (lambda: ImageNetNormalize(extra_std=(1.0,)), "extra_std"),
@@ -327,3 +330,43 @@ def test_reprs_show_arguments() -> None:
     assert "RandomHorizontalFlip(p=0.3)" in text
     assert "mean_bgr=(104.00698793" in repr(CaffeMeanSubtract())
     assert "std=(0.229, 0.224, 0.225)" in repr(ImageNetNormalize())
+
+
+def _jitter_with(draws: list[float], **amounts: float) -> ColorJitter:
+    jitter = ColorJitter(**amounts)
+    it = iter(draws)
+    jitter._factor = lambda amount: 1.0 if amount == 0 else 1.0 - amount + 2 * amount * next(it)
+    return jitter
+
+
+def test_color_jitter_by_hand() -> None:
+    label = torch.arange(4).reshape(2, 2)
+    # one grey pixel and one coloured: brightness x1.2 (draw 1.0 of amount 0.2)
+    image = torch.tensor([[[100.0, 200.0]], [[100.0, 100.0]], [[100.0, 0.0]]])
+    out, same = _jitter_with([1.0], brightness=0.2)(image, label[:1])
+    assert torch.allclose(out, image * 1.2) and torch.equal(same, label[:1])
+    # contrast x0.5 around the image's mean luma
+    luma = 0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]
+    out, _ = _jitter_with([0.0], contrast=0.5)(image, label[:1])
+    assert torch.allclose(out, (image - luma.mean()) * 0.5 + luma.mean())
+    # saturation 0.5 blends each pixel with its own luma; a grey pixel is unchanged
+    out, _ = _jitter_with([0.0], saturation=0.5)(image, label[:1])
+    assert torch.allclose(out, (image - luma) * 0.5 + luma)
+    assert torch.allclose(out[:, :, 0], image[:, :, 0])
+    # clamped to 0..255; extra channels (depth) pass through
+    rgbd = torch.cat([image, torch.full((1, 1, 2), 7.0)])
+    out, _ = _jitter_with([1.0], brightness=0.9)(rgbd, label[:1])
+    assert out.max() == 255.0 and torch.equal(out[3], rgbd[3])
+
+
+def test_color_jitter_is_seeded_and_draws_only_what_it_uses() -> None:
+    image, label = torch.rand(3, 8, 8) * 255, torch.zeros(8, 8, dtype=torch.long)
+    a = ColorJitter(0.4, 0.4, 0.4, generator=torch.Generator().manual_seed(3))(image, label)[0]
+    b = ColorJitter(0.4, 0.4, 0.4, generator=torch.Generator().manual_seed(3))(image, label)[0]
+    assert torch.equal(a, b) and not torch.equal(a, image)
+    generator = torch.Generator().manual_seed(5)
+    state = generator.get_state()
+    out, _ = ColorJitter(generator=generator)(image, label)  # all amounts 0: the identity
+    assert torch.equal(out, image) and torch.equal(generator.get_state(), state)
+    with pytest.raises(ValueError, match="needs an RGB image"):
+        ColorJitter(0.1)(torch.zeros(1, 2, 2), label[:2, :2])

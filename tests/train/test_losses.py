@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fcnseg.models.geometry import receptive_field
-from fcnseg.train.losses import segmentation_loss
+from fcnseg.train.losses import lovasz_softmax_loss, segmentation_loss
 
 
 def _net():
@@ -75,3 +75,50 @@ def test_loss_sampling_keeps_a_fraction_and_is_unbiased():
         segmentation_loss(scores, labels, sample_rate=0)
     with pytest.raises(ValueError, match="normalize"):
         segmentation_loss(scores, labels, normalize="avg")
+
+
+def test_lovasz_softmax_by_hand():
+    """Three pixels, two classes: the sorted errors weighted by the Jaccard loss's steps."""
+    p0 = torch.tensor([0.9, 0.4, 0.3])
+    scores = torch.stack([p0, 1 - p0]).log()[None, :, None, :]  # softmax gives back p
+    labels = torch.tensor([[[0, 0, 1]]])
+    # class 0: errors .6 .3 .1 (truth 1 0 1), steps .5 1/6 1/3; class 1: .6 .3 .1 (0 1 0), .5 .5 0
+    expected = ((0.6 * 0.5 + 0.3 / 6 + 0.1 / 3) + (0.6 * 0.5 + 0.3 * 0.5)) / 2
+    assert lovasz_softmax_loss(scores, labels).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_lovasz_softmax_of_hard_predictions_is_one_minus_mean_iu():
+    """On 0/1 probabilities the Lovasz extension equals the Jaccard loss it extends: 1 - IU,
+    averaged over the classes in the labels; ignored pixels take no part."""
+    from fcnseg.evaluate.metrics import ConfusionMatrix
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 4, (2, 9, 7), generator=generator)
+    labels[0, :2] = 255
+    predicted = torch.randint(0, 4, (2, 9, 7), generator=generator)
+    scores = F.one_hot(predicted, 4).movedim(-1, 1).float() * 100.0  # softmax: 0/1
+    matrix = ConfusionMatrix(4)
+    matrix.update(predicted, labels)
+    present = labels[labels != 255].unique().tolist()
+    iu = [matrix.compute()["iu"][c] for c in present]
+    expected = 1 - sum(iu) / len(iu)
+    assert lovasz_softmax_loss(scores, labels).item() == pytest.approx(expected, abs=1e-5)
+    assert lovasz_softmax_loss(scores, torch.full_like(labels, 255)).item() == 0.0
+
+
+def test_lovasz_softmax_gradient_flows_and_perfect_scores_cost_nothing():
+    labels = torch.randint(0, 3, (1, 5, 6))
+    perfect = F.one_hot(labels, 3).movedim(-1, 1).float() * 100.0
+    assert lovasz_softmax_loss(perfect, labels).item() == pytest.approx(0.0, abs=1e-6)
+    scores = torch.randn(1, 3, 5, 6, requires_grad=True)
+    lovasz_softmax_loss(scores, labels).backward()
+    assert scores.grad is not None and scores.grad.abs().sum() > 0
+
+
+def test_segmentation_loss_adds_the_weighted_lovasz_term():
+    scores, labels = torch.randn(2, 3, 4, 5), torch.randint(0, 3, (2, 4, 5))
+    labels[0, 0] = 255
+    plain = segmentation_loss(scores, labels)
+    both = segmentation_loss(scores, labels, lovasz_weight=0.5)
+    expected = plain + 0.5 * lovasz_softmax_loss(scores, labels)
+    assert both.item() == pytest.approx(expected.item(), rel=1e-6)

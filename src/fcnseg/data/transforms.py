@@ -355,6 +355,68 @@ def _check_rgb_channels(image: Tensor, extra_mean: Sequence[float] | None, who: 
         )
 
 
+# --------------------------------------------------------------------------- colour transforms
+
+
+class ColorJitter:
+    """Random brightness, contrast and saturation of an RGB image in raw units (0..255), before
+    preprocessing; the label is unchanged (frames of a new sequence differ in light and colour).
+
+    Each factor is uniform in ``[1 - amount, 1 + amount]`` (``amount`` 0 leaves it out and draws
+    nothing): brightness scales the image, contrast blends it with its mean grey, saturation
+    with each pixel's grey (ITU-R 601 luma), applied in that order and clamped to 0..255.
+    Channels after the first three (depth, HHA) are left alone.
+    """
+
+    LUMA = (0.299, 0.587, 0.114)
+
+    def __init__(
+        self,
+        brightness: float = 0.0,
+        contrast: float = 0.0,
+        saturation: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        for name, amount in (
+            ("brightness", brightness),
+            ("contrast", contrast),
+            ("saturation", saturation),
+        ):
+            if not 0.0 <= amount < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {amount}")
+        _check_generator(generator)
+        self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
+        self.generator = generator
+
+    def _factor(self, amount: float) -> float:
+        if amount == 0:
+            return 1.0
+        draw = torch.rand(1, generator=self.generator).item()
+        return 1.0 - amount + 2.0 * amount * draw
+
+    def __call__(self, image: Tensor, label: Tensor) -> Pair:
+        _check_pair(image, label, "ColorJitter")
+        if image.shape[0] < 3:
+            raise ValueError(f"ColorJitter needs an RGB image, got {image.shape[0]} channel(s)")
+        rgb = image[:3] * self._factor(self.brightness)
+        contrast = self._factor(self.contrast)
+        if contrast != 1.0:
+            grey = torch.tensordot(torch.tensor(self.LUMA, dtype=rgb.dtype), rgb, 1).mean()
+            rgb = (rgb - grey) * contrast + grey
+        saturation = self._factor(self.saturation)
+        if saturation != 1.0:
+            grey = torch.tensordot(torch.tensor(self.LUMA, dtype=rgb.dtype), rgb, 1)
+            rgb = (rgb - grey) * saturation + grey
+        rgb = rgb.clamp(0.0, 255.0)
+        return torch.cat([rgb, image[3:]]) if image.shape[0] > 3 else rgb, label
+
+    def __repr__(self) -> str:
+        return (
+            f"ColorJitter(brightness={self.brightness}, contrast={self.contrast}, "
+            f"saturation={self.saturation})"
+        )
+
+
 # --------------------------------------------------------------------------- spatial transforms
 
 

@@ -24,8 +24,11 @@ def segmentation_loss(
     sample_rate: float | None = None,
     rescale: bool = True,
     generator: torch.Generator | None = None,
+    lovasz_weight: float = 0.0,
 ) -> Tensor:
-    """Cross-entropy of ``scores`` (N x K x H x W) against ``labels`` (N x H x W).
+    """Cross-entropy of ``scores`` (N x K x H x W) against ``labels`` (N x H x W), plus
+    ``lovasz_weight`` times :func:`lovasz_softmax_loss` (over every labelled pixel, unweighted
+    and unsampled) when it is above 0.
 
     Args:
         ignore_index: label value that contributes nothing.
@@ -55,6 +58,42 @@ def segmentation_loss(
         if rescale and normalize == "sum":
             per_pixel = per_pixel / sample_rate
     total = per_pixel.sum()
-    if normalize == "sum":
-        return total
-    return total / kept.sum().clamp_min(1e-12)
+    loss = total if normalize == "sum" else total / kept.sum().clamp_min(1e-12)
+    if lovasz_weight > 0:
+        loss = loss + lovasz_weight * lovasz_softmax_loss(scores, labels, ignore_index)
+    return loss
+
+
+def lovasz_softmax_loss(scores: Tensor, labels: Tensor, ignore_index: int = 255) -> Tensor:
+    """The Lovasz-softmax loss (Berman, Rannen Triki & Blaschko, CVPR 2018): a convex surrogate
+    of 1 - IU, averaged over the classes present in the batch's labels.
+
+    For each class c, the pixels' errors ``|[label = c] - p_c|`` (``p`` the softmax of
+    ``scores``) are sorted in decreasing order and weighted by the gradient of the Jaccard loss
+    along that order (the Lovasz extension), so the loss is the IU loss's tightest convex
+    extension to probabilities. Pixels labelled ``ignore_index`` take no part; a batch with none
+    labelled gives 0. Computed over all pixels of the batch together, in float32.
+    """
+    num_classes = scores.shape[1]
+    probabilities = scores.float().softmax(1).movedim(1, -1).reshape(-1, num_classes)
+    labels = labels.reshape(-1)
+    kept = labels != ignore_index
+    probabilities, labels = probabilities[kept], labels[kept]
+    losses = []
+    for c in labels.unique().tolist():
+        truth = (labels == c).float()
+        errors, order = (truth - probabilities[:, c]).abs().sort(descending=True)
+        losses.append(torch.dot(errors, _jaccard_steps(truth[order])))
+    if not losses:
+        return scores.sum() * 0.0
+    return torch.stack(losses).mean()
+
+
+def _jaccard_steps(truth_sorted: Tensor) -> Tensor:
+    """Increments of the Jaccard loss as the pixels (sorted by error, 1 = of the class) are
+    taken as wrong one after another: the Lovasz extension's weights."""
+    total = truth_sorted.sum()
+    intersection = total - truth_sorted.cumsum(0)
+    union = total + (1.0 - truth_sorted).cumsum(0)
+    jaccard = 1.0 - intersection / union
+    return torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])

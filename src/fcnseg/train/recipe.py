@@ -95,6 +95,9 @@ class Recipe:
     mean: list[float] = field(default_factory=list)  # caffe: [B,G,R, extra..]; mean: per channel
     resize: float = 1.0  # fixed rescale of train and val images (e.g. 0.5 on a CPU)
     flip: bool = False  # random left-right mirroring
+    brightness: float = 0.0  # random brightness factor in [1 - b, 1 + b] (0: none)
+    contrast: float = 0.0  # random contrast factor in [1 - c, 1 + c] (0: none)
+    saturation: float = 0.0  # random saturation factor in [1 - s, 1 + s] (0: none)
     scale_range: list[float] = field(default_factory=list)  # [low, high] random scale; needs crop
     crop_size: list[int] = field(default_factory=list)  # [h, w] (or one int) random crops
     batch_size: int = 1  # images per step and process (1: whole images, as in the paper)
@@ -113,6 +116,7 @@ class Recipe:
     step_gamma: float = 0.1  # step: the factor
     loss: str = "mean"  # mean over labelled pixels | sum (the reference's unnormalised loss)
     class_weights: str = "none"  # none | median_frequency (computed on the train split)
+    lovasz_weight: float = 0.0  # add this times the Lovasz-softmax loss (a mean-IU surrogate)
     loss_sample_rate: float = 1.0  # keep each pixel's loss with this probability (1: all; 3.4)
     loss_sample_rescale: bool = True  # sampled "sum" loss divided by the rate (unbiased)
     iterations: int = 0  # optimiser steps; give this or `epochs`
@@ -276,6 +280,8 @@ def _validate(recipe: Recipe, source: str) -> None:
     need("width", r.width > 0, "must be > 0")
     need("dropout", 0 <= r.dropout < 1, "must be in [0, 1)")
     need("resize", r.resize > 0, "must be > 0")
+    for key in ("brightness", "contrast", "saturation"):
+        need(key, 0 <= getattr(r, key) < 1, "must be in [0, 1)")
     need("scale_range", len(r.scale_range) in (0, 2), "must be [] or [low, high]")
     if r.scale_range:
         low, high = r.scale_range
@@ -301,6 +307,7 @@ def _validate(recipe: Recipe, source: str) -> None:
     need("step_size", r.schedule != "step" or r.step_size > 0, "must be > 0 for schedule 'step'")
     need("step_gamma", r.step_gamma > 0, "must be > 0")
     need("loss_sample_rate", 0 < r.loss_sample_rate <= 1, "must be in (0, 1]")
+    need("lovasz_weight", r.lovasz_weight >= 0, "must be >= 0")
     for key in ("iterations", "epochs", "val_every", "val_images", "checkpoint_every"):
         need(key, getattr(r, key) >= 0, "must be >= 0")
     need("log_every", r.log_every >= 1, "must be >= 1")
