@@ -148,13 +148,16 @@ def test_vgg16_init_transplants_the_backbone(tmp_path):
         initialize(model, str(tmp_path / "missing.pth"))
 
 
-def test_median_frequency_class_weights_are_computed_on_the_train_split(data, tmp_path):
+@pytest.mark.parametrize("kind", ["median_frequency", "sqrt_median_frequency"])
+def test_median_frequency_class_weights_are_computed_on_the_train_split(data, tmp_path, kind):
     out = tmp_path / "run"
-    train(tiny_recipe(data, out, iterations=1, class_weights="median_frequency", val_split=""))
+    train(tiny_recipe(data, out, iterations=1, class_weights=kind, val_split=""))
     assert not (out / "best.pt").exists()  # no validation, no best
     stored = read(out / "last.pt")["training"]["class_weights"]
     split = open_dataset("folder", data, "train")
     expected = median_frequency_weights((label for _, label in split), 3, 255)
+    if kind == "sqrt_median_frequency":
+        expected = expected.sqrt()
     assert torch.equal(stored, expected) and stored[0] < stored[1]
 
 

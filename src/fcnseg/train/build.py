@@ -128,12 +128,20 @@ class TrainTransform:
         return image, label
 
 
-def class_weights(dataset: SegmentationDataset, num_workers: int = 0) -> Tensor:
-    """Median-frequency weights (float32, one per class) over the split's raw labels."""
+def class_weights(dataset: SegmentationDataset, kind: str, num_workers: int = 0) -> Tensor:
+    """A recipe's ``class_weights`` (float32, one per class) over the split's raw labels:
+    median-frequency weights, or (``sqrt_median_frequency``) their square roots, which halve
+    the spread between common and rare classes (full weights make a net over-predict rare
+    classes: recall up, IU down on new scenes)."""
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers)
-    return median_frequency_weights(
+    weights = median_frequency_weights(
         (label for _, label in loader), dataset.num_classes, dataset.ignore_index
     )
+    if kind == "sqrt_median_frequency":
+        return weights.sqrt()
+    if kind != "median_frequency":
+        raise ValueError(f"no class weights named {kind!r}")
+    return weights
 
 
 # --------------------------------------------------------------------------- net

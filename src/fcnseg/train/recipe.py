@@ -33,7 +33,7 @@ NETS = tuple(list_models())
 PREPROCESSING = ("caffe", "imagenet", "scale", "mean")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "poly", "onecycle", "step")
-CLASS_WEIGHTS = ("none", "median_frequency")
+CLASS_WEIGHTS = ("none", "median_frequency", "sqrt_median_frequency")
 AMP = tuple(PRECISIONS)  # fp32 | bf16 | fp16; "none" is read as fp32 (PRECISION_ALIASES)
 EXTRA_CHANNELS = ("none", "mean", "zero")
 SCORES = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")  # the paper's four metrics
@@ -115,7 +115,7 @@ class Recipe:
     step_size: int = 0  # step: multiply the lr by step_gamma every step_size iterations
     step_gamma: float = 0.1  # step: the factor
     loss: str = "mean"  # mean over labelled pixels | sum (the reference's unnormalised loss)
-    class_weights: str = "none"  # none | median_frequency (computed on the train split)
+    class_weights: str = "none"  # none | median_frequency | sqrt_median_frequency (train split)
     lovasz_weight: float = 0.0  # add this times the Lovasz-softmax loss (a mean-IU surrogate)
     loss_sample_rate: float = 1.0  # keep each pixel's loss with this probability (1: all; 3.4)
     loss_sample_rescale: bool = True  # sampled "sum" loss divided by the rate (unbiased)

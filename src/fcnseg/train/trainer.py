@@ -138,9 +138,9 @@ class Trainer:
         self.weights: Tensor | None = None
         if resume:
             self._resume()
-        if self.weights is None and recipe.class_weights == "median_frequency":
-            self.weights = class_weights(self.train_set, recipe.num_workers)
-            logger.info("median-frequency class weights: %s", self.weights.tolist())
+        if self.weights is None and recipe.class_weights != "none":
+            self.weights = class_weights(self.train_set, recipe.class_weights, recipe.num_workers)
+            logger.info("%s class weights: %s", recipe.class_weights, self.weights.tolist())
         if self.weights is not None:
             self.weights = self.weights.to(self.device)
         if processes.is_main:
