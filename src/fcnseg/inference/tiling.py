@@ -13,8 +13,12 @@ overlap away. Measured on an untrained VGG16 FCN-8s (the worst case: nothing tau
 ignore padding) on 720 x 960 synthetic images with 512-pixel tiles, five seeds (see
 ``tests/inference/test_tiling.py``): an overlap of half the field (224) keeps 95.5-99.9 %
 of labels, one of the whole field (416) 99.7-99.99 %, and beyond ``R / 2`` from every inner
-edge the probabilities are those of the whole image to float rounding. The default overlap
-is half the field (fast); raise it towards ``R`` for near-exact seams.
+edge the probabilities are those of the whole image to float rounding. A trained net is
+confident where its padding-free context already decides, and agrees far more: on CamVid val
+frames (upscaled 2x, 768-pixel tiles) half the field keeps 99.96 % of labels with a net
+trained for 150 iterations (the test's), and mean IU moves by under 0.001
+(``benchmarks/tile_agreement.py``). The default overlap is half the field (fast); raise it
+towards ``R`` for near-exact seams with an untrained or unsure net.
 
 Geometry:
 
