@@ -41,6 +41,7 @@ from fcnseg.train.build import (
 from fcnseg.train.losses import segmentation_loss
 from fcnseg.train.recipe import Recipe, load, parse_value
 from fcnseg.train.sampler import KeyedSamples, ResumableBatchSampler
+from fcnseg.train.trainer import amp_dtype_for
 
 CAMVID_CLASSES = 11
 
@@ -56,7 +57,7 @@ def training_step(recipe: Recipe, num_classes: int):
     images = torch.randn(recipe.batch_size, 3, height, width).contiguous(memory_format=memory)
     labels = torch.randint(0, num_classes, (recipe.batch_size, height, width))
     weights = torch.rand(num_classes) + 0.5 if recipe.class_weights != "none" else None
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(recipe.amp)
+    dtype = amp_dtype_for(recipe.amp, torch.device("cpu"))  # the trainer's reading of amp
 
     def step() -> None:
         with torch.autocast("cpu", dtype, enabled=dtype is not None):
