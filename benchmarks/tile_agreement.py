@@ -24,6 +24,7 @@ from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.inference.tiling import net_geometry
 
 CAMVID = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "camvid"
+ONE_VIEW = {"flip": False, "scales": (1.0,)}  # not the checkpoint's test-time augmentation
 
 
 def main() -> None:
@@ -56,10 +57,10 @@ def main() -> None:
         size = (image.shape[1] * args.upscale, image.shape[2] * args.upscale)
         image = F.interpolate(image[None], size, mode="bilinear", align_corners=False)[0]
         label = F.interpolate(label[None, None].float(), size, mode="nearest")[0, 0].long()
-        whole = fcnseg.segment(model, image, tile_above=None).long()
+        whole = fcnseg.segment(model, image, tile_above=None, **ONE_VIEW).long()
         whole_cm.update(whole, label)
         for overlap in overlaps:
-            tiled = fcnseg.segment(model, image, tile=args.tile, overlap=overlap).long()
+            tiled = fcnseg.segment(model, image, tile=args.tile, overlap=overlap, **ONE_VIEW).long()
             tiled_cms[overlap].update(tiled, label)
             agree[overlap].append(((tiled == whole).sum().item(), whole.numel()))
     whole_iu = whole_cm.compute()["mean_iu"]

@@ -22,10 +22,10 @@ from fcnseg.data import open_dataset
 from fcnseg.evaluate.metrics import ConfusionMatrix
 
 CAMVID = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "camvid"
-WAYS = {
-    "none": {},
-    "flip": {"flip": True},
-    "scales 0.75 1 1.25": {"scales": (0.75, 1.0, 1.25)},
+WAYS = {  # explicit: a checkpoint's recorded augmentation is segment's default
+    "none": {"flip": False, "scales": (1.0,)},
+    "flip": {"flip": True, "scales": (1.0,)},
+    "scales 0.75 1 1.25": {"flip": False, "scales": (0.75, 1.0, 1.25)},
     "flip + scales": {"flip": True, "scales": (0.75, 1.0, 1.25)},
 }
 

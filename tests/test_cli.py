@@ -229,3 +229,31 @@ def test_eval_fast_layers_and_the_old_precision_spelling(files, tmp_path, capsys
         assert scores["fast"][key] == pytest.approx(scores["plain"][key], abs=1e-9)
         assert scores["none"][key] == scores["plain"][key]
     assert "fast layers" in capsys.readouterr().out
+
+
+def test_eval_applies_the_checkpoints_test_time_augmentation_unless_told_not_to(tmp_path, capsys):
+    from fcnseg.inference.tta import NO_AUGMENTATION, Augmentation
+
+    recorded = {"flip": True, "scales": [0.5, 1.0]}
+    checkpoint = write_checkpoint(tmp_path / "tta.pt", test_time_augmentation=recorded)
+    root = write_folder_dataset(tmp_path / "data")
+    model, dataset = fcnseg.load(checkpoint), open_dataset("folder", root, "val")
+    runs = {
+        "recorded": ([], Augmentation(flip=True, scales=(0.5, 1.0))),
+        "none": (["--tta", "none"], NO_AUGMENTATION),
+        "none, scales": (["--tta", "none", "--scales", "1", "2"], Augmentation(scales=(1, 2))),
+    }
+    for name, (flags, augmentation) in runs.items():
+        path = tmp_path / f"{name}.json"
+        code = run("eval", "--checkpoint", checkpoint, "--dataset", "folder", "--root", root,
+                   "--split", "val", "--json", path, *flags)  # fmt: skip
+        assert code == 0
+        assert f"test-time augmentation: {augmentation}" in capsys.readouterr().out
+        payload = json.loads(path.read_text())
+        assert payload["test_time_augmentation"] == augmentation.to_dict()
+        expected = evaluate(model, dataset, augmentation=augmentation).compute()
+        assert payload["mean_iu"] == pytest.approx(expected["mean_iu"]), name
+    code = run("eval", "--checkpoint", checkpoint, "--dataset", "folder", "--root", root,
+               "--split", "val", "--scales", "0")  # fmt: skip
+    assert code == 2
+    assert "--scales 0.0: scales must be finite numbers > 0" in capsys.readouterr().err

@@ -9,6 +9,7 @@ As torchvision's weights carry their classes and preprocessing, an fcnseg net ca
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,9 @@ class Metadata:
     input_scale: float = 1.0  # the factor training images were resized by; predict does too
     ignore_index: int | None = None  # label value of void pixels in the training labels
     dataset: str | None = None  # name of the training dataset (fcnseg.data.by_name)
+    # test-time augmentation to apply by default: {"flip": bool, "scales": [float, ...]}
+    # (fcnseg.inference.tta.augmentation_of; from the recipe's test_flip and test_scales)
+    test_time_augmentation: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # anything else (Caffe source, modality)
 
     def __post_init__(self) -> None:
@@ -48,6 +52,10 @@ class Metadata:
             )
         if self.preprocessing is not None:
             object.__setattr__(self, "preprocessing", dict(self.preprocessing))
+        if self.test_time_augmentation is not None:
+            object.__setattr__(
+                self, "test_time_augmentation", _augmentation(self.test_time_augmentation)
+            )
         if not self.input_scale > 0:
             raise MetadataError(f"input_scale must be > 0, got {self.input_scale!r}")
 
@@ -80,6 +88,30 @@ class Metadata:
     def updated(self, **values: Any) -> Metadata:
         """A copy with ``values`` (fields or extra keys) replaced."""
         return Metadata.from_dict({**self.to_dict(), **values})
+
+
+def _augmentation(spec: Any) -> dict[str, Any]:
+    """``{"flip": bool, "scales": [float, ...]}`` checked for form (values: tta.Augmentation)."""
+    if not isinstance(spec, Mapping) or not set(spec) <= {"flip", "scales"}:
+        raise MetadataError(
+            f"test_time_augmentation must be {{'flip': bool, 'scales': [float, ...]}}, got {spec!r}"
+        )
+    flip, scales = spec.get("flip", False), spec.get("scales", [1.0])
+    if not isinstance(flip, bool) or not isinstance(scales, Sequence) or isinstance(scales, str):
+        raise MetadataError(
+            f"test_time_augmentation: flip must be true or false and scales a list, got {spec!r}"
+        )
+    try:
+        values = [float(s) for s in scales]
+    except (TypeError, ValueError):
+        raise MetadataError(
+            f"test_time_augmentation: scales must be numbers, got {scales!r}"
+        ) from None
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise MetadataError(
+            f"test_time_augmentation: scales must be finite numbers > 0, at least one; got {values}"
+        )
+    return {"flip": flip, "scales": values}
 
 
 def _colours(palette: Sequence[Sequence[int]]) -> tuple[Colour, ...]:

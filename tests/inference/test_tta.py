@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from segment_fixtures import NORMALIZE, TinyConvNet, random_fcn
 
 import fcnseg
-from fcnseg.inference.tta import Augmentation, SegmentError, class_probabilities, parse_tta
+from fcnseg.inference.tta import Augmentation, SegmentError, class_probabilities
 
 
 def probabilities(model, image, **options):
@@ -64,9 +64,8 @@ def test_tta_inside_tiles_matches_tta_on_the_whole_image():
 
 def test_augmentation_arguments():
     assert Augmentation(flip=True, scales=(0.5, 1)).views == 4
-    assert parse_tta(["flip"]) is True and parse_tta([]) is False
-    with pytest.raises(SegmentError, match="unknown --tta"):
-        parse_tta(["rotate"])
+    assert Augmentation(flip=True, scales=(0.5, 1)).to_dict() == {"flip": True, "scales": [0.5, 1]}
+    assert str(Augmentation(scales=(0.75, 1, 1.25))) == "scales 0.75 1 1.25"
     for scales in [(), (0,), (float("nan"),), (-1,)]:
         with pytest.raises(SegmentError, match="scales must be finite"):
             Augmentation(scales=scales)

@@ -306,3 +306,19 @@ def test_lovasz_weight_adds_the_lovasz_term_to_the_logged_loss(data, tmp_path):
     )
     # Lovasz-softmax lies in [0, 1]: the logged loss grows by at most lovasz_weight
     assert plain.final_loss < mixed.final_loss <= plain.final_loss + 0.5
+
+
+def test_the_recipes_test_time_augmentation_is_recorded_in_its_checkpoints(data, tmp_path):
+    from fcnseg.inference.tta import Augmentation, augmentation_of
+
+    recipe = tiny_recipe(data, tmp_path / "run", iterations=1, test_flip=True,
+                         test_scales=[0.75, 1.0, 1.25])  # fmt: skip
+    train(recipe)
+    for name in ("last.pt", "best.pt"):
+        model = fcnseg.load(tmp_path / "run" / name)
+        assert augmentation_of(model) == Augmentation(flip=True, scales=(0.75, 1.0, 1.25))
+    train(tiny_recipe(data, tmp_path / "plain", iterations=1))  # none asked: none recorded
+    plain = fcnseg.metadata_of(fcnseg.load(tmp_path / "plain" / "last.pt"))
+    assert plain.test_time_augmentation is None
+    with pytest.raises(RecipeError, match="test_scales"):
+        tiny_recipe(data, tmp_path / "bad", test_scales=[1.0, 0.0])

@@ -55,12 +55,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.dataset, root, args.split, **reader_options)
     check_compatible(model, dataset, source=args.checkpoint)
     preprocess = normalizer_for(model, source=args.checkpoint)
+    augmentation = options.augmentation_from(args, model)
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     print(
         f"fcnseg eval: {args.checkpoint} on {args.dataset} {args.split} "
         f"({count} of {len(dataset)} images) on {device}, {canonical_precision(args.precision)}"
         + (", fast layers" if args.fast else "")
         + (f", {args.geometry} geometry" if args.geometry else "")
+        + f", test-time augmentation: {augmentation}"
     )
     matrix = evaluate(
         model,
@@ -70,6 +72,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         preprocess=preprocess,
         limit=args.limit,
         dtype=dtype,
+        augmentation=augmentation,
     )
     if isinstance(matrix, dict):  # a two-headed net: one matrix per head
         names = {"semantic": list(dataset.classes)}
@@ -93,6 +96,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "precision": canonical_precision(args.precision),
         "fast": args.fast,
         "geometry": settings_of(model).get("geometry"),
+        "test_time_augmentation": augmentation.to_dict(),
     }
     if names is None:
         payload = metrics_json(metrics, dataset.classes, extra)
@@ -120,8 +124,10 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
         "eval",
         help="score a checkpoint on a dataset split (pixel acc, mean acc, mean IU, f.w. IU)",
-        description="Score whole images one at a time; print the four metrics and a per-class "
-        "table; optionally write them as JSON and the row-normalised confusion matrix as PNG.",
+        description="Score whole images one at a time (with the test-time augmentation the "
+        "checkpoint records, unless --tta/--scales say otherwise); print the four metrics and a "
+        "per-class table; optionally write them as JSON and the row-normalised confusion matrix "
+        "as PNG.",
     )
     evaluate.add_argument("--checkpoint", required=True, help="fcnseg model file (.pt)")
     evaluate.add_argument(
@@ -144,6 +150,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
         help="confusion-matrix PNG (default with --json: <json stem>_confusion.png beside it)",
     )
     add_speed_options(evaluate)
+    options.add_tta_options(evaluate)
     evaluate.add_argument(
         "--limit", type=positive_int, default=None, metavar="N", help="first N images"
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -16,6 +17,9 @@ from fcnseg.safe_files import (
     check_output_dir,
     check_output_file,
 )
+
+if TYPE_CHECKING:
+    from fcnseg.inference.tta import Augmentation
 
 
 def positive_int(text: str) -> int:
@@ -149,3 +153,39 @@ def add_speed_options(command: argparse.ArgumentParser) -> None:
         default=None,
         help="rebuild a VGG16 FCN in this geometry, same weights (default: the checkpoint's)",
     )
+
+
+def add_tta_options(command: argparse.ArgumentParser) -> None:
+    """``--tta`` and ``--scales``: test-time augmentation, by default the checkpoint's."""
+    group = command.add_argument_group(
+        "test-time augmentation (default: what the checkpoint records; see fcnseg.inference.tta)"
+    )
+    group.add_argument(
+        "--tta",
+        choices=["flip", "none"],
+        default=None,
+        help="flip: also score mirrored images; none: one view only (no flip, scale 1), "
+        "whatever the checkpoint records (--scales still applies)",
+    )
+    group.add_argument(
+        "--scales",
+        nargs="+",
+        type=float,
+        default=None,
+        metavar="S",
+        help="average over these scales (e.g. 0.75 1 1.25), on top of the net's input scale",
+    )
+
+
+def augmentation_from(args: argparse.Namespace, model: torch.nn.Module) -> Augmentation:
+    """The augmentation ``--tta`` and ``--scales`` ask for, the checkpoint's where they are
+    silent."""
+    from fcnseg.inference.predict import SegmentError
+    from fcnseg.inference.tta import chosen_augmentation
+
+    flip = {"flip": True, "none": False, None: None}[args.tta]
+    scales = args.scales if args.scales is not None else ((1.0,) if args.tta == "none" else None)
+    try:
+        return chosen_augmentation(model, flip, scales)
+    except SegmentError as error:  # the checkpoint's own values were checked when it loaded
+        raise SegmentError(f"--scales {' '.join(map(str, args.scales))}: {error}") from None

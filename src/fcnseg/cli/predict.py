@@ -22,16 +22,18 @@ from fcnseg.errors import (
 )
 
 
-def _segment_options(args: argparse.Namespace, dtype: torch.dtype | None) -> dict:
-    """``fcnseg.segment`` keywords from predict's flags."""
-    from fcnseg.inference.tta import parse_tta
-
+def _segment_options(
+    args: argparse.Namespace, model: torch.nn.Module, dtype: torch.dtype | None
+) -> dict:
+    """``fcnseg.segment`` keywords from predict's flags (augmentation: the checkpoint's unless
+    ``--tta``/``--scales`` say otherwise)."""
+    augmentation = options.augmentation_from(args, model)
     return {
         "tile": args.tile,
         "overlap": args.overlap,
         "tile_above": args.tile_above or None,
-        "flip": parse_tta(args.tta),
-        "scales": args.scales,
+        "flip": augmentation.flip,
+        "scales": augmentation.scales,
         "dtype": dtype,
     }
 
@@ -47,7 +49,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.frames and not videos:
         raise FcnsegError("--frames writes a video's label maps as PNGs; no video was given")
     model = options.load_model(args.checkpoint, device, args.geometry, args.fast)
-    segment_options = _segment_options(args, dtype)
+    segment_options = _segment_options(args, model, dtype)
+    if segment_options["flip"] or segment_options["scales"] != (1.0,):  # cost: one pass a view
+        chosen = options.augmentation_from(args, model)
+        print(f"fcnseg predict: test-time augmentation: {chosen} ({chosen.views} views)")
     segment_options["preprocess"] = normalizer_for(model, source=args.checkpoint)
     code = _predict_videos(model, videos, args, segment_options) if videos else 0
     if images or not videos:
@@ -156,18 +161,7 @@ def _add_segment_options(predict: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"tile images with more pixels automatically (default {TILE_ABOVE:,}; 0: never)",
     )
-    tta = predict.add_argument_group("test-time augmentation")
-    tta.add_argument(
-        "--tta", nargs="*", default=[], choices=["flip"], help="also score mirrored images"
-    )
-    tta.add_argument(
-        "--scales",
-        nargs="+",
-        type=float,
-        default=[1.0],
-        metavar="S",
-        help="average over these scales (e.g. 0.75 1 1.25), on top of the net's input scale",
-    )
+    options.add_tta_options(predict)
     batching = predict.add_argument_group("batching, pictures and videos")
     batching.add_argument(
         "--batch-size", type=int, default=4, metavar="N", help="images or frames per batch"

@@ -1,7 +1,8 @@
 """Scoring a net on a dataset: the paper's four metrics (section 5) over whole images.
 
 :func:`score` is the one scoring loop: training's validation, ``fcnseg eval`` and the demo
-all run it. :func:`evaluate` is it with the settings a loaded checkpoint records.
+all run it. :func:`evaluate` is it with the settings a loaded checkpoint records (its
+preprocessing, input scale and test-time augmentation).
 
 As in the reference FCN evaluation, every image is scored whole (a batch of one, any size, no
 crop) and one confusion matrix is accumulated over the split (see ``metrics.py``);
@@ -42,6 +43,12 @@ from fcnseg.inference.predict import (
     normalizer_for,
     num_classes_of,
     predict_image,
+)
+from fcnseg.inference.tta import (
+    NO_AUGMENTATION,
+    Augmentation,
+    augmentation_of,
+    class_probabilities,
 )
 from fcnseg.metadata import metadata_of
 
@@ -126,6 +133,7 @@ def score(
     indices: Sequence[int] | None = None,
     num_workers: int = 0,
     progress: Callable[..., Any] | None = None,
+    augmentation: Augmentation = NO_AUGMENTATION,
 ) -> ConfusionMatrix | dict[str, ConfusionMatrix]:
     """The confusion matrix of ``model`` over ``dataset``: the one scoring loop of fcnseg.
 
@@ -142,11 +150,20 @@ def score(
     distributed run); ``num_workers`` load them in parallel; ``progress(total=n)`` makes a
     progress bar (e.g. ``tqdm``). The model runs in eval mode; its mode is restored after.
 
+    ``augmentation``: test-time flips and scales
+    (:func:`fcnseg.inference.tta.class_probabilities`: the labels are the argmax of the views'
+    mean probabilities); the default, one view, is what validation during training scores.
+
     A net with several heads (the two-headed SIFT Flow net) gets one matrix per head,
     ``{"semantic": ..., "geometric": ...}``, from a dataset giving (heads, H, W) labels.
     """
     indices = list(range(len(dataset))) if indices is None else list(indices)
     device = device_of(model)
+    if augmentation.views > 1 and heads_of(model):
+        raise SegmentError(
+            f"test-time augmentation ({augmentation}) takes single-task nets; this net has "
+            f"the heads {list(heads_of(model))}"
+        )
     matrix = ConfusionMatrix(dataset.num_classes, getattr(dataset, "ignore_index", IGNORE_INDEX))
     matrix.matrix = matrix.matrix.to(device)
     heads = head_matrices(model, dataset)
@@ -157,7 +174,12 @@ def score(
             for index, (image, label) in zip(indices, loader):
                 check_head_labels(heads, label, repr(dataset))
                 try:
-                    prediction = predict_image(model, image, preprocess, scale, dtype)  # (H, W)
+                    if augmentation.views > 1:
+                        prediction = _augmented_labels(
+                            model, image, preprocess, scale, augmentation, dtype
+                        )
+                    else:
+                        prediction = predict_image(model, image, preprocess, scale, dtype)
                 except (SegmentError, NonFiniteError) as error:  # wrong channels, NaN scores
                     raise type(error)(f"{_where(dataset, index)}: {error}") from None
                 if heads:  # {head: (H, W)} against label maps (heads, H, W)
@@ -174,6 +196,20 @@ def score(
     return heads or matrix
 
 
+@torch.inference_mode()
+def _augmented_labels(
+    model: nn.Module,
+    image: Tensor,
+    preprocess: Preprocess,
+    scale: float,
+    augmentation: Augmentation,
+    dtype: torch.dtype | None,
+) -> Tensor:
+    """(H, W) labels of one (C, H, W) image: the argmax of its views' mean probabilities."""
+    batch = image[None].to(device_of(model))  # (1, C, H, W)
+    return class_probabilities(model, batch, preprocess, scale, augmentation, dtype).argmax(1)[0]
+
+
 def evaluate(
     model: nn.Module,
     dataset: Any,
@@ -182,13 +218,17 @@ def evaluate(
     preprocess: Preprocess | None = None,
     limit: int | None = None,
     dtype: torch.dtype | None = None,
+    augmentation: Augmentation | None = None,
 ) -> ConfusionMatrix | dict[str, ConfusionMatrix]:
-    """:func:`score` with what a loaded checkpoint records: its preprocessing and input scale.
+    """:func:`score` with what a loaded checkpoint records: its preprocessing, input scale and
+    test-time augmentation.
 
     ``dataset`` as in :func:`score` (its class count must be the net's); the model is moved to
     ``device``; ``preprocess`` defaults to the checkpoint's
     (:func:`fcnseg.inference.predict.normalizer_for`); ``limit`` scores the first images only;
-    ``dtype`` (bfloat16, or float16 on CUDA) scores under autocast.
+    ``dtype`` (bfloat16, or float16 on CUDA) scores under autocast; ``augmentation`` defaults
+    to the checkpoint's (:func:`fcnseg.inference.tta.augmentation_of`; one view if it records
+    none).
     """
     _check_class_count(model, dataset, "model")
     if limit is not None and limit < 1:
@@ -197,8 +237,17 @@ def evaluate(
     if preprocess is None:
         preprocess = normalizer_for(model)
     model.to(torch.device(device))
+    if augmentation is None:
+        augmentation = augmentation_of(model)
     return score(
-        model, dataset, preprocess, input_scale_of(model), dtype, range(count), progress=progress
+        model,
+        dataset,
+        preprocess,
+        input_scale_of(model),
+        dtype,
+        range(count),
+        progress=progress,
+        augmentation=augmentation,
     )
 
 

@@ -22,7 +22,8 @@ input scale (``input_scale``), and the labels come back at the image's own size.
 Images larger than ``tile_above`` pixels (4 MP) are scored in tiles (:mod:`fcnseg.inference.tiling`)
 so memory grows with the image's width, not its area; ``tile=`` forces tiling. ``flip=`` and
 ``scales=`` average the probabilities of mirrored and rescaled views
-(:mod:`fcnseg.inference.tta`). A list of images is scored in batches of equal-size images.
+(:mod:`fcnseg.inference.tta`); by default those the checkpoint records. A list of images
+is scored in batches of equal-size images.
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ from fcnseg.inference.predict import (
     num_classes_of,
 )
 from fcnseg.inference.tiling import TILE_ABOVE, TilePlan, plan_for, tiled_probabilities
-from fcnseg.inference.tta import Augmentation, class_probabilities, softmax_
+from fcnseg.inference.tta import (
+    Augmentation,
+    chosen_augmentation,
+    class_probabilities,
+    softmax_,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -171,8 +177,8 @@ def check_options(
     tile: int | None = None,
     overlap: int | None = None,
     tile_above: int | None = TILE_ABOVE,
-    flip: bool = False,
-    scales: Sequence[float] = (1.0,),
+    flip: bool | None = None,
+    scales: Sequence[float] | None = None,
     batch_size: int = 4,
     **_: object,
 ) -> None:
@@ -182,7 +188,7 @@ def check_options(
         raise SegmentError(f"batch_size must be >= 1, got {batch_size}")
     if tile_above is not None and tile_above < 1:
         raise SegmentError(f"tile_above must be >= 1 or None, got {tile_above}")
-    Augmentation(flip=flip, scales=tuple(scales))
+    chosen_augmentation(model, flip, scales)
     if tile is not None or overlap is not None:
         plan_for(model, input_scale_of(model), tile, overlap)
 
@@ -195,8 +201,8 @@ def segment(
     tile: int | None = None,
     overlap: int | None = None,
     tile_above: int | None = TILE_ABOVE,
-    flip: bool = False,
-    scales: Sequence[float] = (1.0,),
+    flip: bool | None = None,
+    scales: Sequence[float] | None = None,
     batch_size: int = 4,
     preprocess: Preprocess | None = None,
     dtype: torch.dtype | None = None,
@@ -213,7 +219,9 @@ def segment(
     - ``tile``, ``overlap``: score in ``tile x tile`` windows overlapping by ``overlap`` input
       pixels (default: half the net's receptive field); see :mod:`fcnseg.inference.tiling`.
     - ``tile_above``: images with more pixels are tiled even without ``tile`` (None: never).
-    - ``flip``, ``scales``: test-time augmentation, probabilities averaged over the views.
+    - ``flip``, ``scales``: test-time augmentation, probabilities averaged over the views;
+      None (the default) takes the checkpoint's (:func:`fcnseg.inference.tta.augmentation_of`;
+      none if it records none): ``flip=False, scales=(1,)`` scores one view.
     - ``batch_size``: images of equal size scored together (and, on CUDA, tiles of a band;
       on the CPU tiles go one at a time, which bounds memory).
     - ``preprocess``: overrides the checkpoint's normaliser; ``dtype``: autocast (bfloat16).
@@ -233,7 +241,7 @@ def segment(
     session = _Session(
         model,
         preprocess if preprocess is not None else normalizer_for(model),
-        Augmentation(flip=flip, scales=tuple(scales)),
+        chosen_augmentation(model, flip, scales),
         probabilities,
         dtype,
     )

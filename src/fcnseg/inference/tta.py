@@ -17,6 +17,12 @@ takes the labels from the raw scores, so they are
 :func:`~fcnseg.inference.predict.predict_image`'s label map exactly (the argmax of soft-maxed
 scores can differ where rounding makes two classes tie).
 
+A checkpoint may record the augmentation its net is meant to be scored with (metadata
+``test_time_augmentation``, written from the recipe's ``test_flip`` and ``test_scales``):
+:func:`augmentation_of` reads it, and ``fcnseg eval``, ``fcnseg predict`` and
+:func:`fcnseg.segment` apply it unless told otherwise (:func:`chosen_augmentation`).
+Validation during training scores one view, so it stays cheap.
+
 A flip costs one more pass of the net; scales ``(0.75, 1, 1.25)`` cost about
 ``0.75² + 1 + 1.25² = 3.1`` passes at scale 1.
 """
@@ -26,11 +32,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from fcnseg.inference.predict import Preprocess, SegmentError, class_scores
+from fcnseg.metadata import metadata_of
 
 
 @dataclass(frozen=True)
@@ -52,16 +60,40 @@ class Augmentation:
         """How many passes of the net one image costs (at differing sizes)."""
         return len(self.scales) * (2 if self.flip else 1)
 
+    def to_dict(self) -> dict[str, Any]:
+        """``{"flip": bool, "scales": [float, ...]}``: the metadata's and the JSON reports' form."""
+        return {"flip": self.flip, "scales": list(self.scales)}
+
+    def __str__(self) -> str:
+        """``none``, ``flip``, ``scales 0.75 1 1.25`` or ``flip, scales 0.75 1 1.25``."""
+        parts = ["flip"] if self.flip else []
+        if self.scales != (1.0,):
+            parts.append("scales " + " ".join(f"{s:g}" for s in self.scales))
+        return ", ".join(parts) or "none"
+
 
 NO_AUGMENTATION = Augmentation()
 
 
-def parse_tta(names: Sequence[str]) -> bool:
-    """``--tta`` values as the ``flip`` flag; ``flip`` is the one augmentation by name."""
-    unknown = [name for name in names if name != "flip"]
-    if unknown:
-        raise SegmentError(f"unknown --tta {unknown}; known: flip (scales: --scales)")
-    return "flip" in names
+def augmentation_of(model: nn.Module) -> Augmentation:
+    """The augmentation ``model``'s checkpoint records (metadata ``test_time_augmentation``);
+    none for a net whose checkpoint records none."""
+    spec = metadata_of(model).test_time_augmentation
+    if spec is None:
+        return NO_AUGMENTATION
+    return Augmentation(flip=spec["flip"], scales=tuple(spec["scales"]))
+
+
+def chosen_augmentation(
+    model: nn.Module, flip: bool | None = None, scales: Sequence[float] | None = None
+) -> Augmentation:
+    """``flip`` and ``scales`` where given (not None), the checkpoint's
+    (:func:`augmentation_of`) where not."""
+    recorded = augmentation_of(model)
+    return Augmentation(
+        flip=recorded.flip if flip is None else bool(flip),
+        scales=recorded.scales if scales is None else tuple(scales),
+    )
 
 
 def softmax_(scores: Tensor) -> Tensor:
@@ -104,7 +136,8 @@ __all__ = [
     "NO_AUGMENTATION",
     "Augmentation",
     "SegmentError",
+    "augmentation_of",
+    "chosen_augmentation",
     "class_probabilities",
     "softmax_",
-    "parse_tta",
 ]

@@ -128,7 +128,14 @@ def checkpoint_meta(
     heads: tuple[str, ...],
 ) -> dict[str, Any]:
     """The metadata ``predict`` needs beside the weights: the training split's classes and
-    palette (and a two-headed net's geometric classes), preprocessing, ignore index, input scale."""
+    palette (and a two-headed net's geometric classes), preprocessing, ignore index, input scale
+    and, when the recipe asks for one, the test-time augmentation to score with."""
+    scales = recipe.test_scales or [1.0]
+    augmentation = (
+        {"test_time_augmentation": {"flip": recipe.test_flip, "scales": scales}}
+        if recipe.test_flip or scales != [1.0]
+        else {}
+    )
     return {
         "classes": list(data.classes),
         "palette": [list(colour) for colour in data.palette],
@@ -137,6 +144,7 @@ def checkpoint_meta(
         "dataset": recipe.dataset,
         "input_scale": recipe.resize,
         **({"geometric_classes": list(data.geometric_classes)} if "geometric" in heads else {}),
+        **augmentation,
     }
 
 

@@ -121,6 +121,9 @@ class Recipe:
     loss_sample_rescale: bool = True  # sampled "sum" loss divided by the rate (unbiased)
     iterations: int = 0  # optimiser steps; give this or `epochs`
     epochs: int = 0  # passes over the train split (sharded across processes)
+    # ---- scoring (recorded in the checkpoint: fcnseg eval, predict and segment apply it)
+    test_flip: bool = False  # test-time augmentation: also score the mirrored image
+    test_scales: list[float] = field(default_factory=list)  # and these scales ([]: [1.0])
     # ---- bookkeeping
     val_every: int = 0  # validate every N iterations (0: only at the end)
     best_metric: str = "mean_iu"  # picks best.pt: a metric, or geometric_<metric> (two heads)
@@ -308,6 +311,7 @@ def _validate(recipe: Recipe, source: str) -> None:
     need("step_gamma", r.step_gamma > 0, "must be > 0")
     need("loss_sample_rate", 0 < r.loss_sample_rate <= 1, "must be in (0, 1]")
     need("lovasz_weight", r.lovasz_weight >= 0, "must be >= 0")
+    need("test_scales", all(v > 0 for v in r.test_scales), "must be scales > 0")
     for key in ("iterations", "epochs", "val_every", "val_images", "checkpoint_every"):
         need(key, getattr(r, key) >= 0, "must be >= 0")
     need("log_every", r.log_every >= 1, "must be >= 1")
