@@ -70,3 +70,26 @@ def test_bad_flags_exit_2_with_one_line(setup, tmp_path, capsys, flags, message)
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("fcnseg predict: error: ") and message in err
+
+
+def test_predict_applies_the_recorded_augmentation_unless_told_not_to(tmp_path, capsys):
+    model = random_fcn()
+    model.metadata = fcnseg.metadata_of(model).updated(
+        test_time_augmentation={"flip": True, "scales": [0.75, 1.0]}
+    )
+    checkpoint = str(fcnseg.save(model, tmp_path / "net.pt"))
+    image, _ = make_sample(5, 96, 130)
+    array = image.round().byte().permute(1, 2, 0).numpy()
+    (tmp_path / "in").mkdir()
+    Image.fromarray(array).save(tmp_path / "in" / "photo.png")
+    recorded = fcnseg.segment(model, array, flip=True, scales=(0.75, 1))
+    one_view = fcnseg.segment(model, array, flip=False, scales=(1,))
+    assert not torch.equal(recorded, one_view)
+    for flags, expected in [([], recorded), (["--tta", "none"], one_view)]:
+        out = tmp_path / f"out{len(flags)}"
+        code = main(["predict", str(tmp_path / "in"), "--checkpoint", checkpoint,
+                     "--out", str(out), "--workers", "0", *flags])  # fmt: skip
+        assert code == 0
+        assert torch.equal(label_of(out / "photo.png"), expected)
+        printed = capsys.readouterr().out
+        assert ("test-time augmentation: flip, scales 0.75 1 (4 views)" in printed) == (not flags)

@@ -6,6 +6,7 @@ import argparse
 import functools
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm import tqdm
@@ -21,13 +22,14 @@ from fcnseg.errors import (
     FcnsegError,
 )
 
+if TYPE_CHECKING:
+    from fcnseg.inference.tta import Augmentation
+
 
 def _segment_options(
-    args: argparse.Namespace, model: torch.nn.Module, dtype: torch.dtype | None
+    args: argparse.Namespace, augmentation: Augmentation, dtype: torch.dtype | None
 ) -> dict:
-    """``fcnseg.segment`` keywords from predict's flags (augmentation: the checkpoint's unless
-    ``--tta``/``--scales`` say otherwise)."""
-    augmentation = options.augmentation_from(args, model)
+    """``fcnseg.segment`` keywords from predict's flags and the chosen augmentation."""
     return {
         "tile": args.tile,
         "overlap": args.overlap,
@@ -49,10 +51,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.frames and not videos:
         raise FcnsegError("--frames writes a video's label maps as PNGs; no video was given")
     model = options.load_model(args.checkpoint, device, args.geometry, args.fast)
-    segment_options = _segment_options(args, model, dtype)
-    if segment_options["flip"] or segment_options["scales"] != (1.0,):  # cost: one pass a view
-        chosen = options.augmentation_from(args, model)
-        print(f"fcnseg predict: test-time augmentation: {chosen} ({chosen.views} views)")
+    augmentation = options.augmentation_from(args, model)  # the checkpoint's unless flags say
+    if augmentation.views > 1:  # each view costs a pass of the net
+        print(
+            f"fcnseg predict: test-time augmentation: {augmentation} ({augmentation.views} views)"
+        )
+    segment_options = _segment_options(args, augmentation, dtype)
     segment_options["preprocess"] = normalizer_for(model, source=args.checkpoint)
     code = _predict_videos(model, videos, args, segment_options) if videos else 0
     if images or not videos:

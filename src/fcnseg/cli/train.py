@@ -106,7 +106,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"best {recipe.best_metric.replace('_iu', ' IU').replace('_', ' ')} "
                 f"{result.best_mean_iu:.4f} at iteration {result.best_iteration}"
             )
-        print(f"wrote {result.out}: last.pt, best.pt, metrics.jsonl, curves.png, recipe.toml")
+        written = ["last.pt", "best.pt", "metrics.jsonl", "curves.png", "recipe.toml"]
+        if not (Path(result.out) / "best.pt").is_file():  # no validation: nothing to pick by
+            written.remove("best.pt")
+        print(f"wrote {result.out}: {', '.join(written)}")
     return 0
 
 
