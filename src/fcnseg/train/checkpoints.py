@@ -130,12 +130,7 @@ def checkpoint_meta(
     """The metadata ``predict`` needs beside the weights: the training split's classes and
     palette (and a two-headed net's geometric classes), preprocessing, ignore index, input scale
     and, when the recipe asks for one, the test-time augmentation to score with."""
-    scales = recipe.test_scales or [1.0]
-    augmentation = (
-        {"test_time_augmentation": {"flip": recipe.test_flip, "scales": scales}}
-        if recipe.test_flip or scales != [1.0]
-        else {}
-    )
+    augmentation = recipe.test_time_augmentation()
     return {
         "classes": list(data.classes),
         "palette": [list(colour) for colour in data.palette],
@@ -144,7 +139,7 @@ def checkpoint_meta(
         "dataset": recipe.dataset,
         "input_scale": recipe.resize,
         **({"geometric_classes": list(data.geometric_classes)} if "geometric" in heads else {}),
-        **augmentation,
+        **({"test_time_augmentation": augmentation} if augmentation else {}),
     }
 
 

@@ -40,7 +40,7 @@ def check_heads(recipe: Recipe, heads: tuple[str, ...], label: Tensor) -> tuple[
             f"recipe: lovasz_weight is for one-output nets; net {recipe.net!r} has heads "
             f"{', '.join(heads)}"
         )
-    if heads and (recipe.test_flip or recipe.test_scales not in ([], [1.0])):
+    if heads and recipe.test_time_augmentation() is not None:
         raise RecipeError(
             f"recipe: test_flip and test_scales are for one-output nets; net {recipe.net!r} "
             f"has heads {', '.join(heads)}"

@@ -139,6 +139,14 @@ class Recipe:
     def __post_init__(self) -> None:
         _validate(self, "recipe")
 
+    def test_time_augmentation(self) -> dict[str, Any] | None:
+        """``test_flip`` and ``test_scales`` as checkpoint metadata records them
+        (``{"flip": bool, "scales": [...]}``); None when they ask for one view only."""
+        scales = self.test_scales or [1.0]
+        if not self.test_flip and scales == [1.0]:
+            return None
+        return {"flip": self.test_flip, "scales": scales}
+
     def replace(self, source: str = "overrides", **changes: Any) -> Recipe:
         """A copy with ``changes`` (typed values or command-line strings), validated."""
         merged = dataclasses.asdict(self)
