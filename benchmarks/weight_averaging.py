@@ -2,7 +2,7 @@
 
 Trains a recipe once (by default ``recipes/camvid-cpu.toml``) while keeping exponential moving
 averages of its weights and BatchNorm statistics at several decays
-(``torch.optim.swa_utils.AveragedModel``, as the recipe field ``ema_decay`` does), then scores
+(:func:`fcnseg.train.averaging.weight_average`, as the recipe field ``ema_decay`` does), then scores
 the trained weights and every average on the run's validation split, one view and with the
 recipe's recorded test-time augmentation. The averages only read the weights, so the trained
 weights are the ones the recipe alone would give; one run compares them all. Writes the
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 from common import print_table, write_json
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from fcnseg.evaluate.scoring import score
 from fcnseg.inference.tta import NO_AUGMENTATION, Augmentation
 from fcnseg.train import distributed
+from fcnseg.train.averaging import weight_average
 from fcnseg.train.entry import resolve_recipe
 from fcnseg.train.trainer import Trainer
 
@@ -65,15 +65,14 @@ def main() -> None:
     if args.val_options:
         overrides["val_options"] = key_values(args.val_options)
     recipe = resolve_recipe(args.recipe, overrides)
+    if not all(0 < decay < 1 for decay in args.decays):
+        parser.error(f"--decays must lie in (0, 1), got {args.decays}")
     if not recipe.val_split:
         parser.error("the run needs a validation split to score the averages on")
 
     processes = distributed.setup(recipe.device)
     trainer = Trainer(recipe, processes)
-    averages = {
-        decay: AveragedModel(trainer.net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-        for decay in args.decays
-    }
+    averages = {decay: weight_average(trainer.net, decay) for decay in args.decays}  # not None
 
     def update(iteration: int, loss: float) -> None:
         for average in averages.values():

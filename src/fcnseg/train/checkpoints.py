@@ -6,7 +6,8 @@
 - :func:`checkpoint_meta` and :func:`training_state`: a ``last.pt``/``best.pt`` is the model
   record ``fcnseg.load`` reads (classes, palette, preprocessing, ...) plus a ``training`` entry
   (optimiser, loss scaler, iteration, RNG states of every process, best score, log window, class
-  weights, recipe); :func:`write_checkpoint` stores it atomically.
+  weights, recipe; with ``ema_decay`` also the optimised weights, the model being their
+  average); :func:`write_checkpoint` stores it atomically.
 - :func:`check_health`: before anything is written the weights must be finite and score the last
   batch sanely on every process, else :class:`TrainingDiverged` and the older checkpoint stays.
 - :func:`resume_state`: loads ``OUT/last.pt`` into the net, optimiser and scaler and returns the
@@ -236,6 +237,8 @@ class Resumed:
     window: list[float]  # loss sum and count since the last log line
     weights: Tensor | None  # class weights
     rng: dict[str, Any] | None  # this process's random states; None if the process count changed
+    # with ema_decay: the average's weights (the checkpoint's model) and averaging state
+    average: tuple[dict[str, Tensor], dict[str, Any]] | None = None
     changes: dict[str, list[Any]] = field(default_factory=dict)  # setting: [old, new]
 
 
@@ -264,7 +267,9 @@ def resume_state(
         )
         raise RecipeError(f"--resume: the recipe differs from the run in {path}: {detail}")
     changes = resumed_changes(stored, recipe)
-    net.load_state_dict(contents["state_dict"])
+    # With ema_decay the model is the average and the optimised weights are kept apart.
+    averaged = "trained_state_dict" in training
+    net.load_state_dict(training["trained_state_dict"] if averaged else contents["state_dict"])
     optimizer.load_state_dict(training["optimizer"])
     scaler.load_state_dict(training["scaler"])
     states = training["rng"]
@@ -286,5 +291,6 @@ def resume_state(
         list(training["log_window"]),
         training["class_weights"],
         rng,
+        (contents["state_dict"], training["average"]) if averaged else None,
         changes,
     )

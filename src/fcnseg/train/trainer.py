@@ -13,6 +13,9 @@ unnormalised per-pixel loss; the recipes in ``recipes/`` hold those numbers. A r
   (what these files hold and how they are written and read back: :mod:`.checkpoints`);
 - ``metrics.jsonl`` (:mod:`fcnseg.train.log`) and ``curves.png``.
 
+With ``ema_decay`` the run's net is the moving average of the weights
+(:mod:`fcnseg.train.averaging`): it is what validation scores and checkpoints hold as the model.
+
 Under ``torchrun`` each process trains on its shard with ``DistributedDataParallel``; the
 validation confusion matrix is summed over processes, and only rank 0 writes files.
 """
@@ -36,6 +39,7 @@ from fcnseg.errors import RunFolderError
 from fcnseg.inference.predict import heads_of
 from fcnseg.runtime import canonical_precision, precision_dtype
 from fcnseg.train import checkpoints, distributed
+from fcnseg.train.averaging import average_state, restore_average, weight_average
 from fcnseg.train.build import (
     InitReport,
     TrainTransform,
@@ -136,8 +140,15 @@ class Trainer:
         self.changes: dict[str, list[Any]] = {}  # recipe settings a resume changed: [old, new]
         self.last_batch: tuple[Tensor, Tensor] | None = None  # checked before checkpoints
         self.weights: Tensor | None = None
+        self.resumed_average: tuple[dict[str, Tensor], dict[str, Any]] | None = None
         if resume:
             self._resume()
+        # With ema_decay, the average of the weights is the run's net: validated, saved as the
+        # model (averaging: fcnseg.train.averaging); `scored` is it, or the weights without.
+        self.average = weight_average(self.net, recipe.ema_decay)
+        if self.average is not None and self.resumed_average is not None:
+            restore_average(self.average, *self.resumed_average)
+        self.scored: nn.Module = self.net if self.average is None else self.average.module
         if self.weights is None and recipe.class_weights != "none":
             self.weights = class_weights(self.train_set, recipe.class_weights, recipe.num_workers)
             logger.info("%s class weights: %s", recipe.class_weights, self.weights.tolist())
@@ -167,14 +178,17 @@ class Trainer:
         self.iteration = self.saved_iteration = resumed.iteration
         self.best, self.best_iteration = resumed.best, resumed.best_iteration
         self.window, self.weights, self.rng = resumed.window, resumed.weights, resumed.rng
+        self.resumed_average = resumed.average
         self.init.source = f"{resumed.path} at iteration {self.iteration}"
         logger.info("resuming %s at iteration %d", resumed.path, self.iteration)
 
     def _checkpoint(self, names: list[str]) -> None:
         """Write ``names`` (``last.pt``, ``best.pt``) from rank 0; every rank must call this."""
         batch, saved = self.last_batch, self.saved_iteration
+        # The average is what is saved as the model; any NaN or inf in the optimised weights
+        # reaches it through the average.
         checkpoints.check_health(
-            self.net, batch, self.ignore_index, self.processes, self.iteration, self.out, saved
+            self.scored, batch, self.ignore_index, self.processes, self.iteration, self.out, saved
         )
         states = distributed.gather(capture_rng(), self.processes)
         if not self.processes.is_main:
@@ -195,7 +209,12 @@ class Trainer:
             weights=self.weights,
             world_size=self.processes.world_size,
         )
-        checkpoints.write_checkpoint(self.out, names, self.net, meta, training)
+        if self.average is not None:
+            training["trained_state_dict"] = {
+                k: v.detach().cpu() for k, v in self.net.state_dict().items()
+            }
+            training["average"] = average_state(self.average)
+        checkpoints.write_checkpoint(self.out, names, self.scored, meta, training)
         if "last.pt" in names:
             self.saved_iteration = self.iteration
 
@@ -246,6 +265,8 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.average is not None:
+            self.average.update_parameters(self.net)
         return value
 
     def _loss(self, scores: Tensor | dict[str, Tensor], labels: Tensor) -> Tensor:
@@ -286,7 +307,7 @@ class Trainer:
     def _validate(self) -> dict[str, Any]:
         assert self.val_set is not None
         metrics = validate(
-            self.net,
+            self.scored,
             self.val_set,
             self.normalizer,
             scale=self.recipe.resize,
