@@ -127,9 +127,14 @@ def test_1_the_lock_is_atomic_and_released(tmp_path):
 # --------------------------------------------------------------------------- 4 divergence
 
 
-def test_4_divergence_keeps_a_usable_checkpoint_and_resume_takes_a_lower_lr(data, tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])  # with an average of the weights too
+def test_4_divergence_keeps_a_usable_checkpoint_and_resume_takes_a_lower_lr(
+    data, tmp_path, ema_decay
+):
     out = tmp_path / "run"
-    recipe = tiny_recipe(data, out, iterations=2, checkpoint_every=1, val_split="")
+    recipe = tiny_recipe(
+        data, out, iterations=2, checkpoint_every=1, val_split="", ema_decay=ema_decay
+    )
     train(recipe)
     blown = dataclasses.replace(recipe, lr=1e30, iterations=6)
     with pytest.raises(TrainingDiverged) as caught:

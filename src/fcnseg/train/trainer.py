@@ -185,11 +185,11 @@ class Trainer:
     def _checkpoint(self, names: list[str]) -> None:
         """Write ``names`` (``last.pt``, ``best.pt``) from rank 0; every rank must call this."""
         batch, saved = self.last_batch, self.saved_iteration
-        # The average is what is saved as the model; any NaN or inf in the optimised weights
-        # reaches it through the average.
-        checkpoints.check_health(
-            self.scored, batch, self.ignore_index, self.processes, self.iteration, self.out, saved
-        )
+        # the optimised weights, and (with ema_decay) their average, saved as the model
+        for net in (self.net,) if self.average is None else (self.net, self.average.module):
+            checkpoints.check_health(
+                net, batch, self.ignore_index, self.processes, self.iteration, self.out, saved
+            )
         states = distributed.gather(capture_rng(), self.processes)
         if not self.processes.is_main:
             return
