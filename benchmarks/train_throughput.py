@@ -4,8 +4,8 @@ this machine's float32 matmul rate measured in the same process.
 One row per recipe (and per ``--variant``, a recipe with some fields changed): the recipe's net,
 optimiser, loss and class-weighting on a random batch of its crop size, in its memory format and
 precision. FLOPs are counted on one real step (forward, loss, backward) with torch's
-``FlopCounterMode`` (multiply-add = 2 FLOPs; the optimiser update is not counted), the step is
-timed as the median of ``--repeats`` steps after warm-up. With ``--root``, a second column gives
+``FlopCounterMode`` (multiply-add = 2 FLOPs; the optimiser update and an ``ema_decay`` average
+are timed, not counted), the step is timed as the median of ``--repeats`` steps after warm-up. With ``--root``, a second column gives
 the images per second of the recipe's data pipeline alone (decode, augment, collate, with its
 ``num_workers``), to show which of the two bounds a run.
 
@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from fcnseg.data.transforms import collate_pad
+from fcnseg.train.averaging import weight_average
 from fcnseg.train.build import (
     TrainTransform,
     make_model,
@@ -53,6 +54,7 @@ def training_step(recipe: Recipe, num_classes: int):
     memory = torch.channels_last if recipe.channels_last else torch.contiguous_format
     net.to(memory_format=memory)
     optimizer = make_optimizer(recipe, net)
+    average = weight_average(net, recipe.ema_decay)  # None without ema_decay
     height, width = recipe.crop_size or (360, 480)
     images = torch.randn(recipe.batch_size, 3, height, width).contiguous(memory_format=memory)
     labels = torch.randint(0, num_classes, (recipe.batch_size, height, width))
@@ -68,6 +70,8 @@ def training_step(recipe: Recipe, num_classes: int):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if average is not None:
+            average.update_parameters(net)
 
     return step
 
