@@ -5,9 +5,9 @@ One row per recipe (and per ``--variant``, a recipe with some fields changed): t
 optimiser, loss and class-weighting on a random batch of its crop size, in its memory format and
 precision. FLOPs are counted on one real step (forward, loss, backward) with torch's
 ``FlopCounterMode`` (multiply-add = 2 FLOPs; the optimiser update and an ``ema_decay`` average
-are timed, not counted), the step is timed as the median of ``--repeats`` steps after warm-up. With ``--root``, a second column gives
-the images per second of the recipe's data pipeline alone (decode, augment, collate, with its
-``num_workers``), to show which of the two bounds a run.
+are timed, not counted), the step is timed as the median of ``--repeats`` steps after warm-up.
+With ``--root``, a second column gives the images per second of the recipe's data pipeline alone
+(decode, augment, collate, with its ``num_workers``), to show which of the two bounds a run.
 
 Before and after a recipe change, in one run (the ratio is what to trust):
 

@@ -5,7 +5,8 @@ averages of its weights and BatchNorm statistics at several decays
 (:func:`fcnseg.train.averaging.weight_average`, as the recipe field ``ema_decay`` does), then scores
 the trained weights and every average on the run's validation split, one view and with the
 recipe's recorded test-time augmentation. The averages only read the weights, so the trained
-weights are the ones the recipe alone would give; one run compares them all. Writes the
+weights are the ones the recipe gives without averaging (its ``ema_decay`` is set to 0 here);
+one run compares them all. Writes the
 averages as ``OUT/ema-<decay>.pt`` state dicts. Run alone on a quiet machine, e.g. on a
 held-out sequence:
 
@@ -56,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    overrides = {"root": args.root, "out": args.out, "val_every": 0}
+    overrides = {"root": args.root, "out": args.out, "val_every": 0, "ema_decay": 0.0}
     for name in ("train_split", "val_dataset", "val_split", "iterations"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
