@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
 
 import fcnseg
 from fcnseg.checkpoint import CheckpointError, atomic_save, model_record, read
@@ -36,6 +37,7 @@ from fcnseg.data.common import SegmentationDataset
 from fcnseg.data.transforms import Normalizer
 from fcnseg.errors import EXIT_DIVERGED, FcnsegError, InputNotFoundError
 from fcnseg.train import distributed
+from fcnseg.train.averaging import average_state
 from fcnseg.train.distributed import Processes
 from fcnseg.train.log import MetricsLog
 from fcnseg.train.recipe import RESUMABLE, Recipe, RecipeError, dumps, from_dict, resumed_changes
@@ -157,9 +159,19 @@ def training_state(
     window: list[float],
     weights: Tensor | None,
     world_size: int,
+    trained: nn.Module,
+    average: AveragedModel | None = None,
 ) -> dict[str, Any]:
     """A checkpoint's ``training`` entry: all that :func:`resume_state` needs (``rng``: every
-    process's random states, by rank; ``window``: loss sum and count since the last log line)."""
+    process's random states, by rank; ``window``: loss sum and count since the last log line;
+    with an ``average`` of the ``trained`` net, which is then the checkpoint's model, the
+    trained weights and the averaging state)."""
+    averaging: dict[str, Any] = {}
+    if average is not None:
+        averaging = {
+            "trained_state_dict": {k: v.detach().cpu() for k, v in trained.state_dict().items()},
+            "average": average_state(average),
+        }
     return {
         "iteration": iteration,
         "total_iterations": total,
@@ -177,6 +189,7 @@ def training_state(
         "class_weights": None if weights is None else weights.cpu(),
         "recipe": dataclasses.asdict(recipe),
         "world_size": world_size,
+        **averaging,
     }
 
 

@@ -39,7 +39,7 @@ from fcnseg.errors import RunFolderError
 from fcnseg.inference.predict import heads_of
 from fcnseg.runtime import canonical_precision, precision_dtype
 from fcnseg.train import checkpoints, distributed
-from fcnseg.train.averaging import average_state, restore_average, weight_average
+from fcnseg.train.averaging import restore_average, weight_average
 from fcnseg.train.build import (
     InitReport,
     TrainTransform,
@@ -140,15 +140,12 @@ class Trainer:
         self.changes: dict[str, list[Any]] = {}  # recipe settings a resume changed: [old, new]
         self.last_batch: tuple[Tensor, Tensor] | None = None  # checked before checkpoints
         self.weights: Tensor | None = None
-        self.resumed_average: tuple[dict[str, Tensor], dict[str, Any]] | None = None
-        if resume:
-            self._resume()
         # With ema_decay, the average of the weights is the run's net: validated, saved as the
         # model (averaging: fcnseg.train.averaging); `scored` is it, or the weights without.
         self.average = weight_average(self.net, recipe.ema_decay)
-        if self.average is not None and self.resumed_average is not None:
-            restore_average(self.average, *self.resumed_average)
         self.scored: nn.Module = self.net if self.average is None else self.average.module
+        if resume:
+            self._resume()
         if self.weights is None and recipe.class_weights != "none":
             self.weights = class_weights(self.train_set, recipe.class_weights, recipe.num_workers)
             logger.info("%s class weights: %s", recipe.class_weights, self.weights.tolist())
@@ -178,7 +175,8 @@ class Trainer:
         self.iteration = self.saved_iteration = resumed.iteration
         self.best, self.best_iteration = resumed.best, resumed.best_iteration
         self.window, self.weights, self.rng = resumed.window, resumed.weights, resumed.rng
-        self.resumed_average = resumed.average
+        if self.average is not None and resumed.average is not None:
+            restore_average(self.average, *resumed.average)
         self.init.source = f"{resumed.path} at iteration {self.iteration}"
         logger.info("resuming %s at iteration %d", resumed.path, self.iteration)
 
@@ -208,12 +206,9 @@ class Trainer:
             window=self.window,
             weights=self.weights,
             world_size=self.processes.world_size,
+            trained=self.net,
+            average=self.average,
         )
-        if self.average is not None:
-            training["trained_state_dict"] = {
-                k: v.detach().cpu() for k, v in self.net.state_dict().items()
-            }
-            training["average"] = average_state(self.average)
         checkpoints.write_checkpoint(self.out, names, self.scored, meta, training)
         if "last.pt" in names:
             self.saved_iteration = self.iteration
