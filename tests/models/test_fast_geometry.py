@@ -9,14 +9,14 @@ from torch import nn
 import fcnseg
 from fcnseg.models import MODELS
 
-VGG = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_atonce"]
+VGG = ["fcn32s", "fcn16s", "fcn8s", "fcn4s", "fcn8s_atonce"]
 
 
 def tiny(arch, geometry, **kwargs):
     return MODELS[arch](num_classes=3, width=1 / 16, geometry=geometry, **kwargs)
 
 
-@pytest.mark.parametrize("arch", ["fcn32s", "fcn8s"])
+@pytest.mark.parametrize("arch", ["fcn32s", "fcn8s", "fcn4s"])
 def test_output_size_equals_input_size(arch):
     model = tiny(arch, "fast").eval()
     sizes = [(1, 1), (1, 7), (17, 1), (2, 2), (31, 33), (32, 32), (63, 65), (360, 480)]
@@ -26,8 +26,9 @@ def test_output_size_equals_input_size(arch):
 
 
 def test_derived_offsets():
-    """fc7 sits at x/32 - 31/64, pool4 at x/16 - 15/32, pool3 at x/8 - 7/16: each 2x upscore
-    (k4, no padding) starts one cell early (the same as padding 1), and upscore8 four pixels."""
+    """fc7 sits at x/32 - 31/64, pool4 at x/16 - 15/32, pool3 at x/8 - 7/16, pool2 at
+    x/4 - 3/8: each 2x upscore (k4, no padding) starts one cell early (the same as padding 1),
+    upscore8 four pixels and upscore4 two."""
     summary = {
         arch: [(a.kernel, a.score_crop, a.target_crop) for a in tiny(arch, "fast").alignments]
         for arch in VGG
@@ -35,6 +36,7 @@ def test_derived_offsets():
     assert summary["fcn32s"] == [(64, 16, 0)]
     assert summary["fcn16s"] == [(4, 1, 0), (32, 8, 0)]
     assert summary["fcn8s"] == summary["fcn8s_atonce"] == [(4, 1, 0), (4, 1, 0), (16, 4, 0)]
+    assert summary["fcn4s"] == [(4, 1, 0), (4, 1, 0), (4, 1, 0), (8, 2, 0)]
     reference = tiny("fcn8s", "reference")
     assert (reference.skip_offsets, reference.score_offsets, reference.final_offset) == (
         [5, 9],
@@ -94,7 +96,13 @@ def _impulse_net(arch, geometry, path):
 @pytest.mark.parametrize("geometry", ["reference", "fast"])
 @pytest.mark.parametrize(
     ("arch", "path", "stride"),
-    [("fcn32s", "score_fr", 32), ("fcn8s", "score_pool4", 16), ("fcn8s", "score_pool3", 8)],
+    [
+        ("fcn32s", "score_fr", 32),
+        ("fcn8s", "score_pool4", 16),
+        ("fcn8s", "score_pool3", 8),
+        ("fcn4s", "score_pool3", 8),
+        ("fcn4s", "score_pool2", 4),
+    ],
 )
 def test_an_impulse_peaks_at_the_centre_of_its_cell(arch, path, stride, geometry):
     """The pooling grid starts at conv1_1's first output pixel, image pixel 1 - padding (-99

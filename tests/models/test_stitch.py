@@ -55,7 +55,12 @@ def test_on_vgg16_layers_through_pool3():
 def test_rarefy_from_a_layer_and_backbone_taps():
     backbone = VGG16(width=1 / 16, conv1_padding=0, padding=0)
     dense = rarefy(backbone, start="pool4")
-    assert [t.stride for t in dense.taps] == [8, 8, 8]
+    assert [(t.name, t.stride) for t in dense.taps] == [
+        ("pool2", 4),  # before pool4: untouched
+        ("pool3", 8),
+        ("pool4", 8),
+        ("fc7", 8),
+    ]
     assert dense.fc6.dilation == (4, 4) and dense.pool4.stride == 1 and dense.pool5.dilation == 2
     assert backbone.pool4.stride == 2  # the original is untouched
     with pytest.raises(KeyError, match="no layer"):

@@ -289,6 +289,7 @@ ARCH_BACKBONES = {
     "fcn32s": "vgg16",
     "fcn16s": "vgg16",
     "fcn8s": "vgg16",
+    "fcn4s": "vgg16",
     "fcn8s_atonce": "vgg16",
     "fcn_alexnet": "alexnet",
     "fcn_googlenet": "googlenet",

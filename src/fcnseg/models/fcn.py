@@ -262,7 +262,7 @@ def score_layer(channels: int, num_classes: int) -> nn.Conv2d:
 
 @dataclass(frozen=True)
 class VGG16FCNConfig(FCNConfig):
-    """Settings of the VGG16 FCNs (fcn32s, fcn16s, fcn8s, fcn8s_atonce)."""
+    """Settings of the VGG16 FCNs (fcn32s, fcn16s, fcn8s, fcn4s, fcn8s_atonce)."""
 
     batch_norm: bool = False  # BatchNorm after every convolution (not in the paper)
     dropout: float = 0.5  # after fc6 and fc7, as in the VGG16 classifier
@@ -328,6 +328,17 @@ def fcn16s(config: VGG16FCNConfig) -> FCN:
 def fcn8s(config: VGG16FCNConfig) -> FCN:
     """FCN-8s on VGG16 (voc-fcn8s): fused with pool4's and then pool3's scores, upsampled 8x."""
     return _vgg16_fcn(config, ("pool4", "pool3"))
+
+
+@builder(VGG16FCNConfig)
+def fcn4s(config: VGG16FCNConfig) -> FCN:
+    """FCN-4s on VGG16: FCN-8s fused once more, with pool2's scores, and upsampled 4x.
+
+    Section 4.2 carries the skips on to pool2 and finds diminishing returns on PASCAL; thin
+    objects a few pixels wide (poles, signs in road scenes at reduced resolution) are where a
+    stride-4 skip can still add detail.
+    """
+    return _vgg16_fcn(config, ("pool4", "pool3", "pool2"))
 
 
 @builder(VGG16FCNConfig)

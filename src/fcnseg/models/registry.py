@@ -15,8 +15,9 @@ from fcnseg.errors import FcnsegError
 from fcnseg.models import fcn, fusion, multitask
 from fcnseg.models.config import Builder
 
-# name -> builder, in the order ``fcnseg models`` lists them: the paper's VGG16 nets, the other
-# Table 1 nets, modern backbones, then nets of several streams or outputs.
+# name -> builder, in the order ``fcnseg models`` lists them: the paper's VGG16 nets (FCN-4s
+# carries their skips on to pool2), the other Table 1 nets, modern backbones, then nets of
+# several streams or outputs.
 MODELS: dict[str, Builder[Any, Any]] = {
     b.name: b
     for b in (
@@ -24,6 +25,7 @@ MODELS: dict[str, Builder[Any, Any]] = {
         fcn.fcn16s,
         fcn.fcn8s,
         fcn.fcn8s_atonce,
+        fcn.fcn4s,
         fcn.fcn_alexnet,
         fcn.fcn_googlenet,
         fcn.fcn8s_resnet18,
