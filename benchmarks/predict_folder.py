@@ -7,9 +7,10 @@
   processes and batches of ``--batch-size`` equal-size images (legends drawn as well).
 
 Default folder: the CamVid val frames (``../shared/data/camvid/val``, 101 frames of 360 x 480);
-default net: ``--checkpoint``, else one shaped like ``recipes/camvid-cpu.toml``'s (random
-weights; speed does not depend on them). Each way writes into its own temporary folder; the
-rounds alternate the two ways. Run on a quiet machine:
+default net: ``--checkpoint``, else an FCN-8s shaped like ``recipes/camvid-cpu.toml``'s net
+(VGG16 x 0.25, BatchNorm, fast geometry, input scale 0.5, as the recipe's net was before it
+took FCN-4s; random weights: speed does not depend on them). Each way writes into its own
+temporary folder; the rounds alternate the two ways. Run on a quiet machine:
 
     python benchmarks/predict_folder.py --threads 2 --rounds 3
 """

@@ -13,8 +13,9 @@ times, printing the median seconds.
 - ``baseline``: a 1 x 1 image: what Python, torch and the net take before any image.
 
 Default net: ``--checkpoint`` if given, else one shaped like ``recipes/camvid-cpu.toml``'s
-(FCN-8s, VGG16 x 0.25, BatchNorm, fast geometry, 11 classes, input scale 0.5, random weights:
-memory and time do not depend on the weights), saved to a temporary file.
+before it took FCN-4s (FCN-8s, VGG16 x 0.25, BatchNorm, fast geometry, 11 classes, input
+scale 0.5, random weights: memory and time do not depend on the weights), saved to a temporary
+file.
 
 Targets (issue 14): 4000 x 3000 in <= 1 GB peak RSS, 10000 x 10000 in <= 2 GB, tiled time per
 megapixel within 1.3x of whole where both fit. Run on a quiet machine:
@@ -64,7 +65,7 @@ def child(args: argparse.Namespace) -> None:
 
 
 def camvid_cpu_checkpoint(path: Path) -> Path:
-    """A random-weight net shaped like recipes/camvid-cpu.toml's, saved at ``path``."""
+    """A random-weight FCN-8s shaped like recipes/camvid-cpu.toml's net, saved at ``path``."""
     import fcnseg
     from fcnseg.data.transforms import ImageNetNormalize
 

@@ -165,7 +165,7 @@ def test_camvid_frames_tiled_agree_and_keep_mean_iu():
     assert abs(whole_cm.compute()["mean_iu"] - tiled_cm.compute()["mean_iu"]) <= 0.005
 
 
-# A CamVid net trained briefly in the test, shaped like recipes/camvid-cpu.toml's (input scale
+# A CamVid FCN-8s trained briefly in the test, shaped like recipes/camvid-cpu.toml's (input scale
 # 0.5): enough to make it confident where the truth is clear, as trained nets are.
 QUICK_CAMVID_ITERATIONS = 150
 
