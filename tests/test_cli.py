@@ -91,6 +91,7 @@ def _eval_args(checkpoint, root, dataset="folder", *extra):
         ("class count", "{tmp}/two.pt predicts 2 classes but the dataset"),
         ("option syntax", "--option expects key=value, got 'year'"),
         ("unknown option", "dataset 'folder' rejects the options {{'year': '2012'}}"),
+        ("train's spelling", "dataset 'folder' rejects the options {{'year': '2012'}}"),
     ],
 )
 def test_eval_errors_exit_2_with_one_line(files, tmp_path, capsys, case, message):
@@ -106,6 +107,7 @@ def test_eval_errors_exit_2_with_one_line(files, tmp_path, capsys, case, message
         "class count": _eval_args(write_checkpoint(tmp_path / "two.pt", num_classes=2), root),
         "option syntax": _eval_args(checkpoint, root, "folder", "--option", "year"),
         "unknown option": _eval_args(checkpoint, root, "folder", "--option", "year=2012"),
+        "train's spelling": _eval_args(checkpoint, root, "folder", "--options", "year=2012"),
     }[case]
     assert run(*args) == 2
     captured = capsys.readouterr()

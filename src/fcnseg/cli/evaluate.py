@@ -137,10 +137,13 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--split", required=True, help="e.g. val, test, seg11valid")
     evaluate.add_argument(
         "--option",
+        "--options",  # as `fcnseg train` spells it
+        dest="option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="reader option, repeatable (e.g. year=2012, target=semantic, voc_root=PATH)",
+        help="reader option, repeatable (e.g. year=2012, target=semantic, voc_root=PATH);"
+        " --options is the same flag",
     )
     evaluate.add_argument("--json", default=None, metavar="PATH", help="write the metrics here")
     evaluate.add_argument(
