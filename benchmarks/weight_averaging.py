@@ -6,9 +6,8 @@ averages of its weights and BatchNorm statistics at several decays
 the trained weights and every average on the run's validation split, one view and with the
 recipe's recorded test-time augmentation. The averages only read the weights, so the trained
 weights are the ones the recipe gives without averaging (its ``ema_decay`` is set to 0 here);
-one run compares them all. Writes the
-averages as ``OUT/ema-<decay>.pt`` state dicts. Run alone on a quiet machine, e.g. on a
-held-out sequence:
+one run compares them all. Writes the averages as ``OUT/ema-<decay>.pt`` state dicts. Run alone
+on a quiet machine, e.g. on a held-out sequence:
 
     python benchmarks/weight_averaging.py --root ../shared/data/camvid --out runs/ema-holdout \\
         --options exclude_sequences=0006R0 --val-dataset camvid --val-split train \\
