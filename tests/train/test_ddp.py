@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,6 +17,18 @@ from fcnseg.evaluate.scoring import evaluate
 from fcnseg.train.recipe import dumps
 from helpers import tiny_recipe, write_tiny_dataset
 
+GLOO_ABORT = "terminate called without an active exception"
+
+
+def _torchrun(command: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
 
 @pytest.mark.slow
 def test_two_processes_train_and_validate_as_one(tmp_path):
@@ -26,13 +39,14 @@ def test_two_processes_train_and_validate_as_one(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node", "2", "-m", "fcnseg.cli", "--threads", "1"]
     command += ["train", "--recipe", str(recipe)]
-    done = subprocess.run(
-        command,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    done = _torchrun(command)
+    if done.returncode != 0 and GLOO_ABORT in done.stderr:
+        # Rarely (twice in this project's CI runs so far, never in 8 runs of this file alone) a
+        # rank dies with SIGABRT mid-run after this message of the C++ runtime: a std::thread
+        # destroyed while joinable, in torch's distributed runtime (fcnseg runs no native
+        # threads). Not what this test checks; any other failure, or this one twice, still fails.
+        shutil.rmtree(out)  # the dead run's folder: start afresh
+        done = _torchrun(command)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trained to iteration 4") == 1  # only rank 0 prints
 

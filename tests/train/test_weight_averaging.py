@@ -15,6 +15,7 @@ from fcnseg.data import open_dataset
 from fcnseg.evaluate.scoring import evaluate
 from fcnseg.train import train
 from fcnseg.train import trainer as trainer_module
+from fcnseg.train.averaging import average_decay
 from fcnseg.train.recipe import RecipeError
 from fcnseg.train.validation import validate
 from helpers import assert_same_tensors, kill_resume_and_compare, tiny_recipe, write_tiny_dataset
@@ -44,19 +45,37 @@ def test_the_average_follows_the_weights_without_changing_them(data, tmp_path):
     assert_same_tensors(training["trained_state_dict"], steps[-1], "trained weights")
     assert training["average"] == {"updates": 3}
 
-    # e1 = w1, e_t = d e_(t-1) + (1 - d) w_t, for weights and BatchNorm statistics alike
-    expected = {k: v.clone() for k, v in steps[0].items()}
-    for weights in steps[1:]:
-        for name, value in weights.items():
-            if value.is_floating_point():
-                expected[name] = DECAY * expected[name] + (1 - DECAY) * value
+    # e_3 = (d^2 w1 + d w2 + w3) / (d^2 + d + 1), for weights and BatchNorm statistics alike
+    shares = [DECAY**2, DECAY, 1.0]
+    expected = {
+        name: sum(share * step[name] for share, step in zip(shares, steps)) / sum(shares)
+        for name, value in steps[0].items()
+        if value.is_floating_point()
+    }
     model = contents["state_dict"]
     floating = [name for name, value in model.items() if value.is_floating_point()]
     assert any("running_var" in name for name in floating)
+    assert sorted(floating) == sorted(expected)
     for name in floating:
         torch.testing.assert_close(model[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
     # ... and it is not the optimised weights
     assert not all(torch.equal(model[name], steps[-1][name]) for name in floating)
+
+
+@pytest.mark.parametrize("decay", [0.5, 0.999])
+def test_the_running_update_is_the_exponentially_weighted_mean(decay):
+    # a_t applied step by step gives sum_s d^(t-s) w_s / sum_s d^(t-s) at every t: no share
+    # of the first step's weights survives beyond its own.
+    weights = [3.0, -1.0, 4.0, 1.0, -5.0, 9.0]
+    average = weights[0]
+    for t in range(2, len(weights) + 1):
+        a = average_decay(decay, t - 1)
+        average = a * average + (1 - a) * weights[t - 1]
+        shares = [decay ** (t - s) for s in range(1, t + 1)]
+        mean = sum(share * w for share, w in zip(shares, weights)) / sum(shares)
+        assert average == pytest.approx(mean, rel=1e-12, abs=1e-12)
+    assert average_decay(0.5, 1) == pytest.approx(1 / 3)  # (0.5 w1 + w2) / 1.5
+    assert average_decay(0.999, 10**6) == pytest.approx(0.999)  # late: the plain average
 
 
 def test_validation_scores_the_average_that_the_checkpoint_holds(data, tmp_path, monkeypatch):

@@ -119,7 +119,7 @@ class Recipe:
     lovasz_weight: float = 0.0  # add this times the Lovasz-softmax loss (a mean-IU surrogate)
     loss_sample_rate: float = 1.0  # keep each pixel's loss with this probability (1: all; 3.4)
     loss_sample_rescale: bool = True  # sampled "sum" loss divided by the rate (unbiased)
-    ema_decay: float = 0.0  # d: save and validate e = d * e + (1 - d) * weights, per step (0: off)
+    ema_decay: float = 0.0  # d: validate and save the moving average of the weights (0: off)
     iterations: int = 0  # optimiser steps; give this or `epochs`
     epochs: int = 0  # passes over the train split (sharded across processes)
     # ---- scoring (recorded in the checkpoint: fcnseg eval, predict and segment apply it)
