@@ -10,6 +10,7 @@ from fcnseg.data.camvid import CamVid
 from fcnseg.data.common import DatasetError, SegmentationDataset
 from fcnseg.data.context import PascalContext
 from fcnseg.data.folder import LabelFolder
+from fcnseg.data.in_memory import InMemory
 from fcnseg.data.nyud import NYUDv2
 from fcnseg.data.palettes import flat_palette, voc_palette
 from fcnseg.data.sbd import SBD
@@ -28,6 +29,7 @@ __all__ = [
     "PascalContext",
     "SIFTFlow",
     "SegmentationDataset",
+    "InMemory",
     "flat_palette",
     "voc_palette",
 ]

@@ -56,6 +56,7 @@ RESUMABLE = frozenset(
         "log_every",
         "out",
         "num_workers",
+        "cache_samples",
         "device",
         "root",
         "val_root",
@@ -133,9 +134,10 @@ class Recipe:
     seed: int = 0  # weights, data order and augmentation are functions of it
     out: str = ""  # output folder (required)
     num_workers: int = 0  # DataLoader worker processes
+    cache_samples: bool = False  # keep decoded train pairs in memory: each file read once
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 CUDA only); "none": deprecated fp32
-    channels_last: bool = False  # NHWC memory format (faster convolutions on recent GPUs)
+    channels_last: bool = False  # NHWC memory format (faster convolutions: recent GPUs, AVX-512)
 
     def __post_init__(self) -> None:
         _validate(self, "recipe")

@@ -172,7 +172,7 @@ class KeyedSamples(Dataset):
     ``augment(image, label, generator)`` draws all its randomness from ``generator``.
     """
 
-    def __init__(self, dataset: SegmentationDataset, augment: Augment) -> None:
+    def __init__(self, dataset: Dataset, augment: Augment) -> None:
         self.dataset = dataset
         self.augment = augment
         self.generator = torch.Generator()

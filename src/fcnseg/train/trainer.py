@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from fcnseg.data.in_memory import InMemory
 from fcnseg.data.transforms import collate_pad
 from fcnseg.errors import RunFolderError
 from fcnseg.inference.predict import heads_of
@@ -217,9 +218,9 @@ class Trainer:
 
     def _loader(self) -> DataLoader:
         self.sampler.start, self.sampler.stop = self.iteration, self.total
-        samples = KeyedSamples(
-            self.train_set, TrainTransform(self.recipe, self.normalizer, self.ignore_index)
-        )
+        pairs = InMemory(self.train_set) if self.recipe.cache_samples else self.train_set
+        augment = TrainTransform(self.recipe, self.normalizer, self.ignore_index)
+        samples = KeyedSamples(pairs, augment)
         return DataLoader(
             samples,
             batch_sampler=self.sampler,
