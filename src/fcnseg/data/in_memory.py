@@ -1,7 +1,7 @@
 """Samples kept in memory after their first read (the recipe's ``cache_samples``).
 
-A training run reads every frame of a small dataset over a hundred times (CamVid's 367 train frames:
-130 times in the CPU recipe), and reading a 360 x 480 frame (9.5 ms) costs more than twice
+A training run reads every frame of a small dataset over a hundred times (CamVid's 367 train
+frames: 130 times in the CPU recipe), and reading a 360 x 480 frame (9.5 ms) costs more than twice
 what augmenting it does (the loader spends about 13 ms a frame).
 :class:`InMemory` reads each pair once and then serves it from memory, exactly as the dataset
 gives it: same values, same dtypes. Images of whole numbers 0..255 and labels 0..255 (both the
@@ -21,10 +21,8 @@ _Stored = tuple[Tensor, torch.dtype]
 
 def _compact(tensor: Tensor) -> _Stored:
     """``tensor`` as uint8 when that holds every value exactly, with the dtype to give back."""
-    if tensor.dtype != torch.uint8 and tensor.numel() and not tensor.is_complex():
-        exact = tensor.dtype == torch.bool or not tensor.is_floating_point()
-        if not exact:
-            exact = bool(torch.equal(tensor, tensor.round()))
+    if tensor.dtype != torch.uint8 and tensor.numel():
+        exact = not tensor.is_floating_point() or torch.equal(tensor, tensor.round())
         if exact and tensor.min() >= 0 and tensor.max() <= 255:
             return tensor.to(torch.uint8), tensor.dtype
     return tensor.clone(), tensor.dtype
