@@ -47,8 +47,9 @@ from fcnseg.train.trainer import amp_dtype_for
 CAMVID_CLASSES = 11
 
 
-def training_step(recipe: Recipe, num_classes: int):
-    """A closure running one optimiser step of ``recipe`` on a fixed random batch."""
+def training_step(recipe: Recipe, num_classes: int, compiled: bool = False):
+    """A closure running one optimiser step of ``recipe`` on a fixed random batch; with
+    ``compiled``, the net's forward and backward go through ``torch.compile`` (inductor)."""
     torch.manual_seed(recipe.seed)
     net = make_model(recipe, num_classes, 3).train()
     memory = torch.channels_last if recipe.channels_last else torch.contiguous_format
@@ -60,12 +61,19 @@ def training_step(recipe: Recipe, num_classes: int):
     labels = torch.randint(0, num_classes, (recipe.batch_size, height, width))
     weights = torch.rand(num_classes) + 0.5 if recipe.class_weights != "none" else None
     dtype = amp_dtype_for(recipe.amp, torch.device("cpu"))  # the trainer's reading of amp
+    forward = torch.compile(net) if compiled else net
 
     def step() -> None:
         with torch.autocast("cpu", dtype, enabled=dtype is not None):
-            scores = net(images)
+            scores = forward(images)
         loss = segmentation_loss(
-            scores.float(), labels, 255, weights, recipe.loss, lovasz_weight=recipe.lovasz_weight
+            scores.float(),
+            labels,
+            255,
+            weights,
+            recipe.loss,
+            lovasz_weight=recipe.lovasz_weight,
+            jaccard_weight=recipe.jaccard_weight,
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -112,6 +120,11 @@ def main() -> None:
         metavar="KEY=VALUE[;KEY=VALUE]",
         help="a row: the first recipe with these fields changed (learnable_upsampling=false)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also a row per recipe with the net under torch.compile (its compilation untimed)",
+    )
     parser.add_argument("--root", default="", help="time the data pipeline too (CamVid root)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
@@ -129,17 +142,25 @@ def main() -> None:
 
     matmul = matmul_gflops()
     rows = []
-    for name, recipe in recipes:
-        step = training_step(recipe, CAMVID_CLASSES)
-        flop = step_gflop(step)
-        seconds = median_seconds(step, args.repeats, warmup=2)
+    runs = [(name, recipe, False) for name, recipe in recipes]
+    if args.compile:
+        runs += [(name, recipe, True) for name, recipe in recipes]
+    flops: dict[str, float] = {}  # the eager step's count, which the compiled row shares
+    for name, recipe, compiled in runs:
+        step = training_step(recipe, CAMVID_CLASSES, compiled)
+        if not compiled:  # a compiled step runs inductor's kernels, which the counter cannot see
+            flops[name] = step_gflop(step)
+        flop = flops[name]
+        seconds = median_seconds(step, args.repeats, warmup=2)  # warm-up: the compilation
         loader = (
-            loader_images_per_second(recipe, args.root, args.loader_batches) if args.root else None
+            loader_images_per_second(recipe, args.root, args.loader_batches)
+            if args.root and not compiled
+            else None
         )
         height, width = recipe.crop_size or (360, 480)
         rows.append(
             {
-                "recipe": name,
+                "recipe": f"{name} + torch.compile" if compiled else name,
                 "batch": f"{recipe.batch_size} x {height}x{width}",
                 "ms/step": seconds * 1e3,
                 "img/s": recipe.batch_size / seconds,

@@ -298,16 +298,15 @@ def test_batch_by_size_trains_mixed_sizes_without_padding(tmp_path, monkeypatch)
     assert any((labels == 255).any() for labels in seen)  # without it: padded to a batch's max
 
 
-def test_lovasz_weight_adds_the_lovasz_term_to_the_logged_loss(data, tmp_path):
-    """The first step's logged loss: cross-entropy plus lovasz_weight x Lovasz-softmax of the
-    same scores (same seed, so the same weights and batch)."""
+@pytest.mark.parametrize("term", ["lovasz_weight", "jaccard_weight"])
+def test_an_iu_term_adds_to_the_logged_loss(data, tmp_path, term):
+    """The first step's logged loss: cross-entropy plus the weight x the Lovasz-softmax or
+    soft-Jaccard loss of the same scores (same seed, so the same weights and batch)."""
     plain = train(tiny_recipe(data, tmp_path / "a", iterations=1, val_split="", log_every=1))
     mixed = train(
-        tiny_recipe(
-            data, tmp_path / "b", iterations=1, val_split="", log_every=1, lovasz_weight=0.5
-        )
+        tiny_recipe(data, tmp_path / "b", iterations=1, val_split="", log_every=1, **{term: 0.5})
     )
-    # Lovasz-softmax lies in [0, 1]: the logged loss grows by at most lovasz_weight
+    # both lie in [0, 1]: the logged loss grows by at most the weight
     assert plain.final_loss < mixed.final_loss <= plain.final_loss + 0.5
 
 

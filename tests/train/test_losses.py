@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fcnseg.models.geometry import receptive_field
-from fcnseg.train.losses import lovasz_softmax_loss, segmentation_loss
+from fcnseg.train.losses import lovasz_softmax_loss, segmentation_loss, soft_jaccard_loss
 
 
 def _net():
@@ -121,4 +121,54 @@ def test_segmentation_loss_adds_the_weighted_lovasz_term():
     plain = segmentation_loss(scores, labels)
     both = segmentation_loss(scores, labels, lovasz_weight=0.5)
     expected = plain + 0.5 * lovasz_softmax_loss(scores, labels)
+    assert both.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_soft_jaccard_by_hand():
+    """Three pixels, two classes: the soft IU of each class from the probabilities."""
+    p0 = torch.tensor([0.9, 0.4, 0.3])
+    scores = torch.stack([p0, 1 - p0]).log()[None, :, None, :]  # softmax gives back p
+    labels = torch.tensor([[[0, 0, 1]]])
+    # class 0: I = .9 + .4 = 1.3, U = (.9 + .4 + .3) + 2 - 1.3 = 2.3
+    # class 1: I = .7, U = (.1 + .6 + .7) + 1 - .7 = 1.7
+    expected = 1 - (1.3 / 2.3 + 0.7 / 1.7) / 2
+    assert soft_jaccard_loss(scores, labels).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_soft_jaccard_of_hard_predictions_is_one_minus_mean_iu():
+    """On 0/1 probabilities the soft IU is the IU: 1 - IU averaged over the classes in the
+    labels; ignored pixels take no part, whatever their scores."""
+    from fcnseg.evaluate.metrics import ConfusionMatrix
+
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 5, (2, 8, 6), generator=generator)
+    labels[labels == 4] = 255  # class 4 only under ignored pixels' predictions
+    predicted = torch.randint(0, 5, (2, 8, 6), generator=generator)
+    scores = F.one_hot(predicted, 5).movedim(-1, 1).float() * 100.0
+    matrix = ConfusionMatrix(5)
+    matrix.update(predicted, labels)
+    present = labels[labels != 255].unique().tolist()
+    iu = [matrix.compute()["iu"][c] for c in present]
+    expected = 1 - sum(iu) / len(iu)
+    assert soft_jaccard_loss(scores, labels).item() == pytest.approx(expected, abs=1e-5)
+    assert soft_jaccard_loss(scores, torch.full_like(labels, 255)).item() == 0.0
+
+
+def test_soft_jaccard_gradient_flows_and_perfect_scores_cost_nothing():
+    labels = torch.randint(0, 3, (1, 5, 6))
+    labels[0, 0, 0] = 255
+    perfect = F.one_hot(labels.clamp(max=2), 3).movedim(-1, 1).float() * 100.0
+    assert soft_jaccard_loss(perfect, labels).item() == pytest.approx(0.0, abs=1e-6)
+    scores = torch.randn(1, 3, 5, 6, requires_grad=True)
+    soft_jaccard_loss(scores, labels).backward()
+    assert scores.grad is not None and scores.grad.abs().sum() > 0
+    assert scores.grad[0, :, 0, 0].abs().sum() == 0  # the ignored pixel
+
+
+def test_segmentation_loss_adds_the_weighted_jaccard_term():
+    scores, labels = torch.randn(2, 3, 4, 5), torch.randint(0, 3, (2, 4, 5))
+    labels[0, 0] = 255
+    plain = segmentation_loss(scores, labels)
+    both = segmentation_loss(scores, labels, jaccard_weight=0.5)
+    expected = plain + 0.5 * soft_jaccard_loss(scores, labels)
     assert both.item() == pytest.approx(expected.item(), rel=1e-6)

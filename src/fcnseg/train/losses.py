@@ -25,10 +25,12 @@ def segmentation_loss(
     rescale: bool = True,
     generator: torch.Generator | None = None,
     lovasz_weight: float = 0.0,
+    jaccard_weight: float = 0.0,
 ) -> Tensor:
     """Cross-entropy of ``scores`` (N x K x H x W) against ``labels`` (N x H x W), plus
-    ``lovasz_weight`` times :func:`lovasz_softmax_loss` (over every labelled pixel, unweighted
-    and unsampled) when it is above 0.
+    ``lovasz_weight`` times :func:`lovasz_softmax_loss` and ``jaccard_weight`` times
+    :func:`soft_jaccard_loss` (each over every labelled pixel, unweighted and unsampled) when
+    they are above 0.
 
     Args:
         ignore_index: label value that contributes nothing.
@@ -61,7 +63,32 @@ def segmentation_loss(
     loss = total if normalize == "sum" else total / kept.sum().clamp_min(1e-12)
     if lovasz_weight > 0:
         loss = loss + lovasz_weight * lovasz_softmax_loss(scores, labels, ignore_index)
+    if jaccard_weight > 0:
+        loss = loss + jaccard_weight * soft_jaccard_loss(scores, labels, ignore_index)
     return loss
+
+
+def soft_jaccard_loss(scores: Tensor, labels: Tensor, ignore_index: int = 255) -> Tensor:
+    """1 - the soft IU of the softmax of ``scores``, averaged over the classes present in the
+    batch's labels (Rahman & Wang, ISVC 2016): for class c, with ``p_c`` its probabilities and
+    ``y_c`` the 0/1 truth over every labelled pixel of the batch,
+    ``IU_c = sum(p_c y_c) / sum(p_c + y_c - p_c y_c)``, which is the IU itself on 0/1
+    probabilities. A mean-IU surrogate without Lovasz-softmax's sorts: a few passes over the
+    scores. Pixels labelled ``ignore_index`` take no part; a batch with none labelled gives 0.
+    Computed in float32.
+    """
+    num_classes = scores.shape[1]
+    kept = labels != ignore_index
+    probabilities = scores.float().softmax(1) * kept.unsqueeze(1)
+    truth = F.one_hot(labels.masked_fill(~kept, 0), num_classes).movedim(-1, 1)
+    truth = truth * kept.unsqueeze(1)
+    intersection = (probabilities * truth).sum((0, 2, 3))
+    total = truth.sum((0, 2, 3))
+    union = probabilities.sum((0, 2, 3)) + total - intersection
+    present = total > 0
+    if not present.any():
+        return scores.sum() * 0.0
+    return 1.0 - (intersection[present] / union[present]).mean()
 
 
 def lovasz_softmax_loss(scores: Tensor, labels: Tensor, ignore_index: int = 255) -> Tensor:

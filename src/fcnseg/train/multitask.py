@@ -35,11 +35,12 @@ def check_heads(recipe: Recipe, heads: tuple[str, ...], label: Tensor) -> tuple[
             f"{recipe.dataset} gives {maps or 'one'} label map(s) per image; net "
             f"{recipe.net!r} trains on {want} ({hint})"
         )
-    if heads and recipe.lovasz_weight:
-        raise RecipeError(
-            f"recipe: lovasz_weight is for one-output nets; net {recipe.net!r} has heads "
-            f"{', '.join(heads)}"
-        )
+    for field in ("lovasz_weight", "jaccard_weight"):
+        if heads and getattr(recipe, field):
+            raise RecipeError(
+                f"recipe: {field} is for one-output nets; net {recipe.net!r} has heads "
+                f"{', '.join(heads)}"
+            )
     if heads and recipe.test_time_augmentation() is not None:
         raise RecipeError(
             f"recipe: test_flip and test_scales are for one-output nets; net {recipe.net!r} "

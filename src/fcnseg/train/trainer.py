@@ -268,8 +268,9 @@ class Trainer:
     def _loss(self, scores: Tensor | dict[str, Tensor], labels: Tensor) -> Tensor:
         """The recipe's loss: normalisation, class weights and, below a ``loss_sample_rate`` of
         1, a Bernoulli mask drawn from ``(seed, iteration, rank)`` (section 3.4); plus
-        ``lovasz_weight`` times the Lovasz-softmax loss over every labelled pixel. A two-headed
-        net's is the sum of its heads' (labels N x 2 x H x W), as the reference's."""
+        ``lovasz_weight`` times the Lovasz-softmax loss and ``jaccard_weight`` times the soft
+        Jaccard loss over every labelled pixel. A two-headed net's is the sum of its heads'
+        (labels N x 2 x H x W), as the reference's."""
         recipe = self.recipe
         sampling = recipe.loss_sample_rate < 1
         generator = (
@@ -298,6 +299,7 @@ class Trainer:
             rescale=recipe.loss_sample_rescale,
             generator=generator,
             lovasz_weight=recipe.lovasz_weight,
+            jaccard_weight=recipe.jaccard_weight,
         )
 
     def _validate(self) -> dict[str, Any]:
