@@ -87,43 +87,6 @@ def test_lovasz_softmax_by_hand():
     assert lovasz_softmax_loss(scores, labels).item() == pytest.approx(expected, abs=1e-6)
 
 
-def test_lovasz_softmax_of_hard_predictions_is_one_minus_mean_iu():
-    """On 0/1 probabilities the Lovasz extension equals the Jaccard loss it extends: 1 - IU,
-    averaged over the classes in the labels; ignored pixels take no part."""
-    from fcnseg.evaluate.metrics import ConfusionMatrix
-
-    generator = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 4, (2, 9, 7), generator=generator)
-    labels[0, :2] = 255
-    predicted = torch.randint(0, 4, (2, 9, 7), generator=generator)
-    scores = F.one_hot(predicted, 4).movedim(-1, 1).float() * 100.0  # softmax: 0/1
-    matrix = ConfusionMatrix(4)
-    matrix.update(predicted, labels)
-    present = labels[labels != 255].unique().tolist()
-    iu = [matrix.compute()["iu"][c] for c in present]
-    expected = 1 - sum(iu) / len(iu)
-    assert lovasz_softmax_loss(scores, labels).item() == pytest.approx(expected, abs=1e-5)
-    assert lovasz_softmax_loss(scores, torch.full_like(labels, 255)).item() == 0.0
-
-
-def test_lovasz_softmax_gradient_flows_and_perfect_scores_cost_nothing():
-    labels = torch.randint(0, 3, (1, 5, 6))
-    perfect = F.one_hot(labels, 3).movedim(-1, 1).float() * 100.0
-    assert lovasz_softmax_loss(perfect, labels).item() == pytest.approx(0.0, abs=1e-6)
-    scores = torch.randn(1, 3, 5, 6, requires_grad=True)
-    lovasz_softmax_loss(scores, labels).backward()
-    assert scores.grad is not None and scores.grad.abs().sum() > 0
-
-
-def test_segmentation_loss_adds_the_weighted_lovasz_term():
-    scores, labels = torch.randn(2, 3, 4, 5), torch.randint(0, 3, (2, 4, 5))
-    labels[0, 0] = 255
-    plain = segmentation_loss(scores, labels)
-    both = segmentation_loss(scores, labels, lovasz_weight=0.5)
-    expected = plain + 0.5 * lovasz_softmax_loss(scores, labels)
-    assert both.item() == pytest.approx(expected.item(), rel=1e-6)
-
-
 def test_soft_jaccard_by_hand():
     """Three pixels, two classes: the soft IU of each class from the probabilities."""
     p0 = torch.tensor([0.9, 0.4, 0.3])
@@ -135,40 +98,49 @@ def test_soft_jaccard_by_hand():
     assert soft_jaccard_loss(scores, labels).item() == pytest.approx(expected, abs=1e-6)
 
 
-def test_soft_jaccard_of_hard_predictions_is_one_minus_mean_iu():
-    """On 0/1 probabilities the soft IU is the IU: 1 - IU averaged over the classes in the
-    labels; ignored pixels take no part, whatever their scores."""
+# the mean-IU surrogates segmentation_loss can add, with the weight that adds each
+IU_LOSSES = [(lovasz_softmax_loss, "lovasz_weight"), (soft_jaccard_loss, "jaccard_weight")]
+
+
+@pytest.mark.parametrize("loss, _", IU_LOSSES)
+def test_an_iu_loss_of_hard_predictions_is_one_minus_mean_iu(loss, _):
+    """On 0/1 probabilities the Lovasz extension equals the Jaccard loss it extends, and the
+    soft IU is the IU: 1 - IU, averaged over the classes in the labels; ignored pixels take no
+    part, whatever their scores."""
     from fcnseg.evaluate.metrics import ConfusionMatrix
 
     generator = torch.Generator().manual_seed(1)
     labels = torch.randint(0, 5, (2, 8, 6), generator=generator)
-    labels[labels == 4] = 255  # class 4 only under ignored pixels' predictions
+    labels[labels == 4] = 255  # class 4 only among the ignored pixels' predictions
+    labels[0, :2] = 255
     predicted = torch.randint(0, 5, (2, 8, 6), generator=generator)
-    scores = F.one_hot(predicted, 5).movedim(-1, 1).float() * 100.0
+    scores = F.one_hot(predicted, 5).movedim(-1, 1).float() * 100.0  # softmax: 0/1
     matrix = ConfusionMatrix(5)
     matrix.update(predicted, labels)
     present = labels[labels != 255].unique().tolist()
     iu = [matrix.compute()["iu"][c] for c in present]
     expected = 1 - sum(iu) / len(iu)
-    assert soft_jaccard_loss(scores, labels).item() == pytest.approx(expected, abs=1e-5)
-    assert soft_jaccard_loss(scores, torch.full_like(labels, 255)).item() == 0.0
+    assert loss(scores, labels).item() == pytest.approx(expected, abs=1e-5)
+    assert loss(scores, torch.full_like(labels, 255)).item() == 0.0
 
 
-def test_soft_jaccard_gradient_flows_and_perfect_scores_cost_nothing():
+@pytest.mark.parametrize("loss, _", IU_LOSSES)
+def test_an_iu_loss_has_gradients_and_perfect_scores_cost_nothing(loss, _):
     labels = torch.randint(0, 3, (1, 5, 6))
     labels[0, 0, 0] = 255
     perfect = F.one_hot(labels.clamp(max=2), 3).movedim(-1, 1).float() * 100.0
-    assert soft_jaccard_loss(perfect, labels).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(perfect, labels).item() == pytest.approx(0.0, abs=1e-6)
     scores = torch.randn(1, 3, 5, 6, requires_grad=True)
-    soft_jaccard_loss(scores, labels).backward()
+    loss(scores, labels).backward()
     assert scores.grad is not None and scores.grad.abs().sum() > 0
     assert scores.grad[0, :, 0, 0].abs().sum() == 0  # the ignored pixel
 
 
-def test_segmentation_loss_adds_the_weighted_jaccard_term():
+@pytest.mark.parametrize("loss, weight", IU_LOSSES)
+def test_segmentation_loss_adds_the_weighted_iu_term(loss, weight):
     scores, labels = torch.randn(2, 3, 4, 5), torch.randint(0, 3, (2, 4, 5))
     labels[0, 0] = 255
     plain = segmentation_loss(scores, labels)
-    both = segmentation_loss(scores, labels, jaccard_weight=0.5)
-    expected = plain + 0.5 * soft_jaccard_loss(scores, labels)
+    both = segmentation_loss(scores, labels, **{weight: 0.5})
+    expected = plain + 0.5 * loss(scores, labels)
     assert both.item() == pytest.approx(expected.item(), rel=1e-6)
