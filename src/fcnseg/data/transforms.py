@@ -359,16 +359,22 @@ def _check_rgb_channels(image: Tensor, extra_mean: Sequence[float] | None, who: 
 
 
 class ColorJitter:
-    """Random brightness, contrast and saturation of an RGB image in raw units (0..255), before
-    preprocessing; the label is unchanged (frames of a new sequence differ in light and colour).
+    """Random brightness, contrast, saturation and hue of an RGB image in raw units (0..255),
+    before preprocessing; the label is unchanged (frames of a new sequence differ in light and
+    colour).
 
     Each factor is uniform in ``[1 - amount, 1 + amount]`` (``amount`` 0 leaves it out and draws
     nothing): brightness scales the image, contrast blends it with its mean grey, saturation
-    with each pixel's grey (ITU-R 601 luma), applied in that order and clamped to 0..255.
-    Channels after the first three (depth, HHA) are left alone.
+    with each pixel's grey (ITU-R 601 luma). Hue turns each pixel's chroma by an angle uniform in
+    ``[-hue, hue]`` turns (``hue`` in [0, 0.5]; 0.5: any angle): a rotation of the I-Q plane of
+    YIQ, linear in RGB, which keeps every pixel's luma and leaves grey pixels grey (a cheaper
+    cousin of an HSV hue shift). Applied in that order and clamped to 0..255. Channels after the
+    first three (depth, HHA) are left alone.
     """
 
     LUMA = (0.299, 0.587, 0.114)
+    # RGB -> YIQ (FCC NTSC); Y is LUMA
+    YIQ = ((0.299, 0.587, 0.114), (0.5959, -0.2746, -0.3213), (0.2115, -0.5227, 0.3112))
 
     def __init__(
         self,
@@ -376,6 +382,7 @@ class ColorJitter:
         contrast: float = 0.0,
         saturation: float = 0.0,
         generator: torch.Generator | None = None,
+        hue: float = 0.0,
     ) -> None:
         for name, amount in (
             ("brightness", brightness),
@@ -384,9 +391,23 @@ class ColorJitter:
         ):
             if not 0.0 <= amount < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {amount}")
+        if not 0.0 <= hue <= 0.5:
+            raise ValueError(f"hue must be in [0, 0.5] (turns of the colour circle), got {hue}")
         _check_generator(generator)
         self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
+        self.hue = hue
         self.generator = generator
+
+    @classmethod
+    def hue_matrix(cls, turns: float) -> Tensor:
+        """The 3 x 3 RGB matrix that turns chroma by ``turns`` of the circle, luma kept."""
+        angle = 2.0 * math.pi * turns
+        cos, sin = math.cos(angle), math.sin(angle)
+        rotate = torch.tensor(
+            [[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]], dtype=torch.float64
+        )
+        yiq = torch.tensor(cls.YIQ, dtype=torch.float64)
+        return torch.linalg.inv(yiq) @ rotate @ yiq
 
     def _factor(self, amount: float) -> float:
         if amount == 0:
@@ -407,13 +428,16 @@ class ColorJitter:
         if saturation != 1.0:
             grey = torch.tensordot(torch.tensor(self.LUMA, dtype=rgb.dtype), rgb, 1)
             rgb = (rgb - grey) * saturation + grey
+        if self.hue > 0:
+            turns = self.hue * (2.0 * torch.rand(1, generator=self.generator).item() - 1.0)
+            rgb = torch.tensordot(self.hue_matrix(turns).to(rgb.dtype), rgb, 1)
         rgb = rgb.clamp(0.0, 255.0)
         return torch.cat([rgb, image[3:]]) if image.shape[0] > 3 else rgb, label
 
     def __repr__(self) -> str:
         return (
             f"ColorJitter(brightness={self.brightness}, contrast={self.contrast}, "
-            f"saturation={self.saturation})"
+            f"saturation={self.saturation}, hue={self.hue})"
         )
 
 

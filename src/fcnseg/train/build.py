@@ -96,14 +96,15 @@ def make_normalizer(kind: str, channels: int, mean: list[float] | None = None) -
 
 
 class TrainTransform:
-    """Augment and preprocess with draws from the given generator: colour jitter (on the raw
-    image, when the recipe asks for it), preprocessing, fixed resize, random scale and crop
-    (padding the label with ``ignore_index`` and the image with 0, the mean after
+    """Augment and preprocess with draws from the given generator: colour jitter and hue (on
+    the raw image, when the recipe asks for them), preprocessing, fixed resize, random scale
+    and crop (padding the label with ``ignore_index`` and the image with 0, the mean after
     preprocessing), left-right flip."""
 
     def __init__(self, recipe: Recipe, normalizer: Normalizer, ignore_index: int) -> None:
         self.normalizer = normalizer
         self.jitter = (recipe.brightness, recipe.contrast, recipe.saturation)
+        self.hue = recipe.hue
         self.resize = Resize(recipe.resize) if recipe.resize != 1 else None
         self.crop_size = tuple(recipe.crop_size)
         self.scale_range = tuple(recipe.scale_range) or (1.0, 1.0)
@@ -113,8 +114,9 @@ class TrainTransform:
     def __call__(
         self, image: Tensor, label: Tensor, generator: torch.Generator
     ) -> tuple[Tensor, Tensor]:
-        if any(self.jitter):
-            image, label = ColorJitter(*self.jitter, generator=generator)(image, label)
+        if any(self.jitter) or self.hue:
+            jitter = ColorJitter(*self.jitter, generator=generator, hue=self.hue)
+            image, label = jitter(image, label)
         image, label = self.normalizer(image, label)
         if self.resize is not None:
             image, label = self.resize(image, label)

@@ -99,6 +99,7 @@ class Recipe:
     brightness: float = 0.0  # random brightness factor in [1 - b, 1 + b] (0: none)
     contrast: float = 0.0  # random contrast factor in [1 - c, 1 + c] (0: none)
     saturation: float = 0.0  # random saturation factor in [1 - s, 1 + s] (0: none)
+    hue: float = 0.0  # random chroma rotation in [-h, h] turns, luma kept (0: none; at most 0.5)
     scale_range: list[float] = field(default_factory=list)  # [low, high] random scale; needs crop
     crop_size: list[int] = field(default_factory=list)  # [h, w] (or one int) random crops
     batch_size: int = 1  # images per step and process (1: whole images, as in the paper)
@@ -297,6 +298,7 @@ def _validate(recipe: Recipe, source: str) -> None:
     need("resize", r.resize > 0, "must be > 0")
     for key in ("brightness", "contrast", "saturation"):
         need(key, 0 <= getattr(r, key) < 1, "must be in [0, 1)")
+    need("hue", 0 <= r.hue <= 0.5, "must be in [0, 0.5] (turns of the colour circle)")
     need("scale_range", len(r.scale_range) in (0, 2), "must be [] or [low, high]")
     if r.scale_range:
         low, high = r.scale_range
