@@ -283,6 +283,7 @@ def test_batched_padded_labels_count_like_separate_images() -> None:
         (lambda: Resize(0), "scale"),
         (lambda: ColorJitter(brightness=1.0), "brightness must be in"),
         (lambda: ColorJitter(saturation=-0.1), "saturation must be in"),
+        (lambda: ColorJitter(hue=0.7), "hue must be in"),
         (lambda: CaffeMeanSubtract(mean_bgr=(1.0, 2.0)), "mean_bgr"),
         (lambda: ImageNetNormalize(max_value=0), "max_value"),
         (lambda: ImageNetNormalize(extra_std=(1.0,)), "extra_std"),
@@ -370,3 +371,31 @@ def test_color_jitter_is_seeded_and_draws_only_what_it_uses() -> None:
     assert torch.equal(out, image) and torch.equal(generator.get_state(), state)
     with pytest.raises(ValueError, match="needs an RGB image"):
         ColorJitter(0.1)(torch.zeros(1, 2, 2), label[:2, :2])
+
+
+def test_hue_turns_chroma_and_keeps_luma_and_greys() -> None:
+    luma = torch.tensor(ColorJitter.LUMA, dtype=torch.float64)
+    for turns in (0.0, 0.1, -0.3, 0.5):
+        matrix = ColorJitter.hue_matrix(turns)
+        assert torch.allclose(matrix.sum(dim=1), torch.ones(3, dtype=torch.float64))  # grey
+        assert torch.allclose(luma @ matrix, luma)  # each pixel's luma
+        assert torch.allclose(matrix @ ColorJitter.hue_matrix(-turns), torch.eye(3).double())
+    assert torch.allclose(ColorJitter.hue_matrix(0.0), torch.eye(3).double())
+    assert torch.allclose(
+        ColorJitter.hue_matrix(0.25) @ ColorJitter.hue_matrix(0.25), ColorJitter.hue_matrix(0.5)
+    )
+    # half a turn negates the chroma: each pixel mirrored through its own grey, 2 * luma - rgb
+    rgb = torch.tensor([[200.0], [100.0], [50.0]], dtype=torch.float64)
+    assert torch.allclose(ColorJitter.hue_matrix(0.5) @ rgb, 2 * (luma @ rgb) - rgb)
+
+
+def test_hue_jitter_draws_its_angle_from_the_generator() -> None:
+    image = torch.tensor([[[200.0, 90.0]], [[100.0, 90.0]], [[50.0, 90.0]]])
+    label = torch.zeros(1, 2, dtype=torch.long)
+    out, same = ColorJitter(hue=0.2, generator=torch.Generator().manual_seed(4))(image, label)
+    draw = torch.rand(1, generator=torch.Generator().manual_seed(4)).item()
+    matrix = ColorJitter.hue_matrix(0.2 * (2 * draw - 1)).float()
+    assert torch.allclose(out, torch.tensordot(matrix, image, 1).clamp(0, 255), atol=1e-4)
+    assert torch.allclose(out[:, 0, 1], image[:, 0, 1])  # the grey pixel
+    assert not torch.allclose(out[:, 0, 0], image[:, 0, 0]) and torch.equal(same, label)
+    assert "hue=0.2" in repr(ColorJitter(hue=0.2))

@@ -52,6 +52,7 @@ def test_defaults_are_valid_and_a_resolved_recipe_reads_back(tmp_path):
         ({"dropout": 1.0}, "key 'dropout' must be in [0, 1)"),
         ({"brightness": 1.0}, "key 'brightness' must be in [0, 1)"),
         ({"saturation": -0.5}, "key 'saturation' must be in [0, 1)"),
+        ({"hue": 0.6}, "key 'hue' must be in [0, 0.5]"),
         ({"momentum": 1.0}, "key 'momentum' must be in [0, 1)"),
         ({"scale_range": [0.5, 2.0]}, "key 'crop_size' must be set with scale_range"),
         ({"scale_range": [2.0, 0.5], "crop_size": 8}, "0 < low <= high"),
