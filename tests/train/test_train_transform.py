@@ -1,4 +1,4 @@
-"""The training transform: colour jitter and hue on the raw image, then the recipe's preprocessing."""
+"""The training transform: colour jitter and hue on the raw image, then the preprocessing."""
 
 from __future__ import annotations
 
