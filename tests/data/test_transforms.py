@@ -18,6 +18,7 @@ from fcnseg.data.transforms import (
     Compose,
     ImageNetNormalize,
     Normalize,
+    PasteClasses,
     RandomHorizontalFlip,
     RandomScaleCrop,
     Resize,
@@ -284,6 +285,9 @@ def test_batched_padded_labels_count_like_separate_images() -> None:
         (lambda: ColorJitter(brightness=1.0), "brightness must be in"),
         (lambda: ColorJitter(saturation=-0.1), "saturation must be in"),
         (lambda: ColorJitter(hue=0.7), "hue must be in"),
+        (lambda: PasteClasses([], [1]), "donors is empty"),
+        (lambda: PasteClasses([(torch.zeros(3, 2, 2), torch.zeros(2, 2))], []), "class_ids"),
+        (lambda: PasteClasses([(torch.zeros(3, 2, 2), torch.zeros(2, 2))], [1], 2), "p must"),
         (lambda: CaffeMeanSubtract(mean_bgr=(1.0, 2.0)), "mean_bgr"),
         (lambda: ImageNetNormalize(max_value=0), "max_value"),
         (lambda: ImageNetNormalize(extra_std=(1.0,)), "extra_std"),
@@ -399,3 +403,63 @@ def test_hue_jitter_draws_its_angle_from_the_generator() -> None:
     assert torch.allclose(out[:, 0, 1], image[:, 0, 1])  # the grey pixel
     assert not torch.allclose(out[:, 0, 0], image[:, 0, 0]) and torch.equal(same, label)
     assert "hue=0.2" in repr(ColorJitter(hue=0.2))
+
+
+class _Donors:
+    """A dataset of raw pairs that records which frames were read."""
+
+    def __init__(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.pairs, self.read = pairs, []
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        self.read.append(index)
+        return self.pairs[index]
+
+
+def test_paste_classes_copies_only_the_chosen_classes_pixels() -> None:
+    image, label = torch.full((3, 2, 4), 7.0), torch.zeros(2, 4, dtype=torch.long)
+    donor_image = torch.arange(24.0).reshape(3, 2, 4)
+    donor_label = torch.tensor([[1, 2, 3, 255], [2, 0, 1, 1]])
+    donors = _Donors([(donor_image, donor_label)])
+    paste = PasteClasses(donors, [2, 255], p=1.0, generator=torch.Generator().manual_seed(0))
+    out, out_label = paste(image, label)
+    same = torch.Generator().manual_seed(0)  # its draws: paste or not, the donor, the mirroring
+    torch.rand(1, generator=same), torch.randint(1, (1,), generator=same)
+    flipped = torch.rand(1, generator=same).item() < 0.5
+    source_image = donor_image.flip(-1) if flipped else donor_image
+    source_label = donor_label.flip(-1) if flipped else donor_label
+    mask = (source_label == 2) | (source_label == 255)
+    assert torch.equal(out_label, torch.where(mask, source_label, label))
+    assert torch.equal(out, torch.where(mask, source_image, image))
+    assert mask.sum() == 3 and donors.read == [0]
+
+
+def test_paste_classes_mirrors_half_the_donors_and_resizes_them() -> None:
+    donor_label = torch.tensor([[1, 0, 0, 0]])  # class 1 only in the left column
+    donors = _Donors([(torch.full((3, 1, 4), 9.0), donor_label)])
+    generator = torch.Generator().manual_seed(1)
+    paste = PasteClasses(donors, [1], p=1.0, generator=generator)
+    columns = []
+    for _ in range(40):
+        _, out_label = paste(torch.zeros(3, 2, 8), torch.zeros(2, 8, dtype=torch.long))
+        assert out_label.sum() == 4  # the 1 x 1 class pixel became 2 x 2, nearest-neighbour
+        columns.append(int(out_label[0].nonzero()[0]))
+    assert set(columns) == {0, 6}  # left column, or mirrored to the right
+
+
+def test_paste_classes_skips_with_probability_and_refuses_mismatches() -> None:
+    image, label = torch.rand(3, 4, 4), torch.zeros(4, 4, dtype=torch.long)
+    donors = _Donors([(torch.rand(3, 4, 4), torch.ones(4, 4, dtype=torch.long))])
+    out, out_label = PasteClasses(donors, [1], p=0.0)(image, label)
+    assert out is image and out_label is label and donors.read == []
+    pastes = PasteClasses(donors, [1], p=0.5, generator=torch.Generator().manual_seed(2))
+    pasted = sum(int(pastes(image, label)[1].any()) for _ in range(400))
+    assert 160 < pasted < 240
+    depth = _Donors([(torch.rand(1, 4, 4), torch.ones(4, 4, dtype=torch.long))])
+    with pytest.raises(ValueError, match="donor 0 has 1 channels, the image 3"):
+        PasteClasses(depth, [1], p=1.0)(image, label)
+    with pytest.raises(ValueError, match="one head"):
+        PasteClasses(donors, [1], p=1.0)(image, torch.zeros(2, 4, 4, dtype=torch.long))

@@ -53,6 +53,8 @@ def test_defaults_are_valid_and_a_resolved_recipe_reads_back(tmp_path):
         ({"brightness": 1.0}, "key 'brightness' must be in [0, 1)"),
         ({"saturation": -0.5}, "key 'saturation' must be in [0, 1)"),
         ({"hue": 0.6}, "key 'hue' must be in [0, 0.5]"),
+        ({"paste_classes": "Pole"}, "key 'paste_classes' must be a list of strings"),
+        ({"paste_probability": 1.5}, "key 'paste_probability' must be in [0, 1]"),
         ({"momentum": 1.0}, "key 'momentum' must be in [0, 1)"),
         ({"scale_range": [0.5, 2.0]}, "key 'crop_size' must be set with scale_range"),
         ({"scale_range": [2.0, 0.5], "crop_size": 8}, "0 < low <= high"),
@@ -86,6 +88,7 @@ def test_command_line_text_is_parsed_by_the_field_type():
     assert parse_value("flip", "yes") is True and parse_value("flip", "0") is False
     assert parse_value("scale_range", "0.5, 2") == [0.5, 2.0]
     assert parse_value("crop_size", "") == []
+    assert parse_value("paste_classes", "Pole, SignSymbol") == ["Pole", "SignSymbol"]
     assert parse_value("options", "sbd_root=data/sbd,year=2011") == {
         "sbd_root": "data/sbd",
         "year": 2011,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from fcnseg.data.transforms import ColorJitter, ImageNetNormalize
+from fcnseg.data.transforms import ColorJitter, ImageNetNormalize, PasteClasses
 from fcnseg.train.build import TrainTransform
-from fcnseg.train.recipe import Recipe
+from fcnseg.train.recipe import Recipe, RecipeError
 
 
 def test_jitter_comes_before_preprocessing_and_uses_the_generator() -> None:
@@ -31,3 +32,20 @@ def test_no_jitter_draws_nothing() -> None:
     out, _ = transform(image, label, generator)
     assert torch.equal(generator.get_state(), state)
     assert torch.equal(out, ImageNetNormalize()(image, label)[0])
+
+
+def test_paste_comes_first_and_names_are_the_train_splits_classes() -> None:
+    image, label = torch.rand(3, 6, 8) * 255, torch.zeros(6, 8, dtype=torch.long)
+    donors = [(torch.rand(3, 6, 8) * 255, torch.randint(0, 3, (6, 8)))]
+    classes = ["sky", "pole", "road"]
+    recipe = Recipe(preprocessing="imagenet", paste_classes=["pole"], paste_probability=1.0)
+    transform = TrainTransform(recipe, ImageNetNormalize(), 255, donors, classes)
+    out, out_label = transform(image, label, torch.Generator().manual_seed(3))
+    paste = PasteClasses(donors, [1], 1.0, generator=torch.Generator().manual_seed(3))
+    expected, expected_label = ImageNetNormalize()(*paste(image, label))
+    assert torch.allclose(out, expected) and torch.equal(out_label, expected_label)
+    assert (out_label == 1).any() and not (out_label == 2).any()
+    with pytest.raises(RecipeError, match=r"names 'Pole', not classes .*: sky, pole, road"):
+        TrainTransform(Recipe(paste_classes=["Pole"]), ImageNetNormalize(), 255, donors, classes)
+    with pytest.raises(RecipeError, match="needs the train split"):
+        TrainTransform(Recipe(paste_classes=["pole"]), ImageNetNormalize(), 255, None, classes)

@@ -55,7 +55,14 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     demo.set_defaults(run=cmd_demo)
 
 
-_KIND_METAVARS = {"str": "TEXT", "int": "N", "float": "X", "floats": "X,X", "ints": "N,N"}
+_KIND_METAVARS = {
+    "str": "TEXT",
+    "int": "N",
+    "float": "X",
+    "floats": "X,X",
+    "ints": "N,N",
+    "strs": "NAME,NAME",
+}
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -441,6 +441,64 @@ class ColorJitter:
         )
 
 
+class PasteClasses:
+    """Copy-paste of chosen classes from another frame (Ghiasi et al. 2021's simple copy-paste,
+    at the donor's own position): with probability ``p``, a donor drawn uniformly from
+    ``donors`` (a dataset of raw ``(image, label)`` pairs), mirrored with probability 0.5 and
+    resized to the image's size if it differs, gives the image its pixels and labels wherever
+    its label is one of ``class_ids``. Thin, rare classes (poles, signs, pedestrians) then
+    appear in more frames, in front of other backgrounds and under other light.
+
+    Draws (from ``generator``): one number, then, when it pastes, the donor and the mirroring.
+    Use it on the raw image, before colour jitter and preprocessing.
+    """
+
+    def __init__(
+        self,
+        donors: Sequence[Pair],
+        class_ids: Sequence[int],
+        p: float = 0.5,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be a probability in [0, 1], got {p}")
+        if not class_ids:
+            raise ValueError("class_ids must name at least one class to paste")
+        if len(donors) == 0:
+            raise ValueError("donors is empty: nothing to paste from")
+        _check_generator(generator)
+        self.donors, self.class_ids, self.p = donors, tuple(int(c) for c in class_ids), float(p)
+        self.generator = generator
+
+    def __call__(self, image: Tensor, label: Tensor) -> Pair:
+        _check_pair(image, label, "PasteClasses")
+        if label.ndim != 2:
+            raise ValueError(
+                f"PasteClasses: label must be H x W (one head), got shape {tuple(label.shape)}"
+            )
+        if torch.rand(1, generator=self.generator).item() >= self.p:
+            return image, label
+        index = int(torch.randint(len(self.donors), (1,), generator=self.generator).item())
+        donor_image, donor_label = self.donors[index]
+        if donor_image.shape[0] != image.shape[0]:
+            raise ValueError(
+                f"PasteClasses: donor {index} has {donor_image.shape[0]} channels, the image "
+                f"{image.shape[0]}"
+            )
+        if torch.rand(1, generator=self.generator).item() < 0.5:
+            donor_image, donor_label = donor_image.flip(-1), donor_label.flip(-1)
+        donor_image, donor_label = _resize_pair(
+            donor_image.to(image.dtype), donor_label, *image.shape[-2:]
+        )
+        mask = torch.isin(donor_label, torch.tensor(self.class_ids, dtype=donor_label.dtype))
+        image = torch.where(mask, donor_image, image)
+        label = torch.where(mask, donor_label.to(label.dtype), label)
+        return image, label
+
+    def __repr__(self) -> str:
+        return f"PasteClasses(class_ids={self.class_ids}, p={self.p}, donors={len(self.donors)})"
+
+
 # --------------------------------------------------------------------------- spatial transforms
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from fcnseg.data.transforms import (
     ImageNetNormalize,
     Normalize,
     Normalizer,
+    PasteClasses,
     RandomHorizontalFlip,
     RandomScaleCrop,
     Resize,
@@ -96,12 +98,32 @@ def make_normalizer(kind: str, channels: int, mean: list[float] | None = None) -
 
 
 class TrainTransform:
-    """Augment and preprocess with draws from the given generator: colour jitter and hue (on
-    the raw image, when the recipe asks for them), preprocessing, fixed resize, random scale
-    and crop (padding the label with ``ignore_index`` and the image with 0, the mean after
-    preprocessing), left-right flip."""
+    """Augment and preprocess with draws from the given generator: copy-paste of the recipe's
+    ``paste_classes`` from another frame of ``donors`` (the raw train split; ``class_names``
+    its classes), colour jitter and hue (on the raw image, when the recipe asks for them),
+    preprocessing, fixed resize, random scale and crop (padding the label with
+    ``ignore_index`` and the image with 0, the mean after preprocessing), left-right flip."""
 
-    def __init__(self, recipe: Recipe, normalizer: Normalizer, ignore_index: int) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        normalizer: Normalizer,
+        ignore_index: int,
+        donors: Sequence[tuple[Tensor, Tensor]] | None = None,
+        class_names: Sequence[str] = (),
+    ) -> None:
+        self.paste = None
+        if recipe.paste_classes:
+            unknown = [name for name in recipe.paste_classes if name not in class_names]
+            if unknown or donors is None:
+                raise RecipeError(
+                    f"recipe: key 'paste_classes' names {', '.join(map(repr, unknown))}, not "
+                    f"classes of the train split; its classes: {', '.join(class_names)}"
+                    if unknown
+                    else "recipe: key 'paste_classes' needs the train split to paste from"
+                )
+            ids = [list(class_names).index(name) for name in recipe.paste_classes]
+            self.paste = (donors, ids, recipe.paste_probability)
         self.normalizer = normalizer
         self.jitter = (recipe.brightness, recipe.contrast, recipe.saturation)
         self.hue = recipe.hue
@@ -114,6 +136,8 @@ class TrainTransform:
     def __call__(
         self, image: Tensor, label: Tensor, generator: torch.Generator
     ) -> tuple[Tensor, Tensor]:
+        if self.paste is not None:
+            image, label = PasteClasses(*self.paste, generator=generator)(image, label)
         if any(self.jitter) or self.hue:
             jitter = ColorJitter(*self.jitter, generator=generator, hue=self.hue)
             image, label = jitter(image, label)

@@ -100,6 +100,8 @@ class Recipe:
     contrast: float = 0.0  # random contrast factor in [1 - c, 1 + c] (0: none)
     saturation: float = 0.0  # random saturation factor in [1 - s, 1 + s] (0: none)
     hue: float = 0.0  # random chroma rotation in [-h, h] turns, luma kept (0: none; at most 0.5)
+    paste_classes: list[str] = field(default_factory=list)  # copy-paste these classes (names)
+    paste_probability: float = 0.5  # ... from a random other train frame, this often
     scale_range: list[float] = field(default_factory=list)  # [low, high] random scale; needs crop
     crop_size: list[int] = field(default_factory=list)  # [h, w] (or one int) random crops
     batch_size: int = 1  # images per step and process (1: whole images, as in the paper)
@@ -219,13 +221,13 @@ def field_help() -> dict[str, str]:
 
 def kind_of(name: str) -> str:
     """The value kind of a field: ``str``, ``int``, ``float``, ``bool``, ``floats``, ``ints``,
-    ``table``."""
+    ``strs``, ``table``."""
     hint = FIELD_TYPES[name]
     if hint in (str, int, float, bool):
         return hint.__name__
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is list:
-        return "floats" if args == (float,) else "ints"
+        return {(float,): "floats", (str,): "strs"}.get(args, "ints")
     return "table"
 
 
@@ -253,6 +255,10 @@ def _check_type(key: str, value: Any, source: str) -> Any:
         if not isinstance(value, str):
             raise _fail(source, key, "must be a string", value)
         return value
+    if kind == "strs":
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise _fail(source, key, "must be a list of strings ([] for none)", value)
+        return list(value)
     if kind in ("floats", "ints"):
         if key == "crop_size" and isinstance(value, int) and not isinstance(value, bool):
             value = [value]
@@ -299,6 +305,7 @@ def _validate(recipe: Recipe, source: str) -> None:
     for key in ("brightness", "contrast", "saturation"):
         need(key, 0 <= getattr(r, key) < 1, "must be in [0, 1)")
     need("hue", 0 <= r.hue <= 0.5, "must be in [0, 0.5] (turns of the colour circle)")
+    need("paste_probability", 0 <= r.paste_probability <= 1, "must be in [0, 1]")
     need("scale_range", len(r.scale_range) in (0, 2), "must be [] or [low, high]")
     if r.scale_range:
         low, high = r.scale_range
@@ -391,6 +398,8 @@ def parse_value(key: str, text: str, source: str = "command line") -> Any:
         if kind == "float":
             return float(text)
         parts = [part.strip() for part in text.split(",") if part.strip()]
+        if kind == "strs":
+            return parts
         if kind == "ints":
             return [int(p) for p in parts]
         if kind == "floats":

@@ -219,7 +219,9 @@ class Trainer:
     def _loader(self) -> DataLoader:
         self.sampler.start, self.sampler.stop = self.iteration, self.total
         pairs = InMemory(self.train_set) if self.recipe.cache_samples else self.train_set
-        augment = TrainTransform(self.recipe, self.normalizer, self.ignore_index)
+        augment = TrainTransform(
+            self.recipe, self.normalizer, self.ignore_index, pairs, self.train_set.classes
+        )
         samples = KeyedSamples(pairs, augment)
         return DataLoader(
             samples,
