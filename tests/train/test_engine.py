@@ -310,6 +310,18 @@ def test_an_iu_term_adds_to_the_logged_loss(data, tmp_path, term):
     assert plain.final_loss < mixed.final_loss <= plain.final_loss + 0.5
 
 
+def test_copy_paste_trains_deterministically_and_bad_names_fail_first(data, tmp_path):
+    recipe = tiny_recipe(data, tmp_path / "a", iterations=2, val_split="", cache_samples=True,
+                         paste_classes=[CLASSES[1]], paste_probability=1.0)  # fmt: skip
+    first = train(recipe)
+    again = train(recipe.replace(out=str(tmp_path / "b")))
+    plain = train(recipe.replace(out=str(tmp_path / "c"), paste_classes=[]))
+    assert first.final_loss == again.final_loss != plain.final_loss
+    with pytest.raises(RecipeError, match=f"names 'nope', not classes .*: {', '.join(CLASSES)}"):
+        train(recipe.replace(out=str(tmp_path / "d"), paste_classes=["nope"]))
+    assert not (tmp_path / "d" / "last.pt").exists()
+
+
 def test_the_recipes_test_time_augmentation_is_recorded_in_its_checkpoints(data, tmp_path):
     from fcnseg.inference.tta import Augmentation, augmentation_of
 

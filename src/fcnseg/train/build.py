@@ -97,6 +97,17 @@ def make_normalizer(kind: str, channels: int, mean: list[float] | None = None) -
     raise ValueError(f"unknown preprocessing {kind!r}")
 
 
+def paste_class_ids(names: Sequence[str], class_names: Sequence[str]) -> list[int]:
+    """The class indices of a recipe's ``paste_classes``, each a name of the train split's."""
+    unknown = [name for name in names if name not in class_names]
+    if unknown:
+        raise RecipeError(
+            f"recipe: key 'paste_classes' names {', '.join(map(repr, unknown))}, not classes "
+            f"of the train split; its classes: {', '.join(class_names)}"
+        )
+    return [list(class_names).index(name) for name in names]
+
+
 class TrainTransform:
     """Augment and preprocess with draws from the given generator: copy-paste of the recipe's
     ``paste_classes`` from another frame of ``donors`` (the raw train split; ``class_names``
@@ -114,15 +125,9 @@ class TrainTransform:
     ) -> None:
         self.paste = None
         if recipe.paste_classes:
-            unknown = [name for name in recipe.paste_classes if name not in class_names]
-            if unknown or donors is None:
-                raise RecipeError(
-                    f"recipe: key 'paste_classes' names {', '.join(map(repr, unknown))}, not "
-                    f"classes of the train split; its classes: {', '.join(class_names)}"
-                    if unknown
-                    else "recipe: key 'paste_classes' needs the train split to paste from"
-                )
-            ids = [list(class_names).index(name) for name in recipe.paste_classes]
+            if donors is None:
+                raise RecipeError("recipe: key 'paste_classes' needs the train split to paste from")
+            ids = paste_class_ids(recipe.paste_classes, class_names)
             self.paste = (donors, ids, recipe.paste_probability)
         self.normalizer = normalizer
         self.jitter = (recipe.brightness, recipe.contrast, recipe.saturation)

@@ -25,8 +25,8 @@ LABEL_ORDER = tuple(HEADS)  # ("semantic", "geometric"): the order of SiftFlow's
 def check_heads(recipe: Recipe, heads: tuple[str, ...], label: Tensor) -> tuple[str, ...]:
     """Return ``heads`` (the net's output names, ``()`` for one output) if the recipe can train
     them: one label map per head in the dataset's ``label`` ((heads, H, W), else (H, W)), no
-    class weights or Lovasz loss for several heads, a ``best_metric`` of a head the net has.
-    Raises naming the option to change."""
+    class weights, Lovasz or Jaccard loss or copy-paste for several heads, a ``best_metric`` of
+    a head the net has. Raises naming the option to change."""
     maps = label.shape[0] if label.ndim == 3 else 0
     if maps != len(heads):
         want = f"{len(heads)} label maps ({', '.join(heads)})" if heads else "one"
@@ -35,7 +35,7 @@ def check_heads(recipe: Recipe, heads: tuple[str, ...], label: Tensor) -> tuple[
             f"{recipe.dataset} gives {maps or 'one'} label map(s) per image; net "
             f"{recipe.net!r} trains on {want} ({hint})"
         )
-    for field in ("lovasz_weight", "jaccard_weight"):
+    for field in ("lovasz_weight", "jaccard_weight", "paste_classes"):
         if heads and getattr(recipe, field):
             raise RecipeError(
                 f"recipe: {field} is for one-output nets; net {recipe.net!r} has heads "

@@ -51,6 +51,7 @@ from fcnseg.train.build import (
     make_normalizer,
     make_optimizer,
     open_splits,
+    paste_class_ids,
 )
 from fcnseg.train.checkpoints import TrainingDiverged
 from fcnseg.train.distributed import Processes
@@ -111,6 +112,8 @@ class Trainer:
         # A two-headed net (SIFT Flow) trains on one label map per head, its loss the sum of
         # the heads' (two_headed_loss) and its validation scored per head.
         self.heads = check_heads(recipe, tuple(heads_of(self.net)), label)
+        # Checked now, not when the loader builds the transform.
+        paste_class_ids(recipe.paste_classes, self.train_set.classes)
         how = (recipe.init, recipe.preprocessing, recipe.extra_channels, recipe.init_branches)
         self.init = InitReport("resume") if resume else initialize(self.net, *how)
         logger.info(self.init.summary())
