@@ -35,6 +35,15 @@ REFERENCE_NAMES: dict[str, tuple[str, ...]] = {
     "fcn16s": (*_VGG, "score_fr", "score_pool4", "upscore2", "upscore16"),
     "fcn8s": (*_VGG, *_FCN8S),
     "fcn4s": (*_VGG, *_FCN8S[:-1], "score_pool2", "upscore_pool3", "upscore4"),
+    "fcn2s": (
+        *_VGG,
+        *_FCN8S[:-1],
+        "score_pool2",
+        "upscore_pool3",
+        "score_pool1",
+        "upscore_pool2",
+        "upscore_pool1",
+    ),  # fmt: skip
     "fcn8s_atonce": (*_VGG, *_FCN8S, "scale_pool4", "scale_pool3"),
     "fcn_alexnet": ("backbone.conv1.weight", "backbone.fc7.weight", "score_fr", "upscore"),
     "fcn_googlenet": ("backbone.conv1_7x7_s2.weight", "backbone.inception_5b", "score_fr"),

@@ -9,14 +9,14 @@ from torch import nn
 import fcnseg
 from fcnseg.models import MODELS
 
-VGG = ["fcn32s", "fcn16s", "fcn8s", "fcn4s", "fcn8s_atonce"]
+VGG = ["fcn32s", "fcn16s", "fcn8s", "fcn4s", "fcn2s", "fcn8s_atonce"]
 
 
 def tiny(arch, geometry, **kwargs):
     return MODELS[arch](num_classes=3, width=1 / 16, geometry=geometry, **kwargs)
 
 
-@pytest.mark.parametrize("arch", ["fcn32s", "fcn8s", "fcn4s"])
+@pytest.mark.parametrize("arch", ["fcn32s", "fcn8s", "fcn4s", "fcn2s"])
 def test_output_size_equals_input_size(arch):
     model = tiny(arch, "fast").eval()
     sizes = [(1, 1), (1, 7), (17, 1), (2, 2), (31, 33), (32, 32), (63, 65), (360, 480)]
@@ -37,6 +37,7 @@ def test_derived_offsets():
     assert summary["fcn16s"] == [(4, 1, 0), (32, 8, 0)]
     assert summary["fcn8s"] == summary["fcn8s_atonce"] == [(4, 1, 0), (4, 1, 0), (16, 4, 0)]
     assert summary["fcn4s"] == [(4, 1, 0), (4, 1, 0), (4, 1, 0), (8, 2, 0)]
+    assert summary["fcn2s"] == [(4, 1, 0)] * 5
     reference = tiny("fcn8s", "reference")
     assert (reference.skip_offsets, reference.score_offsets, reference.final_offset) == (
         [5, 9],
@@ -102,6 +103,7 @@ def _impulse_net(arch, geometry, path):
         ("fcn8s", "score_pool3", 8),
         ("fcn4s", "score_pool3", 8),
         ("fcn4s", "score_pool2", 4),
+        ("fcn2s", "score_pool1", 2),
     ],
 )
 def test_an_impulse_peaks_at_the_centre_of_its_cell(arch, path, stride, geometry):

@@ -169,15 +169,16 @@ def test_in_channels():
 def test_backbone_taps():
     backbone = VGG16(width=1 / 16)
     feats = backbone(torch.randn(1, 3, 64, 64))
-    assert set(feats) == {"pool2", "pool3", "pool4", "fc7"}
+    assert set(feats) == {"pool1", "pool2", "pool3", "pool4", "fc7"}
     assert [(t.name, t.stride) for t in backbone.taps] == [
+        ("pool1", 2),
         ("pool2", 4),
         ("pool3", 8),
         ("pool4", 16),
         ("fc7", 32),
     ]
     # conv1_1 padded by 100: 262 rows, halved (rounding up) per pool; fc6 7x7 unpadded
-    for name, size in (("pool2", 66), ("pool3", 33), ("pool4", 17), ("fc7", 9 - 6)):
+    for name, size in (("pool1", 131), ("pool2", 66), ("pool3", 33), ("pool4", 17), ("fc7", 3)):
         assert feats[name].shape[1:] == (backbone.tap(name).channels, size, size), name
 
 

@@ -56,7 +56,8 @@ def test_rarefy_from_a_layer_and_backbone_taps():
     backbone = VGG16(width=1 / 16, conv1_padding=0, padding=0)
     dense = rarefy(backbone, start="pool4")
     assert [(t.name, t.stride) for t in dense.taps] == [
-        ("pool2", 4),  # before pool4: untouched
+        ("pool1", 2),  # before pool4: untouched
+        ("pool2", 4),
         ("pool3", 8),
         ("pool4", 8),
         ("fc7", 8),

@@ -42,7 +42,7 @@ def test_defaults_are_valid_and_a_resolved_recipe_reads_back(tmp_path):
     ("values", "message"),
     [
         ({"learning_rate": 0.1}, "unknown key(s) 'learning_rate'; valid keys: dataset, root"),
-        ({"net": "fcn2s"}, "key 'net' must be one of fcn32s, fcn16s, fcn8s, fcn8s_atonce, fcn4s"),
+        ({"net": "fcn1s"}, "key 'net' must be one of fcn32s, fcn16s, fcn8s, fcn8s_atonce, fcn4s"),
         ({"optimizer": "adam"}, "key 'optimizer' must be one of sgd, adamw"),
         ({"dataset": "coco"}, "key 'dataset' must be one of camvid, voc"),
         ({"lr": "fast"}, "key 'lr' must be a number, got 'fast'"),

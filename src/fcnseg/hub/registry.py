@@ -290,6 +290,7 @@ ARCH_BACKBONES = {
     "fcn16s": "vgg16",
     "fcn8s": "vgg16",
     "fcn4s": "vgg16",
+    "fcn2s": "vgg16",
     "fcn8s_atonce": "vgg16",
     "fcn_alexnet": "alexnet",
     "fcn_googlenet": "googlenet",

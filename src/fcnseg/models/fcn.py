@@ -246,10 +246,12 @@ def plan_upsampling(backbone: Backbone, head: str, skips: Sequence[str]) -> tupl
 def upsampling_names(skips: Sequence[str], final_factor: int) -> tuple[str, ...]:
     """The reference's names of the upsamplings, coarse to fine: ``upscore2``, then
     ``upscore_<previous skip>`` for each later skip, then ``upscore<factor>`` (plain
-    ``upscore`` without skips, as in voc-fcn32s)."""
+    ``upscore`` without skips, as in voc-fcn32s). A final factor of 2 (FCN-2s) would repeat
+    the first name, so that one follows the skips' pattern: ``upscore_<last skip>``."""
     if not skips:
         return ("upscore",)
-    return ("upscore2", *(f"upscore_{tap}" for tap in skips[:-1]), f"upscore{final_factor}")
+    final = f"upscore{final_factor}" if final_factor != 2 else f"upscore_{skips[-1]}"
+    return ("upscore2", *(f"upscore_{tap}" for tap in skips[:-1]), final)
 
 
 def score_layer(channels: int, num_classes: int) -> nn.Conv2d:
@@ -262,7 +264,7 @@ def score_layer(channels: int, num_classes: int) -> nn.Conv2d:
 
 @dataclass(frozen=True)
 class VGG16FCNConfig(FCNConfig):
-    """Settings of the VGG16 FCNs (fcn32s, fcn16s, fcn8s, fcn4s, fcn8s_atonce)."""
+    """Settings of the VGG16 FCNs (fcn32s, fcn16s, fcn8s, fcn4s, fcn2s, fcn8s_atonce)."""
 
     batch_norm: bool = False  # BatchNorm after every convolution (not in the paper)
     dropout: float = 0.5  # after fc6 and fc7, as in the VGG16 classifier
@@ -339,6 +341,17 @@ def fcn4s(config: VGG16FCNConfig) -> FCN:
     stride-4 skip can still add detail.
     """
     return _vgg16_fcn(config, ("pool4", "pool3", "pool2"))
+
+
+@builder(VGG16FCNConfig)
+def fcn2s(config: VGG16FCNConfig) -> FCN:
+    """FCN-2s on VGG16: FCN-4s fused once more, with pool1's scores, and upsampled 2x.
+
+    The last skip there is: pool1 sees 2 x 2 pixels per cell, for structures one or two pixels
+    wide at reduced resolution. It scores pool1's 64 channels (times ``width``) at half the
+    image's size, which adds little to the net's multiply-adds and more to its memory.
+    """
+    return _vgg16_fcn(config, ("pool4", "pool3", "pool2", "pool1"))
 
 
 @builder(VGG16FCNConfig)

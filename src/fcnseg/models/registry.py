@@ -16,8 +16,8 @@ from fcnseg.models import fcn, fusion, multitask
 from fcnseg.models.config import Builder
 
 # name -> builder, in the order ``fcnseg models`` lists them: the paper's VGG16 nets (FCN-4s
-# carries their skips on to pool2), the other Table 1 nets, modern backbones, then nets of
-# several streams or outputs.
+# and FCN-2s carry their skips on to pool2 and pool1), the other Table 1 nets, modern
+# backbones, then nets of several streams or outputs.
 MODELS: dict[str, Builder[Any, Any]] = {
     b.name: b
     for b in (
@@ -26,6 +26,7 @@ MODELS: dict[str, Builder[Any, Any]] = {
         fcn.fcn8s,
         fcn.fcn8s_atonce,
         fcn.fcn4s,
+        fcn.fcn2s,
         fcn.fcn_alexnet,
         fcn.fcn_googlenet,
         fcn.fcn8s_resnet18,

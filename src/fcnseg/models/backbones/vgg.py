@@ -29,7 +29,7 @@ def scaled(channels: int, width: float) -> int:
 
 
 class VGG16(Backbone):
-    """VGG16 conv1_1 ... fc7; taps ``pool2``, ``pool3``, ``pool4``, ``fc7`` (strides 4, 8, 16, 32).
+    """VGG16 conv1_1 ... fc7; taps ``pool1`` ... ``pool4``, ``fc7`` (strides 2, 4, 8, 16, 32).
 
     Args:
         in_channels: input channels (3 for RGB, 4 for RGB-D, ...).
@@ -81,4 +81,4 @@ class VGG16(Backbone):
         conv_relu("7", fc, fc, 1, 0, conv="fc7")
         layers["drop7"] = nn.Dropout(dropout)
         super().__init__(layers)
-        self.taps = (taps[1], taps[2], taps[3], Tap("fc7", "drop7", fc, 32))
+        self.taps = (*taps[:4], Tap("fc7", "drop7", fc, 32))
