@@ -347,9 +347,9 @@ def fcn4s(config: VGG16FCNConfig) -> FCN:
 def fcn2s(config: VGG16FCNConfig) -> FCN:
     """FCN-2s on VGG16: FCN-4s fused once more, with pool1's scores, and upsampled 2x.
 
-    The last skip there is: pool1 sees 2 x 2 pixels per cell, for structures one or two pixels
-    wide at reduced resolution. It scores pool1's 64 channels (times ``width``) at half the
-    image's size, which adds little to the net's multiply-adds and more to its memory.
+    pool1 is the last pooling to skip from: a cell of 2 x 2 pixels, for structures one or two
+    pixels wide at reduced resolution (poles and signs in halved road scenes). Its score layer
+    is a 1x1 convolution of pool1's 64 x ``width`` channels at half the image's size.
     """
     return _vgg16_fcn(config, ("pool4", "pool3", "pool2", "pool1"))
 
