@@ -236,7 +236,7 @@ def test_cli_trains_resumes_and_refuses_to_overwrite(data, tmp_path, capsys):
     [
         (["--root", "{tmp}/nowhere"], "nowhere"),
         (["--lr", "fast"], "'lr' cannot be read as float"),
-        (["--net", "fcn2s"], "'net' must be one of fcn32s"),
+        (["--net", "fcn1s"], "'net' must be one of fcn32s"),
         (["--out", ""], "set 'out'"),
         (["--init", "{tmp}/vgg.pth"], "vgg.pth"),
     ],
