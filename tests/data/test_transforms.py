@@ -19,10 +19,13 @@ from fcnseg.data.transforms import (
     ImageNetNormalize,
     Normalize,
     PasteClasses,
+    PerImageNormalize,
     RandomHorizontalFlip,
     RandomScaleCrop,
     Resize,
     collate_pad,
+    normalizer_from_spec,
+    whole_image_preprocess,
 )
 
 IGNORE = 255
@@ -199,6 +202,43 @@ def test_normalize_depth_only() -> None:
     depth = torch.full((1, 2, 2), 3.0)
     out, _ = Normalize(mean=(1.0,), std=(2.0,))(depth, torch.zeros(2, 2, dtype=torch.long))
     assert torch.equal(out, torch.ones(1, 2, 2))
+
+
+def test_per_image_normalize_by_hand() -> None:
+    # channel 0: 0, 2, 4, 6 (mean 3, population std sqrt(5)); channel 1: constant 9
+    image = torch.stack([torch.tensor([[0.0, 2.0], [4.0, 6.0]]), torch.full((2, 2), 9.0)])
+    out, label = PerImageNormalize(eps=1.0)(image, "label")
+    expected = (torch.tensor([[0.0, 2.0], [4.0, 6.0]]) - 3) / (math.sqrt(5) + 1)
+    torch.testing.assert_close(out[0], expected)
+    assert torch.equal(out[1], torch.zeros(2, 2)) and label == "label"  # flat: 0, not nan
+
+
+def test_per_image_normalize_removes_exposure_and_white_balance() -> None:
+    """A frame brighter, with more contrast and another tint per channel (x -> a_c x + b_c)
+    normalises to the same input, up to eps; each image of a batch by its own statistics."""
+    generator = torch.Generator().manual_seed(0)
+    frame = torch.rand(3, 20, 30, generator=generator) * 200
+    gain = torch.tensor([1.3, 0.9, 1.1]).reshape(3, 1, 1)
+    offset = torch.tensor([20.0, -5.0, 10.0]).reshape(3, 1, 1)
+    normalize = PerImageNormalize(eps=1e-6)
+    batch, _ = normalize(torch.stack([frame, frame * gain + offset]), None)
+    torch.testing.assert_close(batch[1], batch[0], atol=1e-5, rtol=0)
+    alone, _ = normalize(frame, None)
+    torch.testing.assert_close(batch[0], alone)
+    assert torch.allclose(batch.mean((-2, -1)), torch.zeros(2, 3), atol=1e-5)
+    assert normalizer_from_spec(normalize.spec()).eps == 1e-6
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        PerImageNormalize(eps=0)
+
+
+def test_a_part_of_an_image_is_normalised_with_the_whole_images_statistics() -> None:
+    image = torch.arange(2 * 6 * 8, dtype=torch.float32).reshape(2, 6, 8)
+    normalize = PerImageNormalize()
+    fixed = whole_image_preprocess(normalize, image.to(torch.uint8))  # uint8 as tiles are
+    whole, _ = normalize(image, None)
+    part, _ = fixed(image[:, 2:5, 3:7], None)
+    torch.testing.assert_close(part, whole[:, 2:5, 3:7])
+    assert whole_image_preprocess(ImageNetNormalize(), image).__class__ is ImageNetNormalize
 
 
 # --------------------------------------------------------------------------- batching

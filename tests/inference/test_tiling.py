@@ -12,6 +12,7 @@ from segment_fixtures import TinyConvNet, random_fcn
 
 import fcnseg
 from fcnseg.data.synthetic import make_sample
+from fcnseg.data.transforms import PerImageNormalize
 from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.inference import tiling
 from fcnseg.inference.segment import SegmentError
@@ -63,6 +64,18 @@ def test_tiles_equal_the_whole_image_for_a_net_whose_field_fits_the_overlap():
             model, image, probabilities=True, tile=tile, overlap=overlap, batch_size=batch
         )[1]
         torch.testing.assert_close(tiled, whole, atol=2e-6, rtol=0)
+
+
+def test_tiles_of_a_per_image_normalised_net_use_the_whole_images_statistics():
+    """Each tile is normalised with the statistics of the whole image, as training normalised
+    whole frames; tiles with their own statistics would differ (the image's halves differ)."""
+    model = TinyConvNet().eval()
+    model.metadata = fcnseg.Metadata(preprocessing=PerImageNormalize().spec())
+    image = torch.rand(3, 53, 71) * 255
+    image[:, :, 35:] *= 0.3  # a dark right part: its tiles alone have other statistics
+    whole = fcnseg.segment(model, image, probabilities=True, tile_above=None)[1]
+    tiled = fcnseg.segment(model, image, probabilities=True, tile=20, overlap=16)[1]
+    torch.testing.assert_close(tiled, whole, atol=2e-6, rtol=0)
 
 
 def test_blocks_cover_each_pixel_once_in_raster_order():

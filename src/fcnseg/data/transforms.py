@@ -47,10 +47,13 @@ __all__ = [
     "Compose",
     "ImageNetNormalize",
     "Normalize",
+    "PerImageNormalize",
     "RandomHorizontalFlip",
     "RandomScaleCrop",
     "Resize",
+    "image_statistics",
     "normalizer_from_spec",
+    "whole_image_preprocess",
     "collate_pad",
 ]
 
@@ -327,13 +330,70 @@ class ImageNetNormalize:
         }
 
 
-Normalizer = Normalize | CaffeMeanSubtract | ImageNetNormalize
+class PerImageNormalize:
+    """Each image's channels standardised by that image's own statistics: ``(x - m) / (s +
+    eps)`` with ``m`` and ``s`` the mean and standard deviation of the channel over the image.
+
+    What a new sequence changes most, the light (exposure, white balance, contrast), it removes
+    before the net sees it: a frame and the same frame brighter, darker or tinted normalise to
+    the same input (up to clipping). Statistics are per image of a batch ``... x C x H x W``, so
+    scoring a whole image applies exactly what training applied to whole frames; tiles of a
+    large image are normalised with the whole image's statistics (:func:`image_statistics`).
+    """
+
+    def __init__(self, eps: float = 1.0) -> None:
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0 (in the image's raw units), got {eps}")
+        self.eps = float(eps)
+
+    def __call__(self, image: Tensor, label: Tensor) -> Pair:
+        _check_image(image, "PerImageNormalize", batched=True)
+        return self.apply(image, *image_statistics(image)), label
+
+    def apply(self, image: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+        """Standardise ``image`` with given statistics (``... x C x 1 x 1``)."""
+        return (image - mean) / (std + self.eps)
+
+    def fixed_for(self, image: Tensor) -> Normalize:
+        """The fixed normaliser this one is for ``image`` (``C x H x W``): a :class:`Normalize`
+        with its statistics, to apply to parts of it (tiles) as to the whole."""
+        if image.ndim != 3:
+            shape = tuple(image.shape)
+            raise ValueError(f"PerImageNormalize: image must be C x H x W, got shape {shape}")
+        mean, std = image_statistics(image)  # uint8 is fine: the statistics are float32
+        return Normalize(mean.flatten().tolist(), (std.flatten() + self.eps).tolist())
+
+    def __repr__(self) -> str:
+        return f"PerImageNormalize(eps={self.eps})"
+
+    def spec(self) -> dict:
+        return {"type": "PerImageNormalize", "eps": self.eps}
+
+
+def image_statistics(image: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and (population) standard deviation of each image, ``... x C x 1 x 1``,
+    in float32 whatever the image's dtype."""
+    values = image.float()
+    std, mean = torch.std_mean(values, dim=(-2, -1), correction=0, keepdim=True)
+    return mean, std
+
+
+Normalizer = Normalize | CaffeMeanSubtract | ImageNetNormalize | PerImageNormalize
+
+
+def whole_image_preprocess(preprocess: Callable, image: Tensor) -> Callable:
+    """``preprocess`` as it applies to parts of ``image`` (``C x H x W``): a
+    :class:`PerImageNormalize` fixed to the whole image's statistics, anything else as it is."""
+    if isinstance(preprocess, PerImageNormalize):
+        return preprocess.fixed_for(image)
+    return preprocess
 
 
 def normalizer_from_spec(spec: dict) -> Normalizer:
     """Rebuild a normaliser from its ``spec()`` (as stored in checkpoints' ``meta``)."""
     kinds = {"Normalize": Normalize, "CaffeMeanSubtract": CaffeMeanSubtract}
     kinds["ImageNetNormalize"] = ImageNetNormalize
+    kinds["PerImageNormalize"] = PerImageNormalize
     arguments = dict(spec)
     kind = arguments.pop("type", None)
     if kind not in kinds:

@@ -39,6 +39,7 @@ from PIL import Image, ImageOps
 from torch import Tensor, nn
 
 from fcnseg.data.common import DatasetError, decode_image
+from fcnseg.data.transforms import whole_image_preprocess
 from fcnseg.inference.predict import (
     Preprocess,
     SegmentError,
@@ -301,13 +302,14 @@ class _Session:
         self.num_classes = num_classes_of(model)
         self.device = device_of(model)
 
-    def score(self, batch: Tensor) -> Tensor:
-        """(N, C, h, w) raw on the device -> (N, K, h, w) probabilities on the device."""
+    def score(self, batch: Tensor, preprocess: Preprocess | None = None) -> Tensor:
+        """(N, C, h, w) raw on the device -> (N, K, h, w) probabilities on the device;
+        ``preprocess``: in place of the session's (a tile's: the whole image's)."""
         with torch.no_grad(), eval_mode(self.model):  # no_grad: outputs stay ordinary tensors
             return class_probabilities(
                 self.model,
                 batch,
-                self.preprocess,
+                self.preprocess if preprocess is None else preprocess,
                 self.input_scale,
                 self.augmentation,
                 self.dtype,
@@ -348,9 +350,12 @@ class _Session:
 
         # on the CPU a tile is work enough for every core: one at a time keeps memory down
         per_batch = batch_size if self.device.type == "cuda" else 1
-        tiled_probabilities(
-            self.score, image, self.num_classes, plan, on_block, per_batch, self.device
-        )
+        preprocess = whole_image_preprocess(self.preprocess, image)  # per-image statistics
+
+        def score(tiles: Tensor) -> Tensor:
+            return self.score(tiles, preprocess)
+
+        tiled_probabilities(score, image, self.num_classes, plan, on_block, per_batch, self.device)
         return labels if kept is None else (labels, kept)
 
 

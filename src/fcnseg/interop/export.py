@@ -23,7 +23,10 @@ The files hold the net only: the input is ``image`` (N x C x H x W float32, *aft
 checkpoint's preprocessing, e.g. Caffe's BGR mean subtraction), the output ``scores``
 (N x K x H x W). The checkpoint's metadata (arch, classes, preprocessing) travels as JSON: in
 the ONNX ``metadata_props`` under ``fcnseg``, in the TorchScript archive as extra file
-``fcnseg.json``.
+``fcnseg.json``. Its ``preprocessing`` is a normaliser's spec
+(:func:`fcnseg.data.transforms.normalizer_from_spec`); ``{"type": "PerImageNormalize", "eps":
+e}`` asks the consumer for ``(x - m) / (s + e)`` per channel, ``m`` and ``s`` the mean and
+standard deviation of that channel over the whole image (raw 0..255 values).
 """
 
 from __future__ import annotations

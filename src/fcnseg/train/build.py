@@ -32,6 +32,7 @@ from fcnseg.data.transforms import (
     Normalize,
     Normalizer,
     PasteClasses,
+    PerImageNormalize,
     RandomHorizontalFlip,
     RandomScaleCrop,
     Resize,
@@ -92,6 +93,8 @@ def make_normalizer(kind: str, channels: int, mean: list[float] | None = None) -
         return Normalize(mean)
     if kind == "imagenet":
         return ImageNetNormalize()
+    if kind == "per_image":
+        return PerImageNormalize()
     if kind == "scale":
         return Normalize((SCALE_MEAN,) * channels, (SCALE_STD,) * channels, scale=1 / 255)
     raise ValueError(f"unknown preprocessing {kind!r}")

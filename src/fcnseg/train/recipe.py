@@ -30,7 +30,7 @@ from fcnseg.runtime import DEVICES, PRECISION_ALIASES, PRECISIONS
 from fcnseg.train.losses import NORMALIZATIONS
 
 NETS = tuple(list_models())
-PREPROCESSING = ("caffe", "imagenet", "scale", "mean")
+PREPROCESSING = ("caffe", "imagenet", "scale", "mean", "per_image")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "poly", "onecycle", "step")
 CLASS_WEIGHTS = ("none", "median_frequency", "sqrt_median_frequency")
@@ -92,7 +92,9 @@ class Recipe:
     init_branches: dict[str, Any] = field(default_factory=dict)  # late fusion: {rgb, hha} inits
     extra_channels: str = "none"  # VGG16 init of >3 input channels (early fusion): mean | zero
     # ---- input
-    preprocessing: str = "caffe"  # caffe (BGR minus ILSVRC mean) | imagenet | scale (x/255-.5)/.25
+    # caffe (BGR minus ILSVRC mean) | imagenet | scale (x/255-.5)/.25 | mean (``mean``, per
+    # channel) | per_image (each image's channels by its own mean and std: exposure removed)
+    preprocessing: str = "caffe"
     mean: list[float] = field(default_factory=list)  # caffe: [B,G,R, extra..]; mean: per channel
     resize: float = 1.0  # fixed rescale of train and val images (e.g. 0.5 on a CPU)
     flip: bool = False  # random left-right mirroring
