@@ -1,10 +1,10 @@
 """fcnseg: Fully Convolutional Networks for semantic segmentation (Long, Shelhamer & Darrell).
 
-The public API: the builders, save/load, ``segment`` (labels of any image), and the
-confusion-matrix metrics.
+The public API: the builders, save/load, ``ensemble`` (several saved nets as one),
+``segment`` (labels of any image), and the confusion-matrix metrics.
 """
 
-from fcnseg.checkpoint import load, save
+from fcnseg.checkpoint import ensemble, load, save
 from fcnseg.evaluate.metrics import ConfusionMatrix
 from fcnseg.inference.segment import segment
 from fcnseg.metadata import Metadata, metadata_of
@@ -26,6 +26,7 @@ __all__ = [
     "Metadata",
     "config_of",
     "create_model",
+    "ensemble",
     "fcn8s",
     "fcn8s_atonce",
     "fcn16s",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from torch import nn
 from fcnseg.errors import DiskFullError, is_disk_full
 from fcnseg.metadata import Metadata, MetadataError, metadata_of
 from fcnseg.models import get_builder, list_models, settings_of
+from fcnseg.models.ensemble import ARCH as ENSEMBLE
+from fcnseg.models.ensemble import Ensemble
 from fcnseg.safe_files import umask_mode
 from fcnseg.weights_io import WeightsFileError, read_weights
 
@@ -118,17 +121,25 @@ def read(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
 
 
 def model_record(model: nn.Module, **meta: Any) -> dict[str, Any]:
-    """The checkpoint dictionary of a net made by a builder of :func:`fcnseg.models.list_models`;
-    ``meta`` updates the net's own metadata (fields of :class:`~fcnseg.metadata.Metadata`, or
-    other plain values)."""
+    """The checkpoint dictionary of a net made by a builder of :func:`fcnseg.models.list_models`,
+    or of an :class:`~fcnseg.models.ensemble.Ensemble` of such nets (arch ``"ensemble"``,
+    settings ``{"members": [{"arch", "settings"}, ...]}``); ``meta`` updates the net's own
+    metadata (fields of :class:`~fcnseg.metadata.Metadata`, or other plain values)."""
     arch = getattr(model, "arch", None)
-    if arch not in list_models():
-        raise ValueError(f"model has arch {arch!r}; only nets from {list_models()} can be saved")
+    if isinstance(model, Ensemble):
+        settings: dict[str, Any] = {"members": model.member_settings()}
+    elif arch in list_models():
+        settings = settings_of(model)
+    else:
+        raise ValueError(
+            f"model has arch {arch!r}; only nets from {list_models()} and ensembles of them "
+            "can be saved"
+        )
     return {
         "format": FORMAT,
         "version": VERSION,
         "arch": arch,
-        "settings": settings_of(model),
+        "settings": settings,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": metadata_of(model).updated(**meta).to_dict(),
     }
@@ -144,23 +155,55 @@ def build(
     unknown one is an error naming ``source``.
     """
     arch = contents["arch"]
-    if arch not in list_models():
-        raise CheckpointError(f"{source} names arch {arch!r}; known: {list_models()}")
-    builder = get_builder(arch)
-    settings = dict(contents["settings"])
-    if geometry is not None:
-        if "geometry" not in settings and not hasattr(builder.config_class, "geometry"):
-            raise CheckpointError(
-                f"{source}: {arch} has no geometry choice (only the VGG16 FCNs have one)"
-            )
-        settings["geometry"] = geometry
-    try:  # the config checks the settings (TypeError, ValueError), load_state_dict the shapes
-        model = builder.from_settings(settings)
+    if arch == ENSEMBLE:
+        model = _build_ensemble(contents, source, geometry)
+    else:
+        model = _build_net(arch, contents["settings"], source, geometry)
+    try:  # load_state_dict checks the shapes
         model.load_state_dict(contents["state_dict"])
         model.metadata = Metadata.from_dict(contents.get("meta") or {})
     except (TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{source} does not fit {arch}: {error}") from error
     return model
+
+
+def _build_net(
+    arch: Any, settings: Any, source: str, geometry: str | None, who: str = ""
+) -> nn.Module:
+    """The net of a builder's name and settings (untrained); ``who`` names an ensemble member."""
+    if arch not in list_models():
+        raise CheckpointError(f"{source}{who} names arch {arch!r}; known: {list_models()}")
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"{source}{who}: settings must be a dict, got {type(settings)}")
+    builder = get_builder(arch)
+    settings = dict(settings)
+    if geometry is not None:
+        if "geometry" not in settings and not hasattr(builder.config_class, "geometry"):
+            raise CheckpointError(
+                f"{source}{who}: {arch} has no geometry choice (only the VGG16 FCNs have one)"
+            )
+        settings["geometry"] = geometry
+    try:  # the config checks the settings
+        return builder.from_settings(settings)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{source}{who} does not fit {arch}: {error}") from error
+
+
+def _build_ensemble(contents: dict[str, Any], source: str, geometry: str | None) -> Ensemble:
+    members = contents["settings"].get("members") if isinstance(contents["settings"], dict) else 0
+    if not isinstance(members, list) or not members:
+        raise CheckpointError(f"{source}: an ensemble's settings must list its 'members'")
+    nets = []
+    for index, member in enumerate(members):
+        who = f" (member {index})"
+        if not isinstance(member, dict):
+            raise CheckpointError(f"{source}{who}: expected {{'arch', 'settings'}}")
+        arch, settings = member.get("arch"), member.get("settings")
+        nets.append(_build_net(arch, settings, source, geometry, who))
+    try:
+        return Ensemble(nets)
+    except ValueError as error:
+        raise CheckpointError(f"{source}: {error}") from error
 
 
 def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
@@ -183,3 +226,38 @@ def load(
     geometry instead of its own (see :func:`build`).
     """
     return build(read(path, map_location), source=str(path), geometry=geometry).eval()
+
+
+# What the members of an ensemble must agree on: the input they see and the meaning of scores.
+SHARED_METADATA = ("preprocessing", "input_scale", "classes")
+
+
+def ensemble(
+    paths: Sequence[str | os.PathLike], map_location: str | torch.device = "cpu"
+) -> Ensemble:
+    """The :class:`~fcnseg.models.ensemble.Ensemble` of the nets saved in ``paths`` (two or
+    more), in eval mode, to score or :func:`save` as one net.
+
+    The members must see the same input (preprocessing, input scale) and score the same classes
+    (:data:`SHARED_METADATA`); a file that differs is an error naming it. The ensemble's metadata
+    is the first file's (its palette, test-time augmentation...), with ``ensemble_of``: the
+    files' names.
+    """
+    if len(paths) < 2:
+        raise CheckpointError(f"an ensemble needs two or more checkpoints, got {len(paths)}")
+    nets = [load(path, map_location) for path in paths]
+    first = metadata_of(nets[0])
+    for path, net in zip(paths[1:], nets[1:]):
+        for field in SHARED_METADATA:
+            if getattr(metadata_of(net), field) != getattr(first, field):
+                raise CheckpointError(
+                    f"{path} has {field} {getattr(metadata_of(net), field)!r}, {paths[0]} has "
+                    f"{getattr(first, field)!r}: an ensemble's members share their input and "
+                    "classes"
+                )
+    try:
+        model = Ensemble(nets)
+    except ValueError as error:
+        raise CheckpointError(f"{', '.join(map(str, paths))}: {error}") from error
+    model.metadata = first.updated(ensemble_of=[Path(p).name for p in paths])
+    return model.eval()

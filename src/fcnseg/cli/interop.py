@@ -1,4 +1,4 @@
-"""``fcnseg models``, ``fcnseg import-caffe`` and ``fcnseg export``."""
+"""``fcnseg models``, ``fcnseg import-caffe``, ``fcnseg export`` and ``fcnseg ensemble``."""
 
 from __future__ import annotations
 
@@ -90,6 +90,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from fcnseg.checkpoint import ensemble, save
+
+    check_outputs(files={"--out": args.out})
+    model = ensemble(args.checkpoints)
+    path = save(model, args.out)
+    count = sum(p.numel() for p in model.parameters())
+    print(f"wrote {path}: the mean probability of {len(args.checkpoints)} nets ({count:,} weights)")
+    return 0
+
+
 def _add_interop(commands: argparse._SubParsersAction) -> None:
     imports = commands.add_parser(
         "import-caffe",
@@ -148,6 +159,20 @@ def _add_interop(commands: argparse._SubParsersAction) -> None:
     )
     export.add_argument("--no-verify", action="store_true", help="skip the parity checks")
     export.set_defaults(run=cmd_export)
+
+    ensemble = commands.add_parser(
+        "ensemble",
+        help="save several trained nets as one, scoring the mean of their probabilities",
+        description="Combine checkpoints of nets that share their input (preprocessing, input "
+        "scale) and classes, e.g. runs of one recipe from other seeds, into one model file. "
+        "eval, predict, export and fcnseg.segment take it as any net: its scores are the log "
+        "of the members' mean softmax, and it costs each member's time. Its metadata (palette, "
+        "test-time augmentation) is the first checkpoint's.",
+        epilog="exit status: 0 written; 2 unreadable or mismatched checkpoints, bad --out.",
+    )
+    ensemble.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="two or more")
+    ensemble.add_argument("--out", required=True, metavar="PATH", help="model file to write")
+    ensemble.set_defaults(run=cmd_ensemble)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

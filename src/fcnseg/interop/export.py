@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from fcnseg.errors import EXIT_FAILED, FcnsegError
 from fcnseg.metadata import metadata_of
 from fcnseg.models import config_of, settings_of
+from fcnseg.models.ensemble import Ensemble
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,10 @@ class ExportError(FcnsegError, RuntimeError):
 def export_meta(model: nn.Module) -> dict[str, Any]:
     """What a consumer of the file needs: arch, settings, classes, preprocessing, io names."""
     try:
-        settings, arch = settings_of(model), model.arch
+        if isinstance(model, Ensemble):  # its members' archs and settings, as its checkpoint's
+            settings, arch = {"members": model.member_settings()}, model.arch
+        else:
+            settings, arch = settings_of(model), model.arch
     except ValueError:  # a net put together by hand, not by a builder
         arch, settings = type(model).__name__, {}
     return {
