@@ -127,7 +127,7 @@ def model_record(model: nn.Module, **meta: Any) -> dict[str, Any]:
     metadata (fields of :class:`~fcnseg.metadata.Metadata`, or other plain values)."""
     arch = getattr(model, "arch", None)
     if isinstance(model, Ensemble):
-        settings: dict[str, Any] = {"members": model.member_settings()}
+        settings: dict[str, Any] = model.settings()
     elif arch in list_models():
         settings = settings_of(model)
     else:
@@ -190,7 +190,8 @@ def _build_net(
 
 
 def _build_ensemble(contents: dict[str, Any], source: str, geometry: str | None) -> Ensemble:
-    members = contents["settings"].get("members") if isinstance(contents["settings"], dict) else 0
+    settings = contents["settings"]
+    members = settings.get("members") if isinstance(settings, dict) else None
     if not isinstance(members, list) or not members:
         raise CheckpointError(f"{source}: an ensemble's settings must list its 'members'")
     nets = []
@@ -198,8 +199,7 @@ def _build_ensemble(contents: dict[str, Any], source: str, geometry: str | None)
         who = f" (member {index})"
         if not isinstance(member, dict):
             raise CheckpointError(f"{source}{who}: expected {{'arch', 'settings'}}")
-        arch, settings = member.get("arch"), member.get("settings")
-        nets.append(_build_net(arch, settings, source, geometry, who))
+        nets.append(_build_net(member.get("arch"), member.get("settings"), source, geometry, who))
     try:
         return Ensemble(nets)
     except ValueError as error:

@@ -338,7 +338,7 @@ class PerImageNormalize:
     before the net sees it: a frame and the same frame brighter, darker or tinted normalise to
     the same input (up to clipping). Statistics are per image of a batch ``... x C x H x W``, so
     scoring a whole image applies exactly what training applied to whole frames; tiles of a
-    large image are normalised with the whole image's statistics (:func:`image_statistics`).
+    large image are normalised with the whole image's statistics (:func:`whole_image_preprocess`).
     """
 
     def __init__(self, eps: float = 1.0) -> None:
@@ -348,11 +348,8 @@ class PerImageNormalize:
 
     def __call__(self, image: Tensor, label: Tensor) -> Pair:
         _check_image(image, "PerImageNormalize", batched=True)
-        return self.apply(image, *image_statistics(image)), label
-
-    def apply(self, image: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-        """Standardise ``image`` with given statistics (``... x C x 1 x 1``)."""
-        return (image - mean) / (std + self.eps)
+        mean, std = image_statistics(image)  # (..., C, 1, 1)
+        return (image - mean) / (std + self.eps), label
 
     def fixed_for(self, image: Tensor) -> Normalize:
         """The fixed normaliser this one is for ``image`` (``C x H x W``): a :class:`Normalize`

@@ -72,7 +72,7 @@ def export_meta(model: nn.Module) -> dict[str, Any]:
     """What a consumer of the file needs: arch, settings, classes, preprocessing, io names."""
     try:
         if isinstance(model, Ensemble):  # its members' archs and settings, as its checkpoint's
-            settings, arch = {"members": model.member_settings()}, model.arch
+            settings, arch = model.settings(), model.arch
         else:
             settings, arch = settings_of(model), model.arch
     except ValueError:  # a net put together by hand, not by a builder

@@ -76,9 +76,10 @@ class Ensemble(nn.Module):
     def alignments(self) -> tuple:
         return self.members[0].alignments
 
-    def member_settings(self) -> list[dict]:
-        """``[{"arch": ..., "settings": {...}}, ...]``: what a checkpoint needs to rebuild it."""
-        return [{"arch": m.arch, "settings": settings_of(m)} for m in self.members]
+    def settings(self) -> dict[str, list[dict]]:
+        """``{"members": [{"arch": ..., "settings": {...}}, ...]}``: what its checkpoint and
+        exported files record, and what rebuilds it."""
+        return {"members": [{"arch": m.arch, "settings": settings_of(m)} for m in self.members]}
 
     def forward(self, x: Tensor) -> Tensor:
         log_probabilities = torch.stack([member(x).log_softmax(1) for member in self.members])

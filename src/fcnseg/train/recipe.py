@@ -92,9 +92,7 @@ class Recipe:
     init_branches: dict[str, Any] = field(default_factory=dict)  # late fusion: {rgb, hha} inits
     extra_channels: str = "none"  # VGG16 init of >3 input channels (early fusion): mean | zero
     # ---- input
-    # caffe (BGR minus ILSVRC mean) | imagenet | scale (x/255-.5)/.25 | mean (``mean``, per
-    # channel) | per_image (each image's channels by its own mean and std: exposure removed)
-    preprocessing: str = "caffe"
+    preprocessing: str = "caffe"  # caffe | imagenet | scale | mean | per_image (own mean, std)
     mean: list[float] = field(default_factory=list)  # caffe: [B,G,R, extra..]; mean: per channel
     resize: float = 1.0  # fixed rescale of train and val images (e.g. 0.5 on a CPU)
     flip: bool = False  # random left-right mirroring
