@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fcnseg.data.transforms import ConcatNormalize, normalizer_from_spec
 from fcnseg.errors import DiskFullError, is_disk_full
 from fcnseg.metadata import Metadata, MetadataError, metadata_of
 from fcnseg.models import get_builder, list_models, settings_of
@@ -201,7 +202,7 @@ def _build_ensemble(contents: dict[str, Any], source: str, geometry: str | None)
             raise CheckpointError(f"{source}{who}: expected {{'arch', 'settings'}}")
         nets.append(_build_net(member.get("arch"), member.get("settings"), source, geometry, who))
     try:
-        return Ensemble(nets)
+        return Ensemble(nets, split_input=settings.get("split_input", False) is True)
     except ValueError as error:
         raise CheckpointError(f"{source}: {error}") from error
 
@@ -228,8 +229,8 @@ def load(
     return build(read(path, map_location), source=str(path), geometry=geometry).eval()
 
 
-# What the members of an ensemble must agree on: the input they see and the meaning of scores.
-SHARED_METADATA = ("preprocessing", "input_scale", "classes")
+# What the members of an ensemble must agree on: the input size they see, the meaning of scores.
+SHARED_METADATA = ("input_scale", "classes")
 
 
 def ensemble(
@@ -238,10 +239,13 @@ def ensemble(
     """The :class:`~fcnseg.models.ensemble.Ensemble` of the nets saved in ``paths`` (two or
     more), in eval mode, to score or :func:`save` as one net.
 
-    The members must see the same input (preprocessing, input scale) and score the same classes
-    (:data:`SHARED_METADATA`); a file that differs is an error naming it. The ensemble's metadata
-    is the first file's (its palette, test-time augmentation...), with ``ensemble_of``: the
-    files' names.
+    The members must see images at the same input scale and score the same classes
+    (:data:`SHARED_METADATA`); a file that differs is an error naming it. Members recorded with
+    the same preprocessing share the input; members with different ones get a split input,
+    whose preprocessing is a :class:`~fcnseg.data.transforms.ConcatNormalize` of theirs, so
+    each is scored on exactly the input it was trained on. The ensemble's metadata is otherwise
+    the first file's (its palette, test-time augmentation...), with ``ensemble_of``: the files'
+    names.
     """
     if len(paths) < 2:
         raise CheckpointError(f"an ensemble needs two or more checkpoints, got {len(paths)}")
@@ -252,12 +256,36 @@ def ensemble(
             if getattr(metadata_of(net), field) != getattr(first, field):
                 raise CheckpointError(
                     f"{path} has {field} {getattr(metadata_of(net), field)!r}, {paths[0]} has "
-                    f"{getattr(first, field)!r}: an ensemble's members share their input and "
-                    "classes"
+                    f"{getattr(first, field)!r}: an ensemble's members share their input size "
+                    "and classes"
                 )
+    specs = [metadata_of(net).preprocessing for net in nets]
+    split_input = any(spec != specs[0] for spec in specs)
+    preprocessing = _split_preprocessing(paths, specs) if split_input else first.preprocessing
     try:
-        model = Ensemble(nets)
+        model = Ensemble(nets, split_input=split_input)
     except ValueError as error:
         raise CheckpointError(f"{', '.join(map(str, paths))}: {error}") from error
-    model.metadata = first.updated(ensemble_of=[Path(p).name for p in paths])
+    model.metadata = first.updated(
+        preprocessing=preprocessing, ensemble_of=[Path(p).name for p in paths]
+    )
     return model.eval()
+
+
+def _split_preprocessing(
+    paths: Sequence[str | os.PathLike], specs: list[dict[str, Any] | None]
+) -> dict[str, Any]:
+    """The spec of a :class:`~fcnseg.data.transforms.ConcatNormalize` of the members'
+    preprocessing; each must record one that rebuilds."""
+    parts = []
+    for path, spec in zip(paths, specs):
+        if spec is None:
+            raise CheckpointError(
+                f"{path} records no preprocessing, and the members' preprocessing differ: "
+                "each member of a split-input ensemble needs its own"
+            )
+        try:
+            parts.append(normalizer_from_spec(spec))
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: preprocessing {spec!r}: {error}") from error
+    return ConcatNormalize(parts).spec()

@@ -16,6 +16,7 @@ from fcnseg.data.transforms import (
     CenterCrop,
     ColorJitter,
     Compose,
+    ConcatNormalize,
     ImageNetNormalize,
     Normalize,
     PasteClasses,
@@ -239,6 +240,27 @@ def test_a_part_of_an_image_is_normalised_with_the_whole_images_statistics() -> 
     part, _ = fixed(image[:, 2:5, 3:7], None)
     torch.testing.assert_close(part, whole[:, 2:5, 3:7])
     assert whole_image_preprocess(ImageNetNormalize(), image).__class__ is ImageNetNormalize
+
+
+def test_concat_normalize_stacks_each_normalisers_output() -> None:
+    """Each part sees the same image; their outputs lie side by side in the channels, in
+    order, and a part of the image normalises as the whole did (per-image statistics fixed)."""
+    image = torch.arange(3 * 4 * 6, dtype=torch.float32).reshape(3, 4, 6) * 3
+    parts = [ImageNetNormalize(), PerImageNormalize()]
+    concat = ConcatNormalize(parts)
+    out, label = concat(image, "label")
+    assert out.shape == (6, 4, 6) and label == "label"
+    torch.testing.assert_close(out[:3], parts[0](image, None)[0])
+    torch.testing.assert_close(out[3:], parts[1](image, None)[0])
+    batch, _ = concat(torch.stack([image, image / 2]), None)
+    torch.testing.assert_close(batch[1, 3:], parts[1](image / 2, None)[0])  # its own statistics
+    rebuilt = normalizer_from_spec(concat.spec())
+    assert [type(p) for p in rebuilt.parts] == [ImageNetNormalize, PerImageNormalize]
+    assert rebuilt.spec() == concat.spec()
+    part, _ = whole_image_preprocess(concat, image)(image[:, 1:3, 2:5], None)
+    torch.testing.assert_close(part, out[:, 1:3, 2:5])
+    with pytest.raises(ValueError, match="at least one"):
+        ConcatNormalize([])
 
 
 # --------------------------------------------------------------------------- batching

@@ -86,12 +86,18 @@ def test_an_ensemble_saves_and_loads_as_one_model(saved, tmp_path):
     assert load_torchscript(traced)[1]["settings"]["members"][0]["arch"] == "fcn2s"
 
 
-def test_members_must_share_input_and_classes(saved, tmp_path):
+def per_image_member(seed: int) -> nn.Module:
+    model = member(seed)
+    model.metadata = model.metadata.updated(preprocessing=PerImageNormalize().spec())
+    return model
+
+
+def test_members_must_share_input_size_and_classes(saved, tmp_path):
     other = member(3)
-    other.metadata = other.metadata.updated(preprocessing=PerImageNormalize().spec())
-    odd = fcnseg.save(other, tmp_path / "per-image.pt")
-    with pytest.raises(CheckpointError, match="per-image.pt has preprocessing"):
-        ensemble([saved[0], odd])
+    other.metadata = other.metadata.updated(input_scale=0.5)
+    half = fcnseg.save(other, tmp_path / "half.pt")
+    with pytest.raises(CheckpointError, match="half.pt has input_scale 0.5"):
+        ensemble([saved[0], half])
     five = fcn8s(num_classes=5, width=1 / 16)
     five.metadata = fcnseg.Metadata(preprocessing=ImageNetNormalize().spec())
     with pytest.raises(CheckpointError, match="classes"):
@@ -100,6 +106,46 @@ def test_members_must_share_input_and_classes(saved, tmp_path):
         ensemble(saved[:1])
     with pytest.raises(ValueError, match="member 1 scores 5 classes"):
         Ensemble([member(0), five])
+    unrecorded = member(4)
+    unrecorded.metadata = unrecorded.metadata.updated(preprocessing=None)
+    bare = fcnseg.save(unrecorded, tmp_path / "bare.pt")
+    with pytest.raises(CheckpointError, match="bare.pt records no preprocessing"):
+        ensemble([saved[0], bare])
+
+
+def test_members_with_other_preprocessing_each_see_their_own_input(saved, tmp_path):
+    """An ImageNet-normalised member and a per-image-normalised one: the ensemble takes the
+    image normalised both ways, side by side in the channels, and scores exactly the mean of
+    what each member scores on its own, whole or in tiles (per-image statistics of the whole
+    image, not the tile's), and after a save, load and export."""
+    mixed = fcnseg.save(per_image_member(3), tmp_path / "per-image.pt")
+    paths = [saved[0], mixed]
+    model = ensemble(paths)
+    assert model.split_input and model.input_channels == 6
+    assert fcnseg.metadata_of(model).preprocessing == {
+        "type": "ConcatNormalize",
+        "parts": [ImageNetNormalize().spec(), PerImageNormalize().spec()],
+    }
+    image = torch.rand(3, 70, 100) * 255
+    image[:, :, 50:] *= 0.2  # a dark right half: a tile's own statistics differ from the image's
+    image = image.to(torch.uint8)
+    for views in ({"flip": True, "scales": [1.0]}, {"tile": 64, "overlap": 16, "scales": [1.0]}):
+        probabilities = fcnseg.segment(model, image, probabilities=True, **views)[1]
+        each = [
+            fcnseg.segment(fcnseg.load(p), image, probabilities=True, **views)[1] for p in paths
+        ]
+        torch.testing.assert_close(probabilities, sum(each) / 2, atol=1e-5, rtol=1e-5)
+    loaded = fcnseg.load(fcnseg.save(model, tmp_path / "mixed.pt"))
+    assert loaded.split_input and loaded.settings()["split_input"] is True
+    x = torch.randn(1, 6, 29, 31)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    with pytest.raises(ValueError, match=r"takes 6 input channels \(2 members x 3\), got 3"):
+        loaded(x[:, :3])
+    traced = export_torchscript(loaded, tmp_path / "mixed.ts")  # checked at several sizes
+    meta = load_torchscript(traced)[1]
+    assert meta["settings"]["split_input"] is True
+    assert meta["preprocessing"]["type"] == "ConcatNormalize"
 
 
 def test_a_damaged_ensemble_file_names_itself(saved, tmp_path):
@@ -120,6 +166,10 @@ def test_cli_ensemble(saved, tmp_path, capsys):
     assert main(["ensemble", *map(str, saved[:2]), "--out", str(out)]) == 0
     assert "the mean probability of 2 nets" in capsys.readouterr().out
     assert isinstance(fcnseg.load(out), Ensemble)
+    mixed = fcnseg.save(per_image_member(3), tmp_path / "per-image.pt")
+    assert main(["ensemble", str(saved[0]), str(mixed), "--out", str(out)]) == 0
+    assert "2 nets, each on its own preprocessing" in capsys.readouterr().out
+    assert fcnseg.load(out).split_input
     assert main(["ensemble", str(saved[0]), "--out", str(out)]) == 2
     assert "two or more" in capsys.readouterr().err
     assert main(["ensemble", str(saved[0]), str(tmp_path / "missing.pt"), "--out", "x.pt"]) == 2

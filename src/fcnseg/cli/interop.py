@@ -97,7 +97,11 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     model = ensemble(args.checkpoints)
     path = save(model, args.out)
     count = sum(p.numel() for p in model.parameters())
-    print(f"wrote {path}: the mean probability of {len(args.checkpoints)} nets ({count:,} weights)")
+    inputs = ", each on its own preprocessing" if model.split_input else ""
+    print(
+        f"wrote {path}: the mean probability of {len(args.checkpoints)} nets{inputs} "
+        f"({count:,} weights)"
+    )
     return 0
 
 
@@ -163,8 +167,10 @@ def _add_interop(commands: argparse._SubParsersAction) -> None:
     ensemble = commands.add_parser(
         "ensemble",
         help="save several trained nets as one, scoring the mean of their probabilities",
-        description="Combine checkpoints of nets that share their input (preprocessing, input "
-        "scale) and classes, e.g. runs of one recipe from other seeds, into one model file. "
+        description="Combine checkpoints of nets that share their classes and input scale, "
+        "e.g. runs of one recipe from other seeds or with other preprocessing, into one model "
+        "file. Members trained with different preprocessing each get the image normalised "
+        "their way (the file's preprocessing is then a ConcatNormalize of theirs). "
         "eval, predict, export and fcnseg.segment take it as any net: its scores are the log "
         "of the members' mean softmax, and it costs each member's time. Its metadata (palette, "
         "test-time augmentation) is the first checkpoint's.",

@@ -26,12 +26,17 @@ Preprocessing follows two conventions (FCN paper, section 4.1 / 4.3):
   per-channel BGR mean of ILSVRC, values left in 0..255.
 - ``ImageNetNormalize``: what torchvision's ImageNet backbones expect, RGB scaled to 0..1, minus
   mean, divided by standard deviation.
+
+Beyond them, ``Normalize`` is the general per-channel form, ``PerImageNormalize`` standardises
+each image by its own statistics, and ``ConcatNormalize`` stacks several normalisers' outputs for
+an ensemble whose members were trained with different ones.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +50,7 @@ __all__ = [
     "CaffeMeanSubtract",
     "CenterCrop",
     "Compose",
+    "ConcatNormalize",
     "ImageNetNormalize",
     "Normalize",
     "PerImageNormalize",
@@ -367,6 +373,38 @@ class PerImageNormalize:
         return {"type": "PerImageNormalize", "eps": self.eps}
 
 
+class ConcatNormalize:
+    """Several normalisers applied to the same image, their outputs concatenated along the
+    channels in order: ``C x H x W`` in, ``len(parts) * C x H x W`` out (``... x C x H x W``
+    batches alike).
+
+    The input of an ensemble whose members were trained with different preprocessing
+    (:class:`fcnseg.models.ensemble.Ensemble` with ``split_input``): member ``i`` reads the
+    channels of part ``i``, so each sees the whole image normalised exactly as it was trained,
+    before any resizing. ``parts``: normalisers, or their specs.
+    """
+
+    def __init__(self, parts: Sequence[Normalizer | Mapping[str, Any]]) -> None:
+        self.parts = [normalizer_from_spec(p) if isinstance(p, Mapping) else p for p in parts]
+        if not self.parts:
+            raise ValueError("ConcatNormalize needs at least one normaliser in parts")
+
+    def __call__(self, image: Tensor, label: Tensor) -> Pair:
+        _check_image(image, "ConcatNormalize", batched=True)
+        return torch.cat([part(image, label)[0] for part in self.parts], dim=-3), label
+
+    def fixed_for(self, image: Tensor) -> ConcatNormalize:
+        """This normaliser as it applies to parts (tiles) of ``image``: each part's
+        :func:`whole_image_preprocess`."""
+        return ConcatNormalize([whole_image_preprocess(part, image) for part in self.parts])
+
+    def __repr__(self) -> str:
+        return f"ConcatNormalize({self.parts})"
+
+    def spec(self) -> dict:
+        return {"type": "ConcatNormalize", "parts": [part.spec() for part in self.parts]}
+
+
 def image_statistics(image: Tensor) -> tuple[Tensor, Tensor]:
     """Per-channel mean and (population) standard deviation of each image, ``... x C x 1 x 1``,
     in float32 whatever the image's dtype."""
@@ -375,13 +413,14 @@ def image_statistics(image: Tensor) -> tuple[Tensor, Tensor]:
     return mean, std
 
 
-Normalizer = Normalize | CaffeMeanSubtract | ImageNetNormalize | PerImageNormalize
+Normalizer = Normalize | CaffeMeanSubtract | ImageNetNormalize | PerImageNormalize | ConcatNormalize
 
 
 def whole_image_preprocess(preprocess: Callable, image: Tensor) -> Callable:
     """``preprocess`` as it applies to parts of ``image`` (``C x H x W``): a
-    :class:`PerImageNormalize` fixed to the whole image's statistics, anything else as it is."""
-    if isinstance(preprocess, PerImageNormalize):
+    :class:`PerImageNormalize` fixed to the whole image's statistics (inside a
+    :class:`ConcatNormalize` too), anything else as it is."""
+    if isinstance(preprocess, (PerImageNormalize, ConcatNormalize)):
         return preprocess.fixed_for(image)
     return preprocess
 
@@ -391,6 +430,7 @@ def normalizer_from_spec(spec: dict) -> Normalizer:
     kinds = {"Normalize": Normalize, "CaffeMeanSubtract": CaffeMeanSubtract}
     kinds["ImageNetNormalize"] = ImageNetNormalize
     kinds["PerImageNormalize"] = PerImageNormalize
+    kinds["ConcatNormalize"] = ConcatNormalize
     arguments = dict(spec)
     kind = arguments.pop("type", None)
     if kind not in kinds:

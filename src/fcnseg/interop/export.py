@@ -26,7 +26,10 @@ the ONNX ``metadata_props`` under ``fcnseg``, in the TorchScript archive as extr
 ``fcnseg.json``. Its ``preprocessing`` is a normaliser's spec
 (:func:`fcnseg.data.transforms.normalizer_from_spec`); ``{"type": "PerImageNormalize", "eps":
 e}`` asks the consumer for ``(x - m) / (s + e)`` per channel, ``m`` and ``s`` the mean and
-standard deviation of that channel over the whole image (raw 0..255 values).
+standard deviation of that channel over the whole image (raw 0..255 values);
+``{"type": "ConcatNormalize", "parts": [spec, ...]}`` (an ensemble of members trained with
+different preprocessing) asks for each part's output, concatenated along the channels in order:
+the file's input then has ``len(parts) * C`` channels.
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ def export_meta(model: nn.Module) -> dict[str, Any]:
 
 
 def _in_channels(model: nn.Module) -> int:
+    if isinstance(model, Ensemble):  # C, or M * C for a split input
+        return model.input_channels
     try:
         return config_of(model).in_channels
     except ValueError:  # a net put together by hand: its first convolution's

@@ -9,16 +9,21 @@ the softmax of its scores is the mean probability, and their argmax is its label
 at another size than its input's (a checkpoint's ``input_scale``, a test scale) has its scores
 resized before the softmax; an ensemble's are the log mean probability, resized as such.
 
-Its members share the input (the same channels, the same preprocessing: a checkpoint checks
-that; :func:`fcnseg.checkpoint.ensemble`) and the classes. ``backbone``, ``head``, ``config``
-and ``alignments`` are the first member's, so geometry tools (the receptive field that sizes
-tiles, the input channels) read the ensemble as they read that net.
+Its members score the same classes from images of the same channels. Members trained with the
+same preprocessing share one input. Members trained with different preprocessing (say one on
+ImageNet statistics, one on each image's own) take a ``split_input``: the image normalised once per member and concatenated along the channels
+(:class:`fcnseg.data.transforms.ConcatNormalize`, which :func:`fcnseg.checkpoint.ensemble`
+records as the ensemble's preprocessing), member ``i`` reading channels ``i*C`` to ``(i+1)*C``.
+Either way each member sees exactly the input it was trained on. ``backbone``, ``head``,
+``config`` and ``alignments`` are the first member's, so geometry tools (the receptive field that
+sizes tiles, the image's channels) read the ensemble as they read that net.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -29,16 +34,18 @@ ARCH = "ensemble"  # the ``arch`` of an ensemble's checkpoint
 
 
 class Ensemble(nn.Module):
-    """``log(mean_i softmax(member_i(x)))``: ``forward(N x C x H x W) -> N x K x H x W``.
+    """``log(mean_i softmax(member_i(x_i)))``: ``forward(N x C' x H x W) -> N x K x H x W``.
 
     ``members``: nets made by builders of :func:`fcnseg.models.list_models` (their arch and
     config are what a checkpoint of the ensemble records), each scoring the same ``K`` classes
     from the same ``C`` input channels. Parameters are named ``members.0.*``, ``members.1.*``...
+    ``split_input``: each member has its own ``C`` channels of the input (``C' = M * C`` for
+    ``M`` members, ``x_i`` the ``i``-th block); otherwise all read the same ``x`` (``C' = C``).
     """
 
     arch = ARCH
 
-    def __init__(self, members: Sequence[nn.Module]) -> None:
+    def __init__(self, members: Sequence[nn.Module], split_input: bool = False) -> None:
         super().__init__()
         members = list(members)
         if not members:
@@ -59,6 +66,8 @@ class Ensemble(nn.Module):
                 )
         self.members = nn.ModuleList(members)
         self.num_classes = first.num_classes
+        self.split_input = bool(split_input)
+        self.input_channels = first.in_channels * (len(members) if split_input else 1)  # C'
 
     @property
     def config(self) -> FCNConfig:
@@ -76,13 +85,23 @@ class Ensemble(nn.Module):
     def alignments(self) -> tuple:
         return self.members[0].alignments
 
-    def settings(self) -> dict[str, list[dict]]:
-        """``{"members": [{"arch": ..., "settings": {...}}, ...]}``: what its checkpoint and
-        exported files record, and what rebuilds it."""
-        return {"members": [{"arch": m.arch, "settings": settings_of(m)} for m in self.members]}
+    def settings(self) -> dict[str, Any]:
+        """``{"members": [{"arch": ..., "settings": {...}}, ...]}``, with ``"split_input":
+        True`` if so: what its checkpoint and exported files record, and what rebuilds it."""
+        members = [{"arch": m.arch, "settings": settings_of(m)} for m in self.members]
+        return {"members": members, **({"split_input": True} if self.split_input else {})}
 
     def forward(self, x: Tensor) -> Tensor:
-        log_probabilities = torch.stack([member(x).log_softmax(1) for member in self.members])
+        if x.shape[1] != self.input_channels:
+            split = f" ({len(self.members)} members x {self.config.in_channels})"
+            raise ValueError(
+                f"the ensemble takes {self.input_channels} input channels"
+                f"{split if self.split_input else ''}, got {x.shape[1]}"
+            )
+        inputs = x.chunk(len(self.members), 1) if self.split_input else [x] * len(self.members)
+        log_probabilities = torch.stack(
+            [member(x_i).log_softmax(1) for member, x_i in zip(self.members, inputs)]
+        )
         return log_probabilities.logsumexp(0) - math.log(len(self.members))  # (N, K, H, W)
 
 
