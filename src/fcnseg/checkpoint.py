@@ -250,6 +250,13 @@ def ensemble(
     if len(paths) < 2:
         raise CheckpointError(f"an ensemble needs two or more checkpoints, got {len(paths)}")
     nets = [load(path, map_location) for path in paths]
+    for path, net in zip(paths, nets):
+        if isinstance(net, Ensemble):
+            members = ", ".join(map(str, metadata_of(net).extra.get("ensemble_of") or []))
+            raise CheckpointError(
+                f"{path} is an ensemble already; give the checkpoints of its members "
+                f"({members or 'not recorded'})"
+            )
     first = metadata_of(nets[0])
     for path, net in zip(paths[1:], nets[1:]):
         for field in SHARED_METADATA:

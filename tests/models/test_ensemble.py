@@ -106,6 +106,11 @@ def test_members_must_share_input_size_and_classes(saved, tmp_path):
         ensemble(saved[:1])
     with pytest.raises(ValueError, match="member 1 scores 5 classes"):
         Ensemble([member(0), five])
+    nested = fcnseg.save(ensemble(saved[:2]), tmp_path / "e01.pt")
+    with pytest.raises(CheckpointError, match=r"e01.pt is an ensemble already.*\(m0.pt, m1.pt\)"):
+        ensemble([nested, saved[2]])
+    with pytest.raises(ValueError, match="member 0 is an ensemble itself"):
+        Ensemble([fcnseg.load(nested), member(2)])
     unrecorded = member(4)
     unrecorded.metadata = unrecorded.metadata.updated(preprocessing=None)
     bare = fcnseg.save(unrecorded, tmp_path / "bare.pt")

@@ -11,9 +11,10 @@ resized before the softmax; an ensemble's are the log mean probability, resized 
 
 Its members score the same classes from images of the same channels. Members trained with the
 same preprocessing share one input. Members trained with different preprocessing (say one on
-ImageNet statistics, one on each image's own) take a ``split_input``: the image normalised once per member and concatenated along the channels
-(:class:`fcnseg.data.transforms.ConcatNormalize`, which :func:`fcnseg.checkpoint.ensemble`
-records as the ensemble's preprocessing), member ``i`` reading channels ``i*C`` to ``(i+1)*C``.
+ImageNet statistics, one on each image's own) take a ``split_input``: the image normalised once
+per member and concatenated along the channels (:class:`fcnseg.data.transforms.ConcatNormalize`,
+which :func:`fcnseg.checkpoint.ensemble` records as the ensemble's preprocessing), member ``i``
+reading channels ``i*C`` to ``(i+1)*C``.
 Either way each member sees exactly the input it was trained on. ``backbone``, ``head``,
 ``config`` and ``alignments`` are the first member's, so geometry tools (the receptive field that
 sizes tiles, the image's channels) read the ensemble as they read that net.
@@ -52,6 +53,11 @@ class Ensemble(nn.Module):
             raise ValueError("an ensemble needs at least one net")
         configs = []
         for index, member in enumerate(members):
+            if isinstance(member, Ensemble):
+                raise ValueError(
+                    f"member {index} is an ensemble itself; give its members instead (an "
+                    "ensemble's members are single nets, each weighing the same)"
+                )
             try:
                 configs.append(config_of(member))
             except ValueError as error:
