@@ -201,8 +201,11 @@ def _build_ensemble(contents: dict[str, Any], source: str, geometry: str | None)
         if not isinstance(member, dict):
             raise CheckpointError(f"{source}{who}: expected {{'arch', 'settings'}}")
         nets.append(_build_net(member.get("arch"), member.get("settings"), source, geometry, who))
+    split_input = settings.get("split_input", False)
+    if not isinstance(split_input, bool):
+        raise CheckpointError(f"{source}: split_input must be true or false, got {split_input!r}")
     try:
-        return Ensemble(nets, split_input=settings.get("split_input", False) is True)
+        return Ensemble(nets, split_input=split_input)
     except ValueError as error:
         raise CheckpointError(f"{source}: {error}") from error
 

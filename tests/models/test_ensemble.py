@@ -160,6 +160,11 @@ def test_a_damaged_ensemble_file_names_itself(saved, tmp_path):
     torch.save(contents, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match=r"bad.pt \(member 1\) names arch 'no_such_net'"):
         fcnseg.load(tmp_path / "bad.pt")
+    contents["settings"]["members"][1]["arch"] = "fcn2s"
+    contents["settings"]["split_input"] = "yes"
+    torch.save(contents, tmp_path / "split.pt")
+    with pytest.raises(CheckpointError, match="split.pt: split_input must be true or false"):
+        fcnseg.load(tmp_path / "split.pt")
     contents["settings"] = {"members": []}
     torch.save(contents, tmp_path / "empty.pt")
     with pytest.raises(CheckpointError, match="must list its 'members'"):

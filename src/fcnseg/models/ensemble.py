@@ -14,10 +14,10 @@ same preprocessing share one input. Members trained with different preprocessing
 ImageNet statistics, one on each image's own) take a ``split_input``: the image normalised once
 per member and concatenated along the channels (:class:`fcnseg.data.transforms.ConcatNormalize`,
 which :func:`fcnseg.checkpoint.ensemble` records as the ensemble's preprocessing), member ``i``
-reading channels ``i*C`` to ``(i+1)*C``.
-Either way each member sees exactly the input it was trained on. ``backbone``, ``head``,
-``config`` and ``alignments`` are the first member's, so geometry tools (the receptive field that
-sizes tiles, the image's channels) read the ensemble as they read that net.
+reading channels ``i*C`` to ``(i+1)*C``. Either way each member sees exactly the input it was
+trained on. ``backbone``, ``head``, ``config`` and ``alignments`` are the first member's, so
+geometry tools (the receptive field that sizes tiles, the image's channels) read the ensemble as
+they read that net.
 """
 
 from __future__ import annotations
