@@ -116,7 +116,11 @@ class TrainTransform:
     ``paste_classes`` from another frame of ``donors`` (the raw train split; ``class_names``
     its classes), colour jitter and hue (on the raw image, when the recipe asks for them),
     preprocessing, fixed resize, random scale and crop (padding the label with
-    ``ignore_index`` and the image with 0, the mean after preprocessing), left-right flip."""
+    ``ignore_index`` and the image with 0, the mean after preprocessing), left-right flip.
+
+    ``resolution`` (the recipe's ``early_resolution`` in the early phase of a progressive run)
+    multiplies the crop size and the scale range: the same view of the frame in fewer pixels.
+    """
 
     def __init__(
         self,
@@ -125,6 +129,7 @@ class TrainTransform:
         ignore_index: int,
         donors: Sequence[tuple[Tensor, Tensor]] | None = None,
         class_names: Sequence[str] = (),
+        resolution: float = 1.0,
     ) -> None:
         self.paste = None
         if recipe.paste_classes:
@@ -136,8 +141,8 @@ class TrainTransform:
         self.jitter = (recipe.brightness, recipe.contrast, recipe.saturation)
         self.hue = recipe.hue
         self.resize = Resize(recipe.resize) if recipe.resize != 1 else None
-        self.crop_size = tuple(recipe.crop_size)
-        self.scale_range = tuple(recipe.scale_range) or (1.0, 1.0)
+        self.crop_size = tuple(max(1, round(side * resolution)) for side in recipe.crop_size)
+        self.scale_range = tuple(s * resolution for s in recipe.scale_range or (1.0, 1.0))
         self.flip = recipe.flip
         self.ignore_index = ignore_index
 
@@ -369,6 +374,16 @@ def make_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
 
 ONECYCLE_DIV = 25.0  # onecycle starts at lr / 25 (torch's OneCycleLR default) ...
 ONECYCLE_FINAL_DIV = 1e4  # ... and ends at lr / 25 / 1e4
+
+
+def resolution_phases(recipe: Recipe, total: int) -> list[tuple[int, int, float]]:
+    """The run's steps as ``(first, stop, resolution)`` phases: with ``early_fraction`` the
+    first ``round(early_fraction * total)`` steps at ``early_resolution`` (progressive
+    resizing: small, cheap inputs while the net learns coarse structure), the rest at 1."""
+    boundary = round(recipe.early_fraction * total) if recipe.early_resolution != 1 else 0
+    if boundary <= 0:
+        return [(0, total, 1.0)]
+    return [(0, boundary, recipe.early_resolution), (boundary, total, 1.0)]
 
 
 def lr_factor(recipe: Recipe, iteration: int, total: int) -> float:

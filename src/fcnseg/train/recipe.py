@@ -104,6 +104,8 @@ class Recipe:
     paste_probability: float = 0.5  # ... from a random other train frame, this often
     scale_range: list[float] = field(default_factory=list)  # [low, high] random scale; needs crop
     crop_size: list[int] = field(default_factory=list)  # [h, w] (or one int) random crops
+    early_resolution: float = 1.0  # progressive resizing: crops and scales times this at first
+    early_fraction: float = 0.0  # ... for this share of the steps (0: one resolution throughout)
     batch_size: int = 1  # images per step and process (1: whole images, as in the paper)
     batch_by_size: bool = False  # one image size per batch: mixed-size whole images, no padding
     # ---- optimisation
@@ -313,6 +315,13 @@ def _validate(recipe: Recipe, source: str) -> None:
         need("crop_size", bool(r.crop_size), "must be set with scale_range (random scales crop)")
     need("crop_size", len(r.crop_size) in (0, 2), "must be [], one int or [height, width]")
     need("crop_size", all(s >= 1 for s in r.crop_size), "must be >= 1 pixel")
+    need("early_resolution", 0 < r.early_resolution <= 1, "must be in (0, 1]")
+    need("early_fraction", 0 <= r.early_fraction < 1, "must be in [0, 1)")
+    need(
+        "early_fraction",
+        not r.early_fraction or bool(r.crop_size),
+        "needs crop_size (the early phase scales the crops)",
+    )
     need("batch_size", r.batch_size >= 1, "must be >= 1")
     caffe_mean = len(r.mean) == 0 or len(r.mean) >= 3
     need("mean", r.preprocessing in ("caffe", "mean") or not r.mean, "needs caffe or mean")

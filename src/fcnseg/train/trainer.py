@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from fcnseg.data.in_memory import InMemory
 from fcnseg.data.transforms import collate_pad
@@ -52,6 +53,7 @@ from fcnseg.train.build import (
     make_optimizer,
     open_splits,
     paste_class_ids,
+    resolution_phases,
 )
 from fcnseg.train.checkpoints import TrainingDiverged
 from fcnseg.train.distributed import Processes
@@ -219,11 +221,23 @@ class Trainer:
 
     # ----------------------------------------------------------------------- the loop
 
-    def _loader(self) -> DataLoader:
-        self.sampler.start, self.sampler.stop = self.iteration, self.total
+    def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """The batches of steps ``iteration .. total - 1``, each phase of the resolution
+        schedule from its own loader (a pure function of the step: resuming is exact)."""
         pairs = InMemory(self.train_set) if self.recipe.cache_samples else self.train_set
+        for first, stop, resolution in resolution_phases(self.recipe, self.total):
+            if self.iteration < stop:
+                yield from self._loader(pairs, max(first, self.iteration), stop, resolution)
+
+    def _loader(self, pairs: Dataset, start: int, stop: int, resolution: float) -> DataLoader:
+        self.sampler.start, self.sampler.stop = start, stop
         augment = TrainTransform(
-            self.recipe, self.normalizer, self.ignore_index, pairs, self.train_set.classes
+            self.recipe,
+            self.normalizer,
+            self.ignore_index,
+            pairs,
+            self.train_set.classes,
+            resolution,
         )
         samples = KeyedSamples(pairs, augment)
         return DataLoader(
@@ -337,7 +351,6 @@ class Trainer:
 
     def run(self, progress: Progress | None = None, on_step: StepHook | None = None) -> TrainResult:
         recipe, main = self.recipe, self.processes.is_main
-        loader = self._loader()
         model: nn.Module = self.net
         if self.processes.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -352,7 +365,7 @@ class Trainer:
         last_loss, metrics = math.nan, None
         interrupt = DeferredInterrupt().start()  # Ctrl-C stops after a whole step
         try:
-            for images, labels in loader:
+            for images, labels in self._batches():
                 value = self._step(model, images, labels)
                 self.iteration += 1
                 self.window = [self.window[0] + value, self.window[1] + 1]
