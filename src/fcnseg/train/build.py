@@ -116,11 +116,7 @@ class TrainTransform:
     ``paste_classes`` from another frame of ``donors`` (the raw train split; ``class_names``
     its classes), colour jitter and hue (on the raw image, when the recipe asks for them),
     preprocessing, fixed resize, random scale and crop (padding the label with
-    ``ignore_index`` and the image with 0, the mean after preprocessing), left-right flip.
-
-    ``resolution`` (the recipe's ``early_resolution`` in the early phase of a progressive run)
-    multiplies the crop size and the scale range: the same view of the frame in fewer pixels.
-    """
+    ``ignore_index`` and the image with 0, the mean after preprocessing), left-right flip."""
 
     def __init__(
         self,
@@ -129,7 +125,6 @@ class TrainTransform:
         ignore_index: int,
         donors: Sequence[tuple[Tensor, Tensor]] | None = None,
         class_names: Sequence[str] = (),
-        resolution: float = 1.0,
     ) -> None:
         self.paste = None
         if recipe.paste_classes:
@@ -141,8 +136,8 @@ class TrainTransform:
         self.jitter = (recipe.brightness, recipe.contrast, recipe.saturation)
         self.hue = recipe.hue
         self.resize = Resize(recipe.resize) if recipe.resize != 1 else None
-        self.crop_size = tuple(max(1, round(side * resolution)) for side in recipe.crop_size)
-        self.scale_range = tuple(s * resolution for s in recipe.scale_range or (1.0, 1.0))
+        self.crop_size = tuple(recipe.crop_size)
+        self.scale_range = tuple(recipe.scale_range) or (1.0, 1.0)
         self.flip = recipe.flip
         self.ignore_index = ignore_index
 
@@ -376,14 +371,20 @@ ONECYCLE_DIV = 25.0  # onecycle starts at lr / 25 (torch's OneCycleLR default) .
 ONECYCLE_FINAL_DIV = 1e4  # ... and ends at lr / 25 / 1e4
 
 
-def resolution_phases(recipe: Recipe, total: int) -> list[tuple[int, int, float]]:
-    """The run's steps as ``(first, stop, resolution)`` phases: with ``early_fraction`` the
-    first ``round(early_fraction * total)`` steps at ``early_resolution`` (progressive
-    resizing: small, cheap inputs while the net learns coarse structure), the rest at 1."""
-    boundary = round(recipe.early_fraction * total) if recipe.early_resolution != 1 else 0
+def training_phases(recipe: Recipe, total: int) -> list[tuple[int, int, Recipe]]:
+    """The run's steps ``0 .. total - 1`` as ``(first, stop, recipe)`` phases, each augmented by
+    its recipe's crops and scales: with ``early_fraction``, the first ``round(early_fraction *
+    total)`` steps take ``early_crop_size`` crops at ``early_scale`` times ``scale_range``
+    (fewer pixels a step while the net learns the coarse layout), the rest the recipe's own."""
+    boundary = round(recipe.early_fraction * total)
     if boundary <= 0:
-        return [(0, total, 1.0)]
-    return [(0, boundary, recipe.early_resolution), (boundary, total, 1.0)]
+        return [(0, total, recipe)]
+    early = dataclasses.replace(
+        recipe,
+        crop_size=recipe.early_crop_size or recipe.crop_size,
+        scale_range=[s * recipe.early_scale for s in recipe.scale_range or (1.0, 1.0)],
+    )
+    return [(0, boundary, early), (boundary, total, recipe)]
 
 
 def lr_factor(recipe: Recipe, iteration: int, total: int) -> float:

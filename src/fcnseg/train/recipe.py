@@ -104,8 +104,9 @@ class Recipe:
     paste_probability: float = 0.5  # ... from a random other train frame, this often
     scale_range: list[float] = field(default_factory=list)  # [low, high] random scale; needs crop
     crop_size: list[int] = field(default_factory=list)  # [h, w] (or one int) random crops
-    early_resolution: float = 1.0  # progressive resizing: crops and scales times this at first
-    early_fraction: float = 0.0  # ... for this share of the steps (0: one resolution throughout)
+    early_fraction: float = 0.0  # an early phase, this share of the steps (0: none), takes ...
+    early_crop_size: list[int] = field(default_factory=list)  # ... crops this size ([]: crop_size)
+    early_scale: float = 1.0  # ... at scale_range times this (< 1: progressive resizing)
     batch_size: int = 1  # images per step and process (1: whole images, as in the paper)
     batch_by_size: bool = False  # one image size per batch: mixed-size whole images, no padding
     # ---- optimisation
@@ -262,9 +263,10 @@ def _check_type(key: str, value: Any, source: str) -> Any:
             raise _fail(source, key, "must be a list of strings ([] for none)", value)
         return list(value)
     if kind in ("floats", "ints"):
-        if key == "crop_size" and isinstance(value, int) and not isinstance(value, bool):
+        sizes = key in ("crop_size", "early_crop_size")
+        if sizes and isinstance(value, int) and not isinstance(value, bool):
             value = [value]
-        if key == "crop_size" and isinstance(value, list | tuple) and len(value) == 1:
+        if sizes and isinstance(value, list | tuple) and len(value) == 1:
             value = [value[0], value[0]]  # one int: a square
         if not isinstance(value, list | tuple):
             raise _fail(source, key, "must be a list ([] for none)", value)
@@ -315,13 +317,17 @@ def _validate(recipe: Recipe, source: str) -> None:
         need("crop_size", bool(r.crop_size), "must be set with scale_range (random scales crop)")
     need("crop_size", len(r.crop_size) in (0, 2), "must be [], one int or [height, width]")
     need("crop_size", all(s >= 1 for s in r.crop_size), "must be >= 1 pixel")
-    need("early_resolution", 0 < r.early_resolution <= 1, "must be in (0, 1]")
     need("early_fraction", 0 <= r.early_fraction < 1, "must be in [0, 1)")
-    need(
-        "early_fraction",
-        not r.early_fraction or bool(r.crop_size),
-        "needs crop_size (the early phase scales the crops)",
-    )
+    need("early_crop_size", len(r.early_crop_size) in (0, 2), "must be [], one int or [h, w]")
+    need("early_crop_size", all(s >= 1 for s in r.early_crop_size), "must be >= 1 pixel")
+    need("early_scale", r.early_scale > 0, "must be > 0")
+    if r.early_fraction:
+        need("early_fraction", bool(r.crop_size), "needs crop_size (the phases differ in crops)")
+        need(
+            "early_fraction",
+            bool(r.early_crop_size) or r.early_scale != 1,
+            "needs early_crop_size or early_scale (else the early phase is the late one)",
+        )
     need("batch_size", r.batch_size >= 1, "must be >= 1")
     caffe_mean = len(r.mean) == 0 or len(r.mean) >= 3
     need("mean", r.preprocessing in ("caffe", "mean") or not r.mean, "needs caffe or mean")

@@ -53,7 +53,7 @@ from fcnseg.train.build import (
     make_optimizer,
     open_splits,
     paste_class_ids,
-    resolution_phases,
+    training_phases,
 )
 from fcnseg.train.checkpoints import TrainingDiverged
 from fcnseg.train.distributed import Processes
@@ -222,22 +222,18 @@ class Trainer:
     # ----------------------------------------------------------------------- the loop
 
     def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
-        """The batches of steps ``iteration .. total - 1``, each phase of the resolution
-        schedule from its own loader (a pure function of the step: resuming is exact)."""
+        """The batches of steps ``iteration .. total - 1``, each phase of the run (an early
+        phase of smaller crops, if the recipe has one) from its own loader: a pure function of
+        the step, so resuming is exact."""
         pairs = InMemory(self.train_set) if self.recipe.cache_samples else self.train_set
-        for first, stop, resolution in resolution_phases(self.recipe, self.total):
+        for first, stop, phase in training_phases(self.recipe, self.total):
             if self.iteration < stop:
-                yield from self._loader(pairs, max(first, self.iteration), stop, resolution)
+                yield from self._loader(pairs, max(first, self.iteration), stop, phase)
 
-    def _loader(self, pairs: Dataset, start: int, stop: int, resolution: float) -> DataLoader:
+    def _loader(self, pairs: Dataset, start: int, stop: int, phase: Recipe) -> DataLoader:
         self.sampler.start, self.sampler.stop = start, stop
         augment = TrainTransform(
-            self.recipe,
-            self.normalizer,
-            self.ignore_index,
-            pairs,
-            self.train_set.classes,
-            resolution,
+            phase, self.normalizer, self.ignore_index, pairs, self.train_set.classes
         )
         samples = KeyedSamples(pairs, augment)
         return DataLoader(
