@@ -129,6 +129,8 @@ def test_mismatched_heads_and_labels_name_what_is_needed(siftflow_root, tmp_path
         train(two_headed(siftflow_root, tmp_path / "e", lovasz_weight=0.5))
     with pytest.raises(RecipeError, match="jaccard_weight is for one-output nets"):
         train(two_headed(siftflow_root, tmp_path / "e", jaccard_weight=0.5))
+    with pytest.raises(RecipeError, match="ohem_fraction is for one-output nets"):
+        train(two_headed(siftflow_root, tmp_path / "e", ohem_fraction=0.25))
     with pytest.raises(RecipeError, match="paste_classes is for one-output nets"):
         train(two_headed(siftflow_root, tmp_path / "e", paste_classes=["sky"]))
     with pytest.raises(RecipeError, match="test_flip and test_scales are for one-output nets"):

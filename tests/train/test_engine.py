@@ -310,6 +310,23 @@ def test_an_iu_term_adds_to_the_logged_loss(data, tmp_path, term):
     assert plain.final_loss < mixed.final_loss <= plain.final_loss + 0.5
 
 
+def test_the_run_takes_the_recipes_ohem_loss(data, tmp_path):
+    """The trainer's loss is the cross-entropy of the hardest ``ohem_fraction`` of the pixels,
+    weighted by the recipe's class weights (the zero-initialised score layer makes every pixel's
+    first loss alike, so the loss is checked on scores of its own)."""
+    from fcnseg.train.distributed import Processes
+    from fcnseg.train.losses import segmentation_loss
+    from fcnseg.train.trainer import Trainer
+
+    recipe = tiny_recipe(data, tmp_path / "a", class_weights="median_frequency", ohem_fraction=0.25)
+    trainer = Trainer(recipe, Processes())
+    scores = torch.randn(2, len(CLASSES), 8, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(0, len(CLASSES), (2, 8, 8), generator=torch.Generator().manual_seed(1))
+    expected = segmentation_loss(scores, labels, 255, trainer.weights, ohem_fraction=0.25)
+    assert trainer._loss(scores, labels) == expected
+    assert expected > segmentation_loss(scores, labels, 255, trainer.weights)
+
+
 def test_copy_paste_trains_deterministically_and_bad_names_fail_first(data, tmp_path):
     recipe = tiny_recipe(data, tmp_path / "a", iterations=2, val_split="", cache_samples=True,
                          paste_classes=[CLASSES[1]], paste_probability=1.0)  # fmt: skip

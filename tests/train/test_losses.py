@@ -144,3 +144,45 @@ def test_segmentation_loss_adds_the_weighted_iu_term(loss, weight):
     both = segmentation_loss(scores, labels, **{weight: 0.5})
     expected = plain + 0.5 * loss(scores, labels)
     assert both.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_ohem_keeps_the_hardest_pixels_by_hand():
+    # One image of 2 x 3 pixels, two classes; the last pixel is ignored.
+    scores = torch.tensor(
+        [[[[2.0, 0.0, -1.0], [0.5, 3.0, 9.0]], [[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]]]
+    )
+    labels = torch.tensor([[[0, 1, 0], [1, 1, 255]]])
+    per_pixel = F.cross_entropy(scores, labels, ignore_index=255, reduction="none").flatten()
+    # the kept pixels' losses: 0.127, 0.693, 2.127, 0.974, 3.049; the hardest 40 % (2 of 5):
+    assert segmentation_loss(scores, labels, ohem_fraction=0.4) == pytest.approx(
+        (per_pixel[2] + per_pixel[4]) / 2
+    )
+    # ceil(0.5 x 5) = 3 pixels; with class weights, the weighted losses rank and normalise
+    weight = torch.tensor([1.0, 3.0])
+    weighted = per_pixel * weight[labels.flatten().clamp(0, 1)]
+    hardest = weighted[:5].topk(3).indices  # pixels 4, 3, 1 (class 1, weight 3)
+    expected = weighted[hardest].sum() / weight[labels.flatten()[hardest]].sum()
+    assert segmentation_loss(scores, labels, weight=weight, ohem_fraction=0.5) == pytest.approx(
+        expected
+    )
+    plain = segmentation_loss(scores, labels)
+    assert segmentation_loss(scores, labels, ohem_fraction=1.0) == plain
+    assert segmentation_loss(scores, labels, ohem_fraction=0.0) == plain
+    # sum normalisation: the hardest pixels' sum
+    assert segmentation_loss(scores, labels, normalize="sum", ohem_fraction=0.4) == pytest.approx(
+        per_pixel[2] + per_pixel[4]
+    )
+
+
+def test_ohem_sends_gradient_to_the_hardest_pixels_only():
+    scores = torch.randn(2, 4, 5, 6, generator=torch.Generator().manual_seed(0))
+    scores.requires_grad_(True)
+    labels = torch.randint(0, 4, (2, 5, 6), generator=torch.Generator().manual_seed(1))
+    labels[0, 0] = 255
+    segmentation_loss(scores, labels, ohem_fraction=0.25).backward()
+    touched = scores.grad.abs().sum(1) > 0
+    per_pixel = F.cross_entropy(scores.detach(), labels, ignore_index=255, reduction="none")
+    kept = labels != 255
+    take = -(-int(kept.sum()) // 4)  # ceil(0.25 x 50) = 13
+    assert int(touched.sum()) == take and not touched[~kept].any()
+    assert per_pixel[touched].min() >= per_pixel[kept & ~touched].max()

@@ -8,6 +8,8 @@ without recomputing the overlapping parts of the patches.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -26,6 +28,7 @@ def segmentation_loss(
     generator: torch.Generator | None = None,
     lovasz_weight: float = 0.0,
     jaccard_weight: float = 0.0,
+    ohem_fraction: float = 0.0,
 ) -> Tensor:
     """Cross-entropy of ``scores`` (N x K x H x W) against ``labels`` (N x H x W), plus
     ``lovasz_weight`` times :func:`lovasz_softmax_loss` and ``jaccard_weight`` times
@@ -41,6 +44,9 @@ def segmentation_loss(
             or 1 keeps all.
         rescale: with sampling, divide by ``sample_rate`` so the sampled loss is unbiased
             (for ``"sum"``; ``"mean"`` normalises by the kept pixels either way).
+        ohem_fraction: above 0, online hard example mining (bootstrapped cross-entropy, Wu,
+            Shen & van den Hengel 2016): only this share of the batch's kept pixels, those of
+            the largest (weighted) loss, count; ``"mean"`` then divides by their weight.
     """
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
@@ -59,6 +65,10 @@ def segmentation_loss(
         kept = kept * mask
         if rescale and normalize == "sum":
             per_pixel = per_pixel / sample_rate
+    if 0 < ohem_fraction < 1:
+        hardest = hardest_pixels(per_pixel, kept > 0, ohem_fraction).to(per_pixel.dtype)
+        per_pixel = per_pixel * hardest
+        kept = kept * hardest
     total = per_pixel.sum()
     loss = total if normalize == "sum" else total / kept.sum().clamp_min(1e-12)
     if lovasz_weight > 0:
@@ -66,6 +76,19 @@ def segmentation_loss(
     if jaccard_weight > 0:
         loss = loss + jaccard_weight * soft_jaccard_loss(scores, labels, ignore_index)
     return loss
+
+
+def hardest_pixels(per_pixel: Tensor, kept: Tensor, fraction: float) -> Tensor:
+    """A boolean mask of the ``ceil(fraction * kept pixels)`` kept pixels of largest
+    ``per_pixel`` loss (ties broken by position, so the mask is a function of the losses)."""
+    count = int(kept.sum())
+    take = math.ceil(fraction * count)
+    if take >= count:
+        return kept.clone()
+    losses = per_pixel.detach().flatten().masked_fill(~kept.flatten(), -math.inf)
+    mask = torch.zeros(losses.numel(), dtype=torch.bool, device=losses.device)
+    mask[losses.topk(take, sorted=False).indices] = True
+    return mask.view_as(kept)
 
 
 def soft_jaccard_loss(scores: Tensor, labels: Tensor, ignore_index: int = 255) -> Tensor:

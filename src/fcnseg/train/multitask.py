@@ -35,7 +35,7 @@ def check_heads(recipe: Recipe, heads: tuple[str, ...], label: Tensor) -> tuple[
             f"{recipe.dataset} gives {maps or 'one'} label map(s) per image; net "
             f"{recipe.net!r} trains on {want} ({hint})"
         )
-    for field in ("lovasz_weight", "jaccard_weight", "paste_classes"):
+    for field in ("lovasz_weight", "jaccard_weight", "ohem_fraction", "paste_classes"):
         if heads and getattr(recipe, field):
             raise RecipeError(
                 f"recipe: {field} is for one-output nets; net {recipe.net!r} has heads "

@@ -284,7 +284,8 @@ class Trainer:
         """The recipe's loss: normalisation, class weights and, below a ``loss_sample_rate`` of
         1, a Bernoulli mask drawn from ``(seed, iteration, rank)`` (section 3.4); plus
         ``lovasz_weight`` times the Lovasz-softmax loss and ``jaccard_weight`` times the soft
-        Jaccard loss over every labelled pixel. A two-headed net's is the sum of its heads'
+        Jaccard loss over every labelled pixel; with ``ohem_fraction``, the cross-entropy of
+        the hardest pixels only. A two-headed net's is the sum of its heads'
         (labels N x 2 x H x W), as the reference's."""
         recipe = self.recipe
         sampling = recipe.loss_sample_rate < 1
@@ -315,6 +316,7 @@ class Trainer:
             generator=generator,
             lovasz_weight=recipe.lovasz_weight,
             jaccard_weight=recipe.jaccard_weight,
+            ohem_fraction=recipe.ohem_fraction,
         )
 
     def _validate(self) -> dict[str, Any]:
