@@ -210,6 +210,17 @@ def test_settings_a_net_does_not_take_are_refused():
     make_model(Recipe(net="fcn8s_resnet18", width=0.125), 3, 3)  # defaults pass
     with pytest.raises(RecipeError, match="'batch_norm'"):
         make_model(Recipe(net="fcn8s_resnet18", batch_norm=True), 3, 3)
+    with pytest.raises(RecipeError, match="'instance_norm_stages'"):
+        make_model(Recipe(net="fcn8s_resnet18", instance_norm_stages=2), 3, 3)
+
+
+def test_the_recipes_instance_norm_stages_reach_the_vgg16_net():
+    recipe = Recipe(net="fcn8s", width=0.0625, batch_norm=True, instance_norm_stages=2)
+    net = make_model(recipe, 3, 3)
+    assert type(net.backbone.conv2_2_bn).__name__ == "InstanceBatchNorm"
+    assert type(net.backbone.conv3_1_bn).__name__ == "BatchNorm2d"
+    with pytest.raises(RecipeError, match="needs batch_norm"):
+        make_model(Recipe(net="fcn8s", width=0.0625, instance_norm_stages=2), 3, 3)
 
 
 def test_cli_trains_resumes_and_refuses_to_overwrite(data, tmp_path, capsys):

@@ -269,11 +269,20 @@ class VGG16FCNConfig(FCNConfig):
     batch_norm: bool = False  # BatchNorm after every convolution (not in the paper)
     dropout: float = 0.5  # after fc6 and fc7, as in the VGG16 classifier
     geometry: str = "reference"  # "reference" (conv1_1 padded by 100) or "fast" (GEOMETRIES)
+    # IBN-Net: in conv1 ... conv<n>, half of each BatchNorm's channels by each image's own
+    # statistics (instance normalisation); needs batch_norm (0: none; not in the paper)
+    instance_norm_stages: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.geometry not in GEOMETRIES:
             raise ValueError(f"geometry {self.geometry!r} is not one of {GEOMETRIES}")
+        if not 0 <= self.instance_norm_stages <= 5:
+            raise ValueError(
+                f"instance_norm_stages must be in 0 .. 5, got {self.instance_norm_stages}"
+            )
+        if self.instance_norm_stages and not self.batch_norm:
+            raise ValueError("instance_norm_stages needs batch_norm = true")
 
 
 @dataclass(frozen=True)
@@ -301,6 +310,7 @@ def vgg16_backbone(config: VGG16FCNConfig) -> VGG16:
         conv1_padding=FAST_CONV1_PAD if fast else CONV1_PAD,
         # fast: (N, fc, h/32, w/32), fc6 keeps pool5's size and grid; weights are unchanged
         fc6_padding=FAST_FC6_PAD if fast else 0,
+        instance_norm_stages=config.instance_norm_stages,
     )
 
 

@@ -84,6 +84,7 @@ class Recipe:
     net: str = "fcn8s"  # a name of fcnseg.models.list_models(): fcn32s, fcn16s, fcn8s, ...
     width: float = 1.0  # VGG16 channel multiplier (0.25: 16x cheaper)
     batch_norm: bool = False  # BatchNorm after each convolution, for training from scratch
+    instance_norm_stages: int = 0  # IBN-Net: conv1..conv<n> BatchNorms half by image statistics
     dropout: float = 0.5  # after fc6 and fc7 (0.5 in the reference)
     learnable_upsampling: bool = False  # learn the bilinear-initialised deconvolutions
     geometry: str = "reference"  # reference (conv1 padded by 100) | fast (unpadded, cheaper)

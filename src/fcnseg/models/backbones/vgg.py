@@ -14,6 +14,7 @@ from collections import OrderedDict
 from torch import nn
 
 from fcnseg.models.backbones.base import Backbone, Tap, check_size
+from fcnseg.models.backbones.ibn import InstanceBatchNorm
 
 # (convolutions, channels) per stage, conv1 ... conv5.
 VGG16_STAGES = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
@@ -41,6 +42,9 @@ class VGG16(Backbone):
         dropout: dropout probability after fc6 and fc7 (0.5 in the reference).
         fc_channels: width of fc6 and fc7 (default: 4096 times ``width``).
         fc6_padding: padding of fc6 (0 in the reference; 3 keeps pool5's size and grid).
+        instance_norm_stages: in the first this many stages, each BatchNorm normalises half of
+            its channels by each image's own statistics instead (IBN-Net; needs ``batch_norm``;
+            0: none).
     """
 
     def __init__(
@@ -53,13 +57,25 @@ class VGG16(Backbone):
         dropout: float = DROPOUT,
         fc_channels: int | None = None,
         fc6_padding: int = 0,
+        instance_norm_stages: int = 0,
     ) -> None:
         check_size(in_channels, width)
+        if not 0 <= instance_norm_stages <= len(VGG16_STAGES):
+            raise ValueError(
+                f"instance_norm_stages must be in 0 .. {len(VGG16_STAGES)}, "
+                f"got {instance_norm_stages}"
+            )
+        if instance_norm_stages and not batch_norm:
+            raise ValueError("instance_norm_stages needs batch_norm (it halves the BatchNorms)")
         layers: OrderedDict[str, nn.Module] = OrderedDict()
 
-        def conv_relu(suffix: str, cin: int, cout: int, kernel: int, pad: int, conv: str) -> None:
+        def conv_relu(
+            suffix: str, cin: int, cout: int, kernel: int, pad: int, conv: str, stage: int = 0
+        ) -> None:
             layers[conv] = nn.Conv2d(cin, cout, kernel, padding=pad, bias=not batch_norm)
-            if batch_norm:
+            if batch_norm and 0 < stage <= instance_norm_stages and cout > 1:
+                layers[f"{conv}_bn"] = InstanceBatchNorm(cout, cout // 2)
+            elif batch_norm:
                 layers[f"{conv}_bn"] = nn.BatchNorm2d(cout)
             layers[f"relu{suffix}"] = nn.ReLU(inplace=True)
 
@@ -70,7 +86,7 @@ class VGG16(Backbone):
             for index in range(1, convs + 1):
                 pad = conv1_padding if (stage, index) == (1, 1) else padding
                 suffix = f"{stage}_{index}"
-                conv_relu(suffix, channels, out, 3, pad, conv=f"conv{suffix}")
+                conv_relu(suffix, channels, out, 3, pad, conv=f"conv{suffix}", stage=stage)
                 channels = out
             layers[f"pool{stage}"] = nn.MaxPool2d(2, stride=2, ceil_mode=True)  # (h/2^s, w/2^s)
             taps.append(Tap(f"pool{stage}", f"pool{stage}", channels, 2**stage))
