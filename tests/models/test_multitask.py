@@ -110,6 +110,11 @@ def test_the_loss_sums_two_cross_entropies_each_with_its_own_void():
     expected = F.cross_entropy(scores["semantic"], labels[:, 0], ignore_index=255)
     expected = expected + F.cross_entropy(scores["geometric"], labels[:, 1], ignore_index=255)
     assert torch.allclose(two_headed_loss(scores, labels), expected, rtol=1e-6)
+    smoothed = sum(
+        F.cross_entropy(scores[head], labels[:, i], ignore_index=255, label_smoothing=0.2)
+        for i, head in enumerate(("semantic", "geometric"))
+    )
+    assert torch.allclose(two_headed_loss(scores, labels, label_smoothing=0.2), smoothed, rtol=1e-6)
 
     weight = torch.tensor([1.0, 2.0, 0.5])
     weighted = two_headed_loss(scores, labels, weights={"geometric": weight}, normalize="sum")

@@ -338,6 +338,21 @@ def test_the_run_takes_the_recipes_ohem_loss(data, tmp_path):
     assert expected > segmentation_loss(scores, labels, 255, trainer.weights)
 
 
+def test_the_run_takes_the_recipes_label_smoothing(data, tmp_path):
+    from fcnseg.train.distributed import Processes
+    from fcnseg.train.losses import segmentation_loss
+    from fcnseg.train.trainer import Trainer
+
+    recipe = tiny_recipe(data, tmp_path / "a", class_weights="median_frequency",
+                         label_smoothing=0.1)  # fmt: skip
+    trainer = Trainer(recipe, Processes())
+    scores = torch.randn(2, len(CLASSES), 8, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(0, len(CLASSES), (2, 8, 8), generator=torch.Generator().manual_seed(1))
+    expected = segmentation_loss(scores, labels, 255, trainer.weights, label_smoothing=0.1)
+    assert trainer._loss(scores, labels) == expected
+    assert expected != segmentation_loss(scores, labels, 255, trainer.weights)
+
+
 def test_copy_paste_trains_deterministically_and_bad_names_fail_first(data, tmp_path):
     recipe = tiny_recipe(data, tmp_path / "a", iterations=2, val_split="", cache_samples=True,
                          paste_classes=[CLASSES[1]], paste_probability=1.0)  # fmt: skip

@@ -174,6 +174,31 @@ def test_ohem_keeps_the_hardest_pixels_by_hand():
     )
 
 
+def test_label_smoothing_by_hand():
+    # One image of 1 x 3 pixels, three classes; the last pixel is ignored.
+    scores = torch.tensor([[[[2.0, 0.0, 1.0]], [[0.0, 1.0, 5.0]], [[-1.0, 0.5, 0.0]]]])
+    labels = torch.tensor([[[0, 2, 255]]])
+    minus_log_p = -scores.log_softmax(1)[0, :, 0, :2]  # K x 2 kept pixels
+    e, k = 0.3, 3
+    # target 1 - e + e / K on the label, e / K on the others
+    by_pixel = (1 - e) * minus_log_p[labels[0, 0, :2], [0, 1]] + e / k * minus_log_p.sum(0)
+    assert segmentation_loss(scores, labels, label_smoothing=e) == pytest.approx(
+        by_pixel.mean().item()
+    )
+    # class weights weigh each class's share of the target; "mean" divides by the labels' weights
+    w = torch.tensor([1.0, 2.0, 4.0])
+    weighted = (1 - e) * w[labels[0, 0, :2]] * minus_log_p[labels[0, 0, :2], [0, 1]]
+    weighted = weighted + e / k * (w[:, None] * minus_log_p).sum(0)
+    assert segmentation_loss(scores, labels, weight=w, label_smoothing=e) == pytest.approx(
+        (weighted.sum() / w[labels[0, 0, :2]].sum()).item()
+    )
+    assert segmentation_loss(scores, labels, label_smoothing=0.0) == segmentation_loss(
+        scores, labels
+    )
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\), got 1.0"):
+        segmentation_loss(scores, labels, label_smoothing=1.0)
+
+
 def test_ohem_sends_gradient_to_the_hardest_pixels_only():
     scores = torch.randn(2, 4, 5, 6, generator=torch.Generator().manual_seed(0))
     scores.requires_grad_(True)

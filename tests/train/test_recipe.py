@@ -57,6 +57,7 @@ def test_defaults_are_valid_and_a_resolved_recipe_reads_back(tmp_path):
         ({"paste_probability": 1.5}, "key 'paste_probability' must be in [0, 1]"),
         ({"momentum": 1.0}, "key 'momentum' must be in [0, 1)"),
         ({"ohem_fraction": 1.5}, "key 'ohem_fraction' must be in [0, 1] (0: every pixel)"),
+        ({"label_smoothing": 1.0}, "key 'label_smoothing' must be in [0, 1) (0: none)"),
         ({"scale_range": [0.5, 2.0]}, "key 'crop_size' must be set with scale_range"),
         ({"scale_range": [2.0, 0.5], "crop_size": 8}, "0 < low <= high"),
         ({"crop_size": [1, 2, 3]}, "key 'crop_size' must be [], one int or [height, width]"),

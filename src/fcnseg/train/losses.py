@@ -29,6 +29,7 @@ def segmentation_loss(
     lovasz_weight: float = 0.0,
     jaccard_weight: float = 0.0,
     ohem_fraction: float = 0.0,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     """Cross-entropy of ``scores`` (N x K x H x W) against ``labels`` (N x H x W), plus
     ``lovasz_weight`` times :func:`lovasz_softmax_loss` and ``jaccard_weight`` times
@@ -47,13 +48,23 @@ def segmentation_loss(
         ohem_fraction: above 0, online hard example mining (bootstrapped cross-entropy, Wu,
             Shen & van den Hengel 2016): only this share of the batch's kept pixels, those of
             the largest (weighted) loss, count; ``"mean"`` then divides by their weight.
+        label_smoothing: the cross-entropy against ``1 - label_smoothing`` on the label and
+            ``label_smoothing / K`` on every class (Szegedy et al. 2016; ``F.cross_entropy``'s,
+            whose class weights weigh each class's share of the smoothed target); 0: none.
     """
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
     if sample_rate is not None and not 0 < sample_rate <= 1:
         raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     per_pixel = F.cross_entropy(
-        scores, labels, weight=weight, ignore_index=ignore_index, reduction="none"
+        scores,
+        labels,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction="none",
+        label_smoothing=label_smoothing,
     )
     kept = (labels != ignore_index).to(per_pixel.dtype)
     if weight is not None:

@@ -78,6 +78,7 @@ def two_headed_loss(
     sample_rate: float | None = None,
     rescale: bool = True,
     generator: torch.Generator | None = None,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     """The semantic plus the geometric :func:`~fcnseg.train.losses.segmentation_loss`.
 
@@ -85,7 +86,8 @@ def two_headed_loss(
         scores: ``{"semantic": N x K_sem x H x W, "geometric": N x K_geo x H x W}``.
         labels: N x 2 x H x W, semantic then geometric; ``ignore_index`` marks void in each.
         weights: optional per-class weights per head, e.g. ``{"semantic": median_freq}``.
-        normalize, sample_rate, rescale, generator: as for ``segmentation_loss``, per head
+        normalize, sample_rate, rescale, generator, label_smoothing: as for
+            ``segmentation_loss``, per head
             (with sampling each head draws its own mask, in head order, from ``generator``).
     """
     missing = [head for head in LABEL_ORDER if head not in scores]
@@ -103,6 +105,7 @@ def two_headed_loss(
             sample_rate,
             rescale,
             generator,
+            label_smoothing=label_smoothing,
         )
         for head in LABEL_ORDER
     )

@@ -285,7 +285,8 @@ class Trainer:
         1, a Bernoulli mask drawn from ``(seed, iteration, rank)`` (section 3.4); plus
         ``lovasz_weight`` times the Lovasz-softmax loss and ``jaccard_weight`` times the soft
         Jaccard loss over every labelled pixel; with ``ohem_fraction``, the cross-entropy of
-        the hardest pixels only. A two-headed net's is the sum of its heads'
+        the hardest pixels only; with ``label_smoothing``, against smoothed targets (each head's
+        of a two-headed net too). A two-headed net's is the sum of its heads'
         (labels N x 2 x H x W), as the reference's."""
         recipe = self.recipe
         sampling = recipe.loss_sample_rate < 1
@@ -304,6 +305,7 @@ class Trainer:
                 sample_rate=recipe.loss_sample_rate if sampling else None,
                 rescale=recipe.loss_sample_rescale,
                 generator=generator,
+                label_smoothing=recipe.label_smoothing,
             )
         return segmentation_loss(
             scores,
@@ -317,6 +319,7 @@ class Trainer:
             lovasz_weight=recipe.lovasz_weight,
             jaccard_weight=recipe.jaccard_weight,
             ohem_fraction=recipe.ohem_fraction,
+            label_smoothing=recipe.label_smoothing,
         )
 
     def _validate(self) -> dict[str, Any]:
