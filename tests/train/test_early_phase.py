@@ -16,14 +16,20 @@ from fcnseg.train.trainer import Trainer
 from helpers import kill_resume_and_compare, tiny_recipe, write_tiny_dataset
 
 
-def test_phases_split_the_run_at_the_fraction() -> None:
+def phased(**changes: object) -> Recipe:
+    """A recipe whose first half takes 14 x 21 crops at 0.7 times its scales."""
     recipe = Recipe(
         crop_size=[20, 30],
         scale_range=[0.8, 1.2],
-        early_fraction=0.4,
+        early_fraction=0.5,
         early_crop_size=[14, 21],
-        early_scale=0.5,
+        early_scale=0.7,
     )
+    return recipe.replace(**changes)
+
+
+def test_phases_split_the_run_at_the_fraction() -> None:
+    recipe = phased(early_fraction=0.4, early_scale=0.5)
     (first, stop, early), late = training_phases(recipe, 10)
     assert (first, stop) == (0, 4) and late == (4, 10, recipe)
     assert early.crop_size == [14, 21] and early.scale_range == pytest.approx([0.4, 0.6])
@@ -37,15 +43,7 @@ def test_phases_split_the_run_at_the_fraction() -> None:
 
 def test_the_early_phase_crops_as_its_recipe_says() -> None:
     image, label = torch.rand(3, 40, 60) * 255, torch.randint(0, 4, (40, 60))
-    recipe = Recipe(
-        preprocessing="imagenet",
-        crop_size=[20, 30],
-        scale_range=[0.8, 1.2],
-        early_fraction=0.5,
-        early_crop_size=[14, 21],
-        early_scale=0.7,
-    )
-    (_, _, early), _ = training_phases(recipe, 10)
+    (_, _, early), _ = training_phases(phased(preprocessing="imagenet"), 10)
     transform = TrainTransform(early, ImageNetNormalize(), 255)
     out, out_label = transform(image, label, torch.Generator().manual_seed(5))
     crop = RandomScaleCrop((14, 21), (0.56, 0.84), 255, 0.0, torch.Generator().manual_seed(5))
