@@ -52,6 +52,7 @@ def test_config_is_frozen_and_recorded_on_the_net():
         "batch_norm": False,
         "dropout": 0.5,
         "geometry": "fast",
+        "instance_norm_stages": 0,
     }
 
 
