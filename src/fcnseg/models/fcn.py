@@ -277,12 +277,6 @@ class VGG16FCNConfig(FCNConfig):
         super().__post_init__()
         if self.geometry not in GEOMETRIES:
             raise ValueError(f"geometry {self.geometry!r} is not one of {GEOMETRIES}")
-        if not 0 <= self.instance_norm_stages <= 5:
-            raise ValueError(
-                f"instance_norm_stages must be in 0 .. 5, got {self.instance_norm_stages}"
-            )
-        if self.instance_norm_stages and not self.batch_norm:
-            raise ValueError("instance_norm_stages needs batch_norm = true")
 
 
 @dataclass(frozen=True)
