@@ -347,6 +347,8 @@ def test_batched_padded_labels_count_like_separate_images() -> None:
         (lambda: ColorJitter(brightness=1.0), "brightness must be in"),
         (lambda: ColorJitter(saturation=-0.1), "saturation must be in"),
         (lambda: ColorJitter(hue=0.7), "hue must be in"),
+        (lambda: ColorJitter(gamma=-0.1), "gamma must be in"),
+        (lambda: ColorJitter(gamma=3.5), "gamma must be in"),
         (lambda: PasteClasses([], [1]), "donors is empty"),
         (lambda: PasteClasses([(torch.zeros(3, 2, 2), torch.zeros(2, 2))], []), "class_ids"),
         (lambda: PasteClasses([(torch.zeros(3, 2, 2), torch.zeros(2, 2))], [1], 2), "p must"),
@@ -465,6 +467,25 @@ def test_hue_jitter_draws_its_angle_from_the_generator() -> None:
     assert torch.allclose(out[:, 0, 1], image[:, 0, 1])  # the grey pixel
     assert not torch.allclose(out[:, 0, 0], image[:, 0, 0]) and torch.equal(same, label)
     assert "hue=0.2" in repr(ColorJitter(hue=0.2))
+
+
+def test_gamma_bends_the_tone_curve_by_a_drawn_exponent() -> None:
+    image = torch.tensor([[[0.0, 63.75, 127.5, 255.0]]]).expand(3, 1, 4).clone()
+    label = torch.zeros(1, 4, dtype=torch.long)
+    out, same = ColorJitter(gamma=1.0, generator=torch.Generator().manual_seed(3))(image, label)
+    draw = torch.rand(1, generator=torch.Generator().manual_seed(3)).item()
+    exponent = 2.0 ** (2 * draw - 1)  # (1 + gamma) ** u, u uniform in [-1, 1]
+    expected = 255 * torch.tensor([0.0, 0.25, 0.5, 1.0]) ** exponent
+    assert torch.allclose(out, expected.expand(3, 1, 4), atol=1e-3) and torch.equal(same, label)
+    assert out[0, 0, 0] == 0 and out[0, 0, 3] == 255  # black and white stay
+    # the exponents are log-symmetric: as many draws brighten mid-grey as darken it
+    jitter = ColorJitter(gamma=0.5, generator=torch.Generator().manual_seed(0))
+    grey = torch.full((3, 1, 1), 127.5)
+    mids = torch.stack([jitter(grey, label[:, :1])[0][0, 0, 0] for _ in range(400)])
+    exponents = torch.log(mids / 255) / torch.log(torch.tensor(0.5))
+    assert exponents.min() >= 1 / 1.5 - 1e-4 and exponents.max() <= 1.5 + 1e-4
+    assert abs((mids > 127.5).float().mean().item() - 0.5) < 0.08
+    assert "gamma=0.5" in repr(jitter)
 
 
 class _Donors:

@@ -53,6 +53,7 @@ def test_defaults_are_valid_and_a_resolved_recipe_reads_back(tmp_path):
         ({"brightness": 1.0}, "key 'brightness' must be in [0, 1)"),
         ({"saturation": -0.5}, "key 'saturation' must be in [0, 1)"),
         ({"hue": 0.6}, "key 'hue' must be in [0, 0.5]"),
+        ({"gamma": 4}, "key 'gamma' must be in [0, 3]"),
         ({"paste_classes": "Pole"}, "key 'paste_classes' must be a list of strings"),
         ({"paste_probability": 1.5}, "key 'paste_probability' must be in [0, 1]"),
         ({"momentum": 1.0}, "key 'momentum' must be in [0, 1)"),

@@ -1,4 +1,4 @@
-"""The training transform: colour jitter and hue on the raw image, then the preprocessing."""
+"""The training transform: colour jitter, hue and gamma on the raw image, then the preprocessing."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ def test_jitter_comes_before_preprocessing_and_uses_the_generator() -> None:
     image = torch.rand(3, 6, 8) * 255
     label = torch.randint(0, 4, (6, 8))
     recipe = Recipe(
-        preprocessing="imagenet", brightness=0.3, contrast=0.2, saturation=0.1, hue=0.05
+        preprocessing="imagenet", brightness=0.3, contrast=0.2, saturation=0.1, hue=0.05, gamma=0.4
     )
     transform = TrainTransform(recipe, ImageNetNormalize(), 255)
     out, out_label = transform(image, label, torch.Generator().manual_seed(7))
-    jitter = ColorJitter(0.3, 0.2, 0.1, generator=torch.Generator().manual_seed(7), hue=0.05)
+    generator = torch.Generator().manual_seed(7)
+    jitter = ColorJitter(0.3, 0.2, 0.1, generator=generator, hue=0.05, gamma=0.4)
     expected, _ = ImageNetNormalize()(*jitter(image, label))
     assert torch.allclose(out, expected) and torch.equal(out_label, label)
 

@@ -465,8 +465,11 @@ class ColorJitter:
     with each pixel's grey (ITU-R 601 luma). Hue turns each pixel's chroma by an angle uniform in
     ``[-hue, hue]`` turns (``hue`` in [0, 0.5]; 0.5: any angle): a rotation of the I-Q plane of
     YIQ, linear in RGB, which keeps every pixel's luma and leaves grey pixels grey (a cheaper
-    cousin of an HSV hue shift). Applied in that order and clamped to 0..255. Channels after the
-    first three (depth, HHA) are left alone.
+    cousin of an HSV hue shift). Applied in that order and clamped to 0..255. Last, ``gamma``
+    bends the tone curve, ``255 (x / 255) ** g`` with ``g = (1 + gamma) ** u``, ``u`` uniform in
+    ``[-1, 1]`` (so ``g`` and ``1 / g`` are equally likely): shadows and mid-tones lighten or
+    darken while black and white stay, as another camera's exposure and tone mapping would.
+    Channels after the first three (depth, HHA) are left alone.
     """
 
     LUMA = (0.299, 0.587, 0.114)
@@ -480,6 +483,7 @@ class ColorJitter:
         saturation: float = 0.0,
         generator: torch.Generator | None = None,
         hue: float = 0.0,
+        gamma: float = 0.0,
     ) -> None:
         for name, amount in (
             ("brightness", brightness),
@@ -490,9 +494,13 @@ class ColorJitter:
                 raise ValueError(f"{name} must be in [0, 1), got {amount}")
         if not 0.0 <= hue <= 0.5:
             raise ValueError(f"hue must be in [0, 0.5] (turns of the colour circle), got {hue}")
+        if not 0.0 <= gamma <= 3.0:
+            raise ValueError(
+                f"gamma must be in [0, 3] (exponents 1/(1+gamma)..1+gamma), got {gamma}"
+            )
         _check_generator(generator)
         self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
-        self.hue = hue
+        self.hue, self.gamma = hue, gamma
         self.generator = generator
 
     @classmethod
@@ -529,12 +537,17 @@ class ColorJitter:
             turns = self.hue * (2.0 * torch.rand(1, generator=self.generator).item() - 1.0)
             rgb = torch.tensordot(self.hue_matrix(turns).to(rgb.dtype), rgb, 1)
         rgb = rgb.clamp(0.0, 255.0)
+        if self.gamma > 0:
+            exponent = (1.0 + self.gamma) ** (
+                2.0 * torch.rand(1, generator=self.generator).item() - 1.0
+            )
+            rgb = (rgb / 255.0).pow(exponent) * 255.0
         return torch.cat([rgb, image[3:]]) if image.shape[0] > 3 else rgb, label
 
     def __repr__(self) -> str:
         return (
             f"ColorJitter(brightness={self.brightness}, contrast={self.contrast}, "
-            f"saturation={self.saturation}, hue={self.hue})"
+            f"saturation={self.saturation}, hue={self.hue}, gamma={self.gamma})"
         )
 
 

@@ -114,7 +114,7 @@ def paste_class_ids(names: Sequence[str], class_names: Sequence[str]) -> list[in
 class TrainTransform:
     """Augment and preprocess with draws from the given generator: copy-paste of the recipe's
     ``paste_classes`` from another frame of ``donors`` (the raw train split; ``class_names``
-    its classes), colour jitter and hue (on the raw image, when the recipe asks for them),
+    its classes), colour jitter, hue and gamma (on the raw image, when the recipe asks for them),
     preprocessing, fixed resize, random scale and crop (padding the label with
     ``ignore_index`` and the image with 0, the mean after preprocessing), left-right flip."""
 
@@ -134,7 +134,7 @@ class TrainTransform:
             self.paste = (donors, ids, recipe.paste_probability)
         self.normalizer = normalizer
         self.jitter = (recipe.brightness, recipe.contrast, recipe.saturation)
-        self.hue = recipe.hue
+        self.hue, self.gamma = recipe.hue, recipe.gamma
         self.resize = Resize(recipe.resize) if recipe.resize != 1 else None
         self.crop_size = tuple(recipe.crop_size)
         self.scale_range = tuple(recipe.scale_range) or (1.0, 1.0)
@@ -146,8 +146,8 @@ class TrainTransform:
     ) -> tuple[Tensor, Tensor]:
         if self.paste is not None:
             image, label = PasteClasses(*self.paste, generator=generator)(image, label)
-        if any(self.jitter) or self.hue:
-            jitter = ColorJitter(*self.jitter, generator=generator, hue=self.hue)
+        if any(self.jitter) or self.hue or self.gamma:
+            jitter = ColorJitter(*self.jitter, generator=generator, hue=self.hue, gamma=self.gamma)
             image, label = jitter(image, label)
         image, label = self.normalizer(image, label)
         if self.resize is not None:

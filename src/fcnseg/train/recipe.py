@@ -101,6 +101,7 @@ class Recipe:
     contrast: float = 0.0  # random contrast factor in [1 - c, 1 + c] (0: none)
     saturation: float = 0.0  # random saturation factor in [1 - s, 1 + s] (0: none)
     hue: float = 0.0  # random chroma rotation in [-h, h] turns, luma kept (0: none; at most 0.5)
+    gamma: float = 0.0  # random tone curve 255 (x/255)^e, e in [1/(1+g), 1+g] (0: none; at most 3)
     paste_classes: list[str] = field(default_factory=list)  # copy-paste these classes (names)
     paste_probability: float = 0.5  # ... from a random other train frame, this often
     scale_range: list[float] = field(default_factory=list)  # [low, high] random scale; needs crop
@@ -312,6 +313,7 @@ def _validate(recipe: Recipe, source: str) -> None:
     for key in ("brightness", "contrast", "saturation"):
         need(key, 0 <= getattr(r, key) < 1, "must be in [0, 1)")
     need("hue", 0 <= r.hue <= 0.5, "must be in [0, 0.5] (turns of the colour circle)")
+    need("gamma", 0 <= r.gamma <= 3, "must be in [0, 3] (exponents 1/(1+gamma)..1+gamma)")
     need("paste_probability", 0 <= r.paste_probability <= 1, "must be in [0, 1]")
     need("scale_range", len(r.scale_range) in (0, 2), "must be [] or [low, high]")
     if r.scale_range:
