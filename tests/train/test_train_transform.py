@@ -18,8 +18,9 @@ def test_jitter_comes_before_preprocessing_and_uses_the_generator() -> None:
     )
     transform = TrainTransform(recipe, ImageNetNormalize(), 255)
     out, out_label = transform(image, label, torch.Generator().manual_seed(7))
-    generator = torch.Generator().manual_seed(7)
-    jitter = ColorJitter(0.3, 0.2, 0.1, generator=generator, hue=0.05, gamma=0.4)
+    jitter = ColorJitter(
+        0.3, 0.2, 0.1, generator=torch.Generator().manual_seed(7), hue=0.05, gamma=0.4
+    )
     expected, _ = ImageNetNormalize()(*jitter(image, label))
     assert torch.allclose(out, expected) and torch.equal(out_label, label)
 
