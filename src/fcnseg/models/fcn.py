@@ -138,6 +138,9 @@ class FCN(nn.Module):
             Each must have half the stride of the one before.
         skip_scales: a fixed factor per skip tap applied before its score layer (at-once).
         learnable_upsampling: learn the bilinear-initialised deconvolutions (frozen otherwise).
+        global_context: add to every cell of ``score_fr`` the scores ``score_global`` gives the
+            head's mean over the whole image (ParseNet, Liu, Rabinovich & Berg 2015: global
+            context unpooled onto the map; fused after scoring, zero-initialised).
 
     Layer names follow the reference: ``score_fr``, ``score_<tap>``, ``upscore2`` for the first
     2x upsampling, ``upscore_<tap>`` for later ones, and ``upscore<stride>`` for the final one
@@ -155,6 +158,7 @@ class FCN(nn.Module):
         skips: Sequence[str] = (),
         skip_scales: dict[str, float] | None = None,
         learnable_upsampling: bool = False,
+        global_context: bool = False,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -170,6 +174,9 @@ class FCN(nn.Module):
 
         head_tap = backbone.tap(head)
         self.score_fr = self._score_layer(head_tap.channels)
+        self.global_context = global_context
+        if global_context:
+            self.score_global = self._score_layer(head_tap.channels)
         for name, scale in skip_scales.items():
             self.register_buffer(f"scale_{name}", torch.tensor(float(scale)))
 
@@ -195,7 +202,10 @@ class FCN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]
         features = self.backbone(x)
-        score = self.score_fr(features[self.head])  # (N, K, H/32 + ..., W/32 + ...)
+        head = features[self.head]
+        score = self.score_fr(head)  # (N, K, H/32 + ..., W/32 + ...)
+        if self.global_context:  # (N, K, 1, 1), broadcast over every cell
+            score = score + self.score_global(head.mean((-2, -1), keepdim=True))
         upsampling = self.upsampling_layers()
         for tap, upscore, score_crop, skip_crop in zip(
             self.skips, upsampling, self.score_offsets, self.skip_offsets
@@ -272,6 +282,9 @@ class VGG16FCNConfig(FCNConfig):
     # IBN-Net: in conv1 ... conv<n>, half of each BatchNorm's channels by each image's own
     # statistics (instance normalisation); needs batch_norm (0: none; not in the paper)
     instance_norm_stages: int = 0
+    # ParseNet: scores of fc7's mean over the whole image added to every cell's (not in the
+    # paper; the net then no longer equals its classifier on each window)
+    global_context: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -312,7 +325,15 @@ def _vgg16_fcn(
     config: VGG16FCNConfig, skips: Sequence[str], skip_scales: dict[str, float] | None = None
 ) -> FCN:
     backbone = vgg16_backbone(config)
-    return FCN(backbone, config.num_classes, "fc7", skips, skip_scales, config.learnable_upsampling)
+    return FCN(
+        backbone,
+        config.num_classes,
+        "fc7",
+        skips,
+        skip_scales,
+        config.learnable_upsampling,
+        config.global_context,
+    )
 
 
 @builder(VGG16FCNConfig)

@@ -117,6 +117,11 @@ class TwoHeadedConfig(VGG16FCNConfig):
     num_classes: int = 33  # semantic classes (SIFT Flow's 33)
     num_geometric: int = 3  # geometric classes (sky, horizontal, vertical)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.global_context:
+            raise ValueError("global_context is for one-headed nets; the two-headed have none")
+
 
 def _vgg16_two_headed(config: TwoHeadedConfig, skips: Sequence[str]) -> TwoHeadedFCN:
     return TwoHeadedFCN(

@@ -85,6 +85,7 @@ class Recipe:
     width: float = 1.0  # VGG16 channel multiplier (0.25: 16x cheaper)
     batch_norm: bool = False  # BatchNorm after each convolution, for training from scratch
     instance_norm_stages: int = 0  # IBN-Net: conv1..conv<n> BatchNorms half by image statistics
+    global_context: bool = False  # VGG16 nets: scores of fc7's image-wide mean added (ParseNet)
     dropout: float = 0.5  # after fc6 and fc7 (0.5 in the reference)
     learnable_upsampling: bool = False  # learn the bilinear-initialised deconvolutions
     geometry: str = "reference"  # reference (conv1 padded by 100) | fast (unpadded, cheaper)
