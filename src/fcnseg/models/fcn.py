@@ -283,7 +283,8 @@ class VGG16FCNConfig(FCNConfig):
     # statistics (instance normalisation); needs batch_norm (0: none; not in the paper)
     instance_norm_stages: int = 0
     # ParseNet: scores of fc7's mean over the whole image added to every cell's (not in the
-    # paper; the net then no longer equals its classifier on each window)
+    # paper; the net then no longer equals its classifier on each window, and tiled inference
+    # gives each tile its own mean)
     global_context: bool = False
 
     def __post_init__(self) -> None:
