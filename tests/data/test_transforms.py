@@ -17,6 +17,7 @@ from fcnseg.data.transforms import (
     ColorJitter,
     Compose,
     ConcatNormalize,
+    CutMix,
     ImageNetNormalize,
     Normalize,
     PasteClasses,
@@ -350,6 +351,8 @@ def test_batched_padded_labels_count_like_separate_images() -> None:
         (lambda: ColorJitter(gamma=-0.1), "gamma must be in"),
         (lambda: ColorJitter(gamma=3.5), "gamma must be in"),
         (lambda: PasteClasses([], [1]), "donors is empty"),
+        (lambda: CutMix([]), "donors is empty"),
+        (lambda: CutMix([(torch.zeros(3, 2, 2), torch.zeros(2, 2))], 1.5), "p must"),
         (lambda: PasteClasses([(torch.zeros(3, 2, 2), torch.zeros(2, 2))], []), "class_ids"),
         (lambda: PasteClasses([(torch.zeros(3, 2, 2), torch.zeros(2, 2))], [1], 2), "p must"),
         (lambda: CaffeMeanSubtract(mean_bgr=(1.0, 2.0)), "mean_bgr"),
@@ -546,3 +549,67 @@ def test_paste_classes_skips_with_probability_and_refuses_mismatches() -> None:
         PasteClasses(depth, [1], p=1.0)(image, label)
     with pytest.raises(ValueError, match="one head"):
         PasteClasses(donors, [1], p=1.0)(image, torch.zeros(2, 4, 4, dtype=torch.long))
+
+
+def _box_of(mask: torch.Tensor) -> tuple[int, int, int, int]:
+    """The rows ``top:bottom`` and columns ``left:right`` of a mask that must be one box."""
+    rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+    top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    assert mask[top:bottom, left:right].all() and mask.sum() == (bottom - top) * (right - left)
+    return top, bottom, left, right
+
+
+def test_cutmix_puts_a_box_of_the_donor_in_place_as_cutmix_draws_it() -> None:
+    height, width = 30, 40
+    image, label = torch.zeros(3, height, width), torch.zeros(height, width, dtype=torch.long)
+    donor_image = torch.arange(3 * height * width, dtype=torch.float32).reshape(3, height, width)
+    donors = _Donors([(torch.ones(3, 2, 2), torch.ones(2, 2)), (donor_image + 1, torch.full(
+        (height, width), 4, dtype=torch.uint8))])  # fmt: skip
+    mix = CutMix(donors, p=1.0, generator=torch.Generator().manual_seed(5))
+    same = torch.Generator().manual_seed(5)  # its draws: mix or not, the donor, lam, centre
+    areas = []
+    for _ in range(50):
+        out, out_label = mix(image, label)
+        torch.rand(1, generator=same)
+        index = int(torch.randint(2, (1,), generator=same))
+        lam, cy, cx = torch.rand(3, generator=same, dtype=torch.float64).tolist()
+        assert donors.read[-1] == index
+        mask = out_label != 0
+        if index == 0:  # a 2 x 2 donor, resized to the frame
+            assert torch.allclose(out[:, mask], torch.ones(3, int(mask.sum())))
+            continue
+        assert out_label.dtype == torch.long and set(out_label[mask].tolist()) <= {4}
+        if not mask.any():
+            continue
+        top, bottom, left, right = _box_of(mask)
+        assert torch.equal(
+            out[:, top:bottom, left:right], donor_image[:, top:bottom, left:right] + 1
+        )
+        assert not out[:, ~mask].any()
+        # Centred on (cy H, cx W), with sides sqrt(1 - lam) H and W, clipped to the frame.
+        side = (1 - lam) ** 0.5
+        assert abs(top - max(cy * height - side * height / 2, 0)) <= 0.5
+        assert abs(bottom - min(cy * height + side * height / 2, height)) <= 0.5
+        assert abs(left - max(cx * width - side * width / 2, 0)) <= 0.5
+        assert abs(right - min(cx * width + side * width / 2, width)) <= 0.5
+        areas.append(mask.float().mean().item())
+    assert len(areas) > 10 and max(areas) > 0.5 and min(areas) < 0.2
+
+
+def test_cutmix_skips_with_probability_keeps_heads_and_refuses_mismatches() -> None:
+    image, label = torch.rand(3, 8, 8), torch.zeros(8, 8, dtype=torch.long)
+    donors = _Donors([(torch.rand(3, 8, 8), torch.ones(8, 8, dtype=torch.long))])
+    out, out_label = CutMix(donors, p=0.0)(image, label)
+    assert out is image and out_label is label and donors.read == []
+    mixes = CutMix(donors, p=0.5, generator=torch.Generator().manual_seed(2))
+    for _ in range(400):
+        mixes(image, label)
+    assert 160 < len(donors.read) < 240  # one donor read a mix
+    two_heads = _Donors([(torch.rand(3, 8, 8), torch.ones(2, 8, 8, dtype=torch.long))])
+    _, out_labels = CutMix(two_heads, p=1.0, generator=torch.Generator().manual_seed(0))(
+        image, torch.zeros(2, 8, 8, dtype=torch.long)
+    )
+    assert torch.equal(out_labels[0], out_labels[1]) and out_labels.any()
+    depth = _Donors([(torch.rand(1, 8, 8), torch.ones(8, 8, dtype=torch.long))])
+    with pytest.raises(ValueError, match="donor 0 has 1 channels and 2-d labels, the image 3"):
+        CutMix(depth, p=1.0)(image, label)

@@ -53,6 +53,7 @@ def test_config_is_frozen_and_recorded_on_the_net():
         "dropout": 0.5,
         "geometry": "fast",
         "instance_norm_stages": 0,
+        "mixstyle_stages": 0,
         "global_context": False,
     }
 

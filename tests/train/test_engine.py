@@ -353,13 +353,17 @@ def test_the_run_takes_the_recipes_label_smoothing(data, tmp_path):
     assert expected != segmentation_loss(scores, labels, 255, trainer.weights)
 
 
-def test_copy_paste_trains_deterministically_and_bad_names_fail_first(data, tmp_path):
+def test_copy_paste_and_cutmix_train_deterministically_and_bad_names_fail_first(data, tmp_path):
     recipe = tiny_recipe(data, tmp_path / "a", iterations=2, val_split="", cache_samples=True,
                          paste_classes=[CLASSES[1]], paste_probability=1.0)  # fmt: skip
     first = train(recipe)
     again = train(recipe.replace(out=str(tmp_path / "b")))
     plain = train(recipe.replace(out=str(tmp_path / "c"), paste_classes=[]))
     assert first.final_loss == again.final_loss != plain.final_loss
+    cutmix = recipe.replace(out=str(tmp_path / "e"), paste_classes=[], cutmix_probability=1.0)
+    mixed = train(cutmix)
+    assert mixed.final_loss == train(cutmix.replace(out=str(tmp_path / "f"))).final_loss
+    assert mixed.final_loss != plain.final_loss
     with pytest.raises(RecipeError, match=f"names 'nope', not classes .*: {', '.join(CLASSES)}"):
         train(recipe.replace(out=str(tmp_path / "d"), paste_classes=["nope"]))
     assert not (tmp_path / "d" / "last.pt").exists()

@@ -56,6 +56,7 @@ def test_defaults_are_valid_and_a_resolved_recipe_reads_back(tmp_path):
         ({"gamma": 4}, "key 'gamma' must be in [0, 3]"),
         ({"paste_classes": "Pole"}, "key 'paste_classes' must be a list of strings"),
         ({"paste_probability": 1.5}, "key 'paste_probability' must be in [0, 1]"),
+        ({"cutmix_probability": -0.1}, "key 'cutmix_probability' must be in [0, 1]"),
         ({"momentum": 1.0}, "key 'momentum' must be in [0, 1)"),
         ({"ohem_fraction": 1.5}, "key 'ohem_fraction' must be in [0, 1] (0: every pixel)"),
         ({"label_smoothing": 1.0}, "key 'label_smoothing' must be in [0, 1) (0: none)"),

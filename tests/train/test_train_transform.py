@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fcnseg.data.transforms import ColorJitter, ImageNetNormalize, PasteClasses
+from fcnseg.data.transforms import ColorJitter, CutMix, ImageNetNormalize, PasteClasses
 from fcnseg.train.build import TrainTransform
 from fcnseg.train.recipe import Recipe, RecipeError
 
@@ -51,3 +51,21 @@ def test_paste_comes_first_and_names_are_the_train_splits_classes() -> None:
         TrainTransform(Recipe(paste_classes=["Pole"]), ImageNetNormalize(), 255, donors, classes)
     with pytest.raises(RecipeError, match="needs the train split"):
         TrainTransform(Recipe(paste_classes=["pole"]), ImageNetNormalize(), 255, None, classes)
+
+
+def test_cutmix_comes_after_paste_and_before_jitter() -> None:
+    image, label = torch.rand(3, 6, 8) * 255, torch.zeros(6, 8, dtype=torch.long)
+    donors = [(torch.rand(3, 6, 8) * 255, torch.randint(1, 3, (6, 8)))]
+    classes = ["sky", "pole", "road"]
+    recipe = Recipe(preprocessing="imagenet", paste_classes=["pole"], paste_probability=1.0,
+                    cutmix_probability=1.0, brightness=0.3)  # fmt: skip
+    transform = TrainTransform(recipe, ImageNetNormalize(), 255, donors, classes)
+    out, out_label = transform(image, label, torch.Generator().manual_seed(4))
+    generator = torch.Generator().manual_seed(4)
+    expected = PasteClasses(donors, [1], 1.0, generator=generator)(image, label)
+    expected = CutMix(donors, 1.0, generator=generator)(*expected)
+    expected = ImageNetNormalize()(*ColorJitter(0.3, generator=generator)(*expected))
+    assert torch.allclose(out, expected[0]) and torch.equal(out_label, expected[1])
+    assert (out_label == 2).any()  # CutMix brought a class that copy-paste of poles does not
+    with pytest.raises(RecipeError, match="'cutmix_probability' needs the train split"):
+        TrainTransform(Recipe(cutmix_probability=0.5), ImageNetNormalize(), 255, None, classes)

@@ -609,6 +609,66 @@ class PasteClasses:
         return f"PasteClasses(class_ids={self.class_ids}, p={self.p}, donors={len(self.donors)})"
 
 
+class CutMix:
+    """A box of another frame, image and labels, in place of the frame's (CutMix: Yun et al.,
+    ICCV 2019; for segmentation, French et al., BMVC 2020): with probability ``p``, a donor drawn
+    uniformly from ``donors`` (raw ``(image, label)`` pairs, resized to the image's size if it
+    differs) gives the pixels of a box at the same place. As in CutMix, ``lam`` is uniform in
+    [0, 1] and the box has the frame's aspect ratio and ``1 - lam`` of its area, its centre
+    uniform over the frame and its edges clipped to it. A class then stands beside what another
+    scene, sequence or light puts next to it, so the net cannot lean on a scene's layout.
+
+    Draws (from ``generator``): one number, then, when it mixes, the donor, ``lam`` and the
+    centre's row and column. Use it on the raw image, before colour jitter and preprocessing.
+    """
+
+    def __init__(
+        self, donors: Sequence[Pair], p: float = 0.5, generator: torch.Generator | None = None
+    ) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be a probability in [0, 1], got {p}")
+        if len(donors) == 0:
+            raise ValueError("donors is empty: nothing to mix from")
+        _check_generator(generator)
+        self.donors, self.p, self.generator = donors, float(p), generator
+
+    def box(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """Draw ``lam`` and the centre: the box's rows ``top:bottom`` and columns
+        ``left:right``."""
+        lam, cy, cx = torch.rand(3, generator=self.generator, dtype=torch.float64).tolist()
+        side = math.sqrt(1.0 - lam)
+        half_h, half_w = height * side / 2, width * side / 2
+        cy, cx = cy * height, cx * width
+        top, bottom = round(max(cy - half_h, 0.0)), round(min(cy + half_h, height))
+        left, right = round(max(cx - half_w, 0.0)), round(min(cx + half_w, width))
+        return top, bottom, left, right
+
+    def __call__(self, image: Tensor, label: Tensor) -> Pair:
+        _check_pair(image, label, "CutMix")
+        if torch.rand(1, generator=self.generator).item() >= self.p:
+            return image, label
+        index = int(torch.randint(len(self.donors), (1,), generator=self.generator).item())
+        donor_image, donor_label = self.donors[index]
+        if donor_image.shape[0] != image.shape[0] or donor_label.ndim != label.ndim:
+            raise ValueError(
+                f"CutMix: donor {index} has {donor_image.shape[0]} channels and "
+                f"{donor_label.ndim}-d labels, the image {image.shape[0]} and {label.ndim}-d"
+            )
+        donor_image, donor_label = _resize_pair(
+            donor_image.to(image.dtype), donor_label, *image.shape[-2:]
+        )
+        top, bottom, left, right = self.box(*image.shape[-2:])
+        image, label = image.clone(), label.clone()
+        image[..., top:bottom, left:right] = donor_image[..., top:bottom, left:right]
+        label[..., top:bottom, left:right] = donor_label[..., top:bottom, left:right].to(
+            label.dtype
+        )
+        return image, label
+
+    def __repr__(self) -> str:
+        return f"CutMix(p={self.p}, donors={len(self.donors)})"
+
+
 # --------------------------------------------------------------------------- spatial transforms
 
 

@@ -282,6 +282,9 @@ class VGG16FCNConfig(FCNConfig):
     # IBN-Net: in conv1 ... conv<n>, half of each BatchNorm's channels by each image's own
     # statistics (instance normalisation); needs batch_norm (0: none; not in the paper)
     instance_norm_stages: int = 0
+    # MixStyle: in training, the features of conv1 ... conv<n> re-styled with a random blend of
+    # their image's and another's per-channel mean and deviation (0: none; not in the paper)
+    mixstyle_stages: int = 0
     # ParseNet: scores of fc7's mean over the whole image added to every cell's (not in the
     # paper; the net then no longer equals its classifier on each window, and tiled inference
     # gives each tile its own mean)
@@ -319,6 +322,7 @@ def vgg16_backbone(config: VGG16FCNConfig) -> VGG16:
         # fast: (N, fc, h/32, w/32), fc6 keeps pool5's size and grid; weights are unchanged
         fc6_padding=FAST_FC6_PAD if fast else 0,
         instance_norm_stages=config.instance_norm_stages,
+        mixstyle_stages=config.mixstyle_stages,
     )
 
 

@@ -28,6 +28,7 @@ from fcnseg.data.common import DatasetError, SegmentationDataset
 from fcnseg.data.transforms import (
     CaffeMeanSubtract,
     ColorJitter,
+    CutMix,
     ImageNetNormalize,
     Normalize,
     Normalizer,
@@ -114,9 +115,10 @@ def paste_class_ids(names: Sequence[str], class_names: Sequence[str]) -> list[in
 class TrainTransform:
     """Augment and preprocess with draws from the given generator: copy-paste of the recipe's
     ``paste_classes`` from another frame of ``donors`` (the raw train split; ``class_names``
-    its classes), colour jitter, hue and gamma (on the raw image, when the recipe asks for them),
-    preprocessing, fixed resize, random scale and crop (padding the label with
-    ``ignore_index`` and the image with 0, the mean after preprocessing), left-right flip."""
+    its classes), CutMix (a box of another frame of ``donors``), colour jitter, hue and gamma
+    (on the raw image, when the recipe asks for them), preprocessing, fixed resize, random
+    scale and crop (padding the label with ``ignore_index`` and the image with 0, the mean
+    after preprocessing), left-right flip."""
 
     def __init__(
         self,
@@ -132,6 +134,13 @@ class TrainTransform:
                 raise RecipeError("recipe: key 'paste_classes' needs the train split to paste from")
             ids = paste_class_ids(recipe.paste_classes, class_names)
             self.paste = (donors, ids, recipe.paste_probability)
+        self.cutmix = None
+        if recipe.cutmix_probability > 0:
+            if donors is None:
+                raise RecipeError(
+                    "recipe: key 'cutmix_probability' needs the train split to mix from"
+                )
+            self.cutmix = (donors, recipe.cutmix_probability)
         self.normalizer = normalizer
         self.jitter = (recipe.brightness, recipe.contrast, recipe.saturation)
         self.hue, self.gamma = recipe.hue, recipe.gamma
@@ -146,6 +155,8 @@ class TrainTransform:
     ) -> tuple[Tensor, Tensor]:
         if self.paste is not None:
             image, label = PasteClasses(*self.paste, generator=generator)(image, label)
+        if self.cutmix is not None:
+            image, label = CutMix(*self.cutmix, generator=generator)(image, label)
         if any(self.jitter) or self.hue or self.gamma:
             jitter = ColorJitter(*self.jitter, generator=generator, hue=self.hue, gamma=self.gamma)
             image, label = jitter(image, label)

@@ -85,6 +85,7 @@ class Recipe:
     width: float = 1.0  # VGG16 channel multiplier (0.25: 16x cheaper)
     batch_norm: bool = False  # BatchNorm after each convolution, for training from scratch
     instance_norm_stages: int = 0  # IBN-Net: conv1..conv<n> BatchNorms half by image statistics
+    mixstyle_stages: int = 0  # MixStyle: conv1..conv<n> features re-styled in training
     global_context: bool = False  # VGG16 nets: scores of fc7's image-wide mean added (ParseNet)
     dropout: float = 0.5  # after fc6 and fc7 (0.5 in the reference)
     learnable_upsampling: bool = False  # learn the bilinear-initialised deconvolutions
@@ -105,6 +106,7 @@ class Recipe:
     gamma: float = 0.0  # random tone curve 255 (x/255)^e, e in [1/(1+g), 1+g] (0: none; at most 3)
     paste_classes: list[str] = field(default_factory=list)  # copy-paste these classes (names)
     paste_probability: float = 0.5  # ... from a random other train frame, this often
+    cutmix_probability: float = 0.0  # a box of a random other train frame in its place (CutMix)
     scale_range: list[float] = field(default_factory=list)  # [low, high] random scale; needs crop
     crop_size: list[int] = field(default_factory=list)  # [h, w] (or one int) random crops
     early_fraction: float = 0.0  # an early phase, this share of the steps (0: none), takes ...
@@ -316,6 +318,7 @@ def _validate(recipe: Recipe, source: str) -> None:
     need("hue", 0 <= r.hue <= 0.5, "must be in [0, 0.5] (turns of the colour circle)")
     need("gamma", 0 <= r.gamma <= 3, "must be in [0, 3] (exponents 1/(1+gamma)..1+gamma)")
     need("paste_probability", 0 <= r.paste_probability <= 1, "must be in [0, 1]")
+    need("cutmix_probability", 0 <= r.cutmix_probability <= 1, "must be in [0, 1]")
     need("scale_range", len(r.scale_range) in (0, 2), "must be [] or [low, high]")
     if r.scale_range:
         low, high = r.scale_range

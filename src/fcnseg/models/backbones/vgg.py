@@ -15,6 +15,7 @@ from torch import nn
 
 from fcnseg.models.backbones.base import Backbone, Tap, check_size
 from fcnseg.models.backbones.ibn import InstanceBatchNorm
+from fcnseg.models.backbones.mixstyle import MixStyle
 
 # (convolutions, channels) per stage, conv1 ... conv5.
 VGG16_STAGES = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
@@ -45,6 +46,9 @@ class VGG16(Backbone):
         instance_norm_stages: in the first this many stages, each BatchNorm normalises half of
             its channels by each image's own statistics instead (IBN-Net; needs ``batch_norm``;
             0: none).
+        mixstyle_stages: in training, MixStyle (``mixstyle<n>``, before ``pool<n>``) re-styles
+            the features of the first this many stages with a blend of another image's
+            statistics (0: none; no weights, and the identity outside training).
     """
 
     def __init__(
@@ -58,12 +62,17 @@ class VGG16(Backbone):
         fc_channels: int | None = None,
         fc6_padding: int = 0,
         instance_norm_stages: int = 0,
+        mixstyle_stages: int = 0,
     ) -> None:
         check_size(in_channels, width)
         if not 0 <= instance_norm_stages <= len(VGG16_STAGES):
             raise ValueError(
                 f"instance_norm_stages must be in 0 .. {len(VGG16_STAGES)}, "
                 f"got {instance_norm_stages}"
+            )
+        if not 0 <= mixstyle_stages <= len(VGG16_STAGES):
+            raise ValueError(
+                f"mixstyle_stages must be in 0 .. {len(VGG16_STAGES)}, got {mixstyle_stages}"
             )
         if instance_norm_stages and not batch_norm:
             raise ValueError("instance_norm_stages needs batch_norm (it halves the BatchNorms)")
@@ -88,6 +97,8 @@ class VGG16(Backbone):
                 suffix = f"{stage}_{index}"
                 conv_relu(suffix, channels, out, 3, pad, conv=f"conv{suffix}", stage=stage)
                 channels = out
+            if stage <= mixstyle_stages:
+                layers[f"mixstyle{stage}"] = MixStyle()
             layers[f"pool{stage}"] = nn.MaxPool2d(2, stride=2, ceil_mode=True)  # (h/2^s, w/2^s)
             taps.append(Tap(f"pool{stage}", f"pool{stage}", channels, 2**stage))
         fc = fc_channels or scaled(FC_CHANNELS, width)
