@@ -35,7 +35,8 @@ def check_heads(recipe: Recipe, heads: tuple[str, ...], label: Tensor) -> tuple[
             f"{recipe.dataset} gives {maps or 'one'} label map(s) per image; net "
             f"{recipe.net!r} trains on {want} ({hint})"
         )
-    for field in ("lovasz_weight", "jaccard_weight", "ohem_fraction", "paste_classes"):
+    fields = ("lovasz_weight", "jaccard_weight", "ohem_fraction", "paste_classes")
+    for field in (*fields, "coarse_loss_weight"):
         if heads and getattr(recipe, field):
             raise RecipeError(
                 f"recipe: {field} is for one-output nets; net {recipe.net!r} has heads "

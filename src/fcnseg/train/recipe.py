@@ -132,6 +132,7 @@ class Recipe:
     jaccard_weight: float = 0.0  # add this times 1 - soft IU (a cheaper mean-IU surrogate)
     ohem_fraction: float = 0.0  # OHEM: cross-entropy of this share of pixels, the hardest (0: all)
     label_smoothing: float = 0.0  # targets 1 - e on the label, e / K on every class (0: none)
+    coarse_loss_weight: float = 0.0  # deep supervision: add this times score_fr's own loss
     loss_sample_rate: float = 1.0  # keep each pixel's loss with this probability (1: all; 3.4)
     loss_sample_rescale: bool = True  # sampled "sum" loss divided by the rate (unbiased)
     ema_decay: float = 0.0  # d: validate and save the moving average of the weights (0: off)
@@ -359,6 +360,7 @@ def _validate(recipe: Recipe, source: str) -> None:
     need("jaccard_weight", r.jaccard_weight >= 0, "must be >= 0")
     need("ohem_fraction", 0 <= r.ohem_fraction <= 1, "must be in [0, 1] (0: every pixel)")
     need("label_smoothing", 0 <= r.label_smoothing < 1, "must be in [0, 1) (0: none)")
+    need("coarse_loss_weight", r.coarse_loss_weight >= 0, "must be >= 0")
     need("ema_decay", 0 <= r.ema_decay < 1, "must be in [0, 1) (0: no average)")
     need("test_scales", all(v > 0 for v in r.test_scales), "must be scales > 0")
     for key in ("iterations", "epochs", "val_every", "val_images", "checkpoint_every"):

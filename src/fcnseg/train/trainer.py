@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
@@ -61,7 +62,7 @@ from fcnseg.train.entry import Progress, StepHook, TrainResult
 from fcnseg.train.log import MetricsLog, plot_curves
 from fcnseg.train.losses import segmentation_loss
 from fcnseg.train.multitask import check_heads, two_headed_loss
-from fcnseg.train.recipe import Recipe
+from fcnseg.train.recipe import Recipe, RecipeError
 from fcnseg.train.run_folder import DeferredInterrupt, TrainingInterrupted, ignore_sigint_in_worker
 from fcnseg.train.sampler import (
     KeyedSamples,
@@ -150,6 +151,10 @@ class Trainer:
         # model (averaging: fcnseg.train.averaging); `scored` is it, or the weights without.
         self.average = weight_average(self.net, recipe.ema_decay)
         self.scored: nn.Module = self.net if self.average is None else self.average.module
+        # Deep supervision: score_fr's scores of each training forward, for their own loss.
+        self.coarse_scores: list[Tensor] = []
+        if recipe.coarse_loss_weight > 0:
+            self._hook_coarse_scores()
         if resume:
             self._resume()
         if self.weights is None and recipe.class_weights != "none":
@@ -280,6 +285,34 @@ class Trainer:
             self.average.update_parameters(self.net)
         return value
 
+    def _hook_coarse_scores(self) -> None:
+        score_fr = getattr(self.net, "score_fr", None)
+        if not isinstance(score_fr, nn.Module):
+            raise RecipeError(
+                f"recipe: coarse_loss_weight needs a net with a score_fr layer; net "
+                f"{self.recipe.net!r} has none"
+            )
+
+        def keep(module: nn.Module, inputs: Any, output: Tensor) -> None:
+            # a training step's forward; not scoring, nor the health check before checkpoints
+            if module.training and torch.is_grad_enabled():
+                self.coarse_scores.append(output)
+
+        score_fr.register_forward_hook(keep)
+
+    def _coarse_loss(self, labels: Tensor) -> Tensor:
+        """The loss of score_fr's scores alone, upsampled bilinearly to the labels' size (in the
+        fast geometry a stride-32 cell's centre sits at 32 i + 15.5, where ``align_corners=False``
+        puts it; the reference's 100-pixel padding shifts the grid, so there it is approximate),
+        with the run's normalisation and class weights: deep supervision of the coarse, semantic
+        layer, whose scores the skips otherwise only refine."""
+        (coarse,) = self.coarse_scores
+        self.coarse_scores.clear()
+        coarse = F.interpolate(
+            coarse.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return segmentation_loss(coarse, labels, self.ignore_index, self.weights, self.recipe.loss)
+
     def _loss(self, scores: Tensor | dict[str, Tensor], labels: Tensor) -> Tensor:
         """The recipe's loss: normalisation, class weights and, below a ``loss_sample_rate`` of
         1, a Bernoulli mask drawn from ``(seed, iteration, rank)`` (section 3.4); plus
@@ -307,7 +340,7 @@ class Trainer:
                 generator=generator,
                 label_smoothing=recipe.label_smoothing,
             )
-        return segmentation_loss(
+        loss = segmentation_loss(
             scores,
             labels,
             self.ignore_index,
@@ -321,6 +354,9 @@ class Trainer:
             ohem_fraction=recipe.ohem_fraction,
             label_smoothing=recipe.label_smoothing,
         )
+        if recipe.coarse_loss_weight > 0:
+            loss = loss + recipe.coarse_loss_weight * self._coarse_loss(labels)
+        return loss
 
     def _validate(self) -> dict[str, Any]:
         assert self.val_set is not None
