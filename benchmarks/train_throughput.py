@@ -95,7 +95,9 @@ def loader_images_per_second(recipe: Recipe, root: str, batches: int) -> float:
     train, _ = open_splits(recipe.replace(root=root, val_split=""))
     normalizer = make_normalizer(recipe.preprocessing, 3, recipe.mean)
     sampler = ResumableBatchSampler(len(train), recipe.batch_size, recipe.seed)
-    samples = KeyedSamples(train, TrainTransform(recipe, normalizer, train.ignore_index))
+    # the train split is also the donors of copy-paste and CutMix, as in training
+    augment = TrainTransform(recipe, normalizer, train.ignore_index, train, train.classes)
+    samples = KeyedSamples(train, augment)
     loader = DataLoader(
         samples,
         batch_sampler=sampler,
