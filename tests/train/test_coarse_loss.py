@@ -30,7 +30,6 @@ def test_the_loss_adds_score_frs_own_loss_upsampled_to_the_labels(data, tmp_path
     labels = torch.randint(0, len(CLASSES), (2, 64, 96), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         coarse = net.score_fr(net.backbone(images)["fc7"])  # (2, K, 2, 3): stride 32
-    trainer.coarse_scores.clear()
     assert coarse.shape[-2:] == (2, 3)
     scores = net(images)
     loss = trainer._loss(scores, labels)
@@ -59,8 +58,7 @@ def test_deep_supervision_trains_deterministically_and_needs_a_score_fr(data, tm
         trainer._hook_coarse_scores()
 
 
-def test_a_run_with_cutmix_mixstyle_and_deep_supervision_resumes_exactly(tmp_path) -> None:
-    data = write_tiny_dataset(tmp_path / "data")
+def test_a_run_with_cutmix_mixstyle_and_deep_supervision_resumes_exactly(data, tmp_path) -> None:
     recipe = tiny_recipe(
         data,
         tmp_path / "whole",

@@ -35,8 +35,14 @@ def check_heads(recipe: Recipe, heads: tuple[str, ...], label: Tensor) -> tuple[
             f"{recipe.dataset} gives {maps or 'one'} label map(s) per image; net "
             f"{recipe.net!r} trains on {want} ({hint})"
         )
-    fields = ("lovasz_weight", "jaccard_weight", "ohem_fraction", "paste_classes")
-    for field in (*fields, "coarse_loss_weight"):
+    one_output_only = (
+        "lovasz_weight",
+        "jaccard_weight",
+        "ohem_fraction",
+        "paste_classes",
+        "coarse_loss_weight",
+    )
+    for field in one_output_only:
         if heads and getattr(recipe, field):
             raise RecipeError(
                 f"recipe: {field} is for one-output nets; net {recipe.net!r} has heads "
