@@ -2,7 +2,9 @@
 
 - a VGG16 laid out as torchvision's, at any width (surgery, fusion and engine tests);
 - a tiny FCN-8s checkpoint and a three-image ``folder`` dataset (evaluate, predict, CLI);
-- a tiny two-square ``folder`` dataset and a recipe that trains on it (engine, resume, DDP).
+- a tiny two-square ``folder`` dataset and a recipe that trains on it (engine, resume, DDP);
+- a VGG16 FCN that carries a bright pixel unmoved to one tap, and the check that its output
+  peaks at the centre of that tap's cell (alignment tests of the geometry options).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import nn
 
 import fcnseg
 from fcnseg.data.transforms import Normalize
+from fcnseg.models import MODELS
 from fcnseg.train.recipe import Recipe
 
 # --------------------------------------------------------------------------- VGG16 weights
@@ -262,3 +265,41 @@ def kill_resume_and_compare(recipe: Recipe, folder: Path, kill_after: int, saved
         assert a["training"]["iteration"] == b["training"]["iteration"]
     assert records(Path(recipe.out)) == records(folder / "stopped")
     return whole, resumed
+
+
+# --------------------------------------------------------------------------- alignment
+
+
+def impulse_net(arch: str, geometry: str, path: str, **settings) -> nn.Module:
+    """A VGG16 FCN whose convolutions copy their input's channel mean at the centre tap and
+    whose only non-zero score layer is ``path``: a bright pixel travels, unmoved, to the one
+    cell of that tap which holds it."""
+    model = MODELS[arch](num_classes=1, width=1 / 16, geometry=geometry, dropout=0.0, **settings)
+    model.eval()
+    with torch.no_grad():
+        for layer in model.backbone.children():
+            if isinstance(layer, nn.Conv2d):
+                layer.weight.zero_()
+                centre = layer.kernel_size[0] // 2
+                layer.weight[:, :, centre, centre] = 1 / layer.in_channels
+                layer.bias.zero_()
+        for name, layer in model.named_children():
+            if name.startswith("score_"):
+                layer.weight.fill_(1 / layer.in_channels if name == path else 0.0)
+                layer.bias.zero_()
+    return model
+
+
+def assert_peak_at_cell_centre(
+    out: torch.Tensor, bright: tuple[int, int], grid_start: int, stride: int
+) -> None:
+    """``out`` (H x W) peaks (a plateau where 2x steps stack) symmetrically about the centre of
+    the cell of ``stride`` pixels, on the grid starting at pixel ``grid_start``, that holds pixel
+    ``bright``: a crop off by one pixel moves the peak by one."""
+    assert out.max() > 0
+    peaks = (out >= out.max() * (1 - 1e-5)).nonzero()
+    for axis, v in enumerate(bright):
+        cell = (v - grid_start) // stride
+        centre = grid_start + cell * stride + (stride - 1) / 2  # a half-integer
+        lo, hi = peaks[:, axis].min().item(), peaks[:, axis].max().item()
+        assert (lo + hi) / 2 == centre and hi - lo < stride, (axis, lo, hi, centre)

@@ -55,6 +55,8 @@ def test_config_is_frozen_and_recorded_on_the_net():
         "instance_norm_stages": 0,
         "mixstyle_stages": 0,
         "global_context": False,
+        "space_to_depth": 1,
+        "fc6_kernel": 7,
     }
 
 

@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 import fcnseg
 from fcnseg.models import MODELS
+from helpers import assert_peak_at_cell_centre, impulse_net
 
 VGG = ["fcn32s", "fcn16s", "fcn8s", "fcn4s", "fcn2s", "fcn8s_atonce"]
 
@@ -76,24 +76,6 @@ def test_far_fewer_pixels():
     assert sizes["reference"] > 12 * sizes["fast"]
 
 
-def _impulse_net(arch, geometry, path):
-    """A net whose convolutions copy the channel mean at the centre tap, and whose only
-    non-zero score layer is ``path``: an impulse travels to one cell of that tap, unmoved."""
-    model = MODELS[arch](num_classes=1, width=1 / 16, geometry=geometry, dropout=0.0).eval()
-    with torch.no_grad():
-        for layer in model.backbone.children():
-            if isinstance(layer, nn.Conv2d):
-                layer.weight.zero_()
-                centre = layer.kernel_size[0] // 2
-                layer.weight[:, :, centre, centre] = 1 / layer.in_channels
-                layer.bias.zero_()
-        for name, layer in model.named_children():
-            if name.startswith("score_"):
-                layer.weight.fill_(1 / layer.in_channels if name == path else 0.0)
-                layer.bias.zero_()
-    return model
-
-
 @pytest.mark.parametrize("geometry", ["reference", "fast"])
 @pytest.mark.parametrize(
     ("arch", "path", "stride"),
@@ -111,20 +93,13 @@ def test_an_impulse_peaks_at_the_centre_of_its_cell(arch, path, stride, geometry
     or 0). A bright pixel falls in one cell of ``stride`` pixels; bilinear upsampling makes
     the output peak (a plateau for two 2x steps) symmetric about that cell's centre, which the
     crops must map back onto the image: a crop off by one pixel moves the peak by one."""
-    model = _impulse_net(arch, geometry, path)
-    grid_start = 1 - model.backbone.conv1_1.padding[0]
+    model = impulse_net(arch, geometry, path)
     image = torch.zeros(1, 3, 70, 90)
     bright = (37, 50)
     image[(..., *bright)] = 1.0
     with torch.no_grad():
         out = model(image)[0, 0]
-    assert out.max() > 0
-    peaks = (out >= out.max() * (1 - 1e-5)).nonzero()
-    for axis, v in enumerate(bright):
-        cell = (v - grid_start) // stride
-        centre = grid_start + cell * stride + (stride - 1) / 2  # a half-integer
-        lo, hi = peaks[:, axis].min().item(), peaks[:, axis].max().item()
-        assert (lo + hi) / 2 == centre and hi - lo < stride, (axis, lo, hi, centre)
+    assert_peak_at_cell_centre(out, bright, 1 - model.backbone.conv1_1.padding[0], stride)
 
 
 def test_save_load_keeps_the_geometry(tmp_path):

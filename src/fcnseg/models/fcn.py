@@ -36,7 +36,6 @@ AT_ONCE_SKIP_SCALES = {"pool4": 0.01, "pool3": 0.0001}
 # padded by 1 like the classifier, fc6 padded by 3 ("same") so pool5's map carries through.
 GEOMETRIES = ("reference", "fast")
 FAST_CONV1_PAD = 1
-FAST_FC6_PAD = FC6_KERNEL // 2
 
 
 @dataclass(frozen=True)
@@ -289,11 +288,25 @@ class VGG16FCNConfig(FCNConfig):
     # paper; the net then no longer equals its classifier on each window, and tiled inference
     # gives each tile its own mean)
     global_context: bool = False
+    # Space-to-depth: the image's r x r blocks stacked as channels before conv1_1, so the net
+    # runs at 1/r of the image's resolution without dropping a pixel; the final upsampling
+    # spans r times more (1: none; not in the paper)
+    space_to_depth: int = 1
+    # side of fc6: 7 is the classifier's 7 x 7 x 512 input (section 3.1); an odd smaller one
+    # sees less of pool5 per cell with (7/k)^2 fewer weights (not in the paper)
+    fc6_kernel: int = FC6_KERNEL
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.geometry not in GEOMETRIES:
             raise ValueError(f"geometry {self.geometry!r} is not one of {GEOMETRIES}")
+        if not isinstance(self.space_to_depth, int) or isinstance(self.space_to_depth, bool):
+            raise ValueError(f"space_to_depth must be an integer >= 1, got {self.space_to_depth!r}")
+        if self.space_to_depth < 1:
+            raise ValueError(f"space_to_depth must be an integer >= 1, got {self.space_to_depth}")
+        kernel = self.fc6_kernel
+        if not isinstance(kernel, int) or isinstance(kernel, bool) or kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"fc6_kernel must be an odd integer >= 1, got {kernel!r}")
 
 
 @dataclass(frozen=True)
@@ -320,9 +333,11 @@ def vgg16_backbone(config: VGG16FCNConfig) -> VGG16:
         dropout=config.dropout,
         conv1_padding=FAST_CONV1_PAD if fast else CONV1_PAD,
         # fast: (N, fc, h/32, w/32), fc6 keeps pool5's size and grid; weights are unchanged
-        fc6_padding=FAST_FC6_PAD if fast else 0,
+        fc6_padding=config.fc6_kernel // 2 if fast else 0,
+        fc6_kernel=config.fc6_kernel,
         instance_norm_stages=config.instance_norm_stages,
         mixstyle_stages=config.mixstyle_stages,
+        space_to_depth=config.space_to_depth,
     )
 
 

@@ -86,6 +86,8 @@ class Recipe:
     batch_norm: bool = False  # BatchNorm after each convolution, for training from scratch
     instance_norm_stages: int = 0  # IBN-Net: conv1..conv<n> BatchNorms half by image statistics
     mixstyle_stages: int = 0  # MixStyle: conv1..conv<n> features re-styled in training
+    space_to_depth: int = 1  # VGG16 nets: r x r pixel blocks as channels before conv1_1 (1: none)
+    fc6_kernel: int = 7  # VGG16 nets: side of fc6 (7: the classifier's 7 x 7 input; odd)
     global_context: bool = False  # VGG16 nets: scores of fc7's image-wide mean added (ParseNet)
     dropout: float = 0.5  # after fc6 and fc7 (0.5 in the reference)
     learnable_upsampling: bool = False  # learn the bilinear-initialised deconvolutions

@@ -16,6 +16,7 @@ from torch import nn
 from fcnseg.models.backbones.base import Backbone, Tap, check_size
 from fcnseg.models.backbones.ibn import InstanceBatchNorm
 from fcnseg.models.backbones.mixstyle import MixStyle
+from fcnseg.models.backbones.space_to_depth import SpaceToDepth
 
 # (convolutions, channels) per stage, conv1 ... conv5.
 VGG16_STAGES = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
@@ -31,7 +32,8 @@ def scaled(channels: int, width: float) -> int:
 
 
 class VGG16(Backbone):
-    """VGG16 conv1_1 ... fc7; taps ``pool1`` ... ``pool4``, ``fc7`` (strides 2, 4, 8, 16, 32).
+    """VGG16 conv1_1 ... fc7; taps ``pool1`` ... ``pool4``, ``fc7`` (strides 2, 4, 8, 16, 32, each
+    times ``space_to_depth``).
 
     Args:
         in_channels: input channels (3 for RGB, 4 for RGB-D, ...).
@@ -43,12 +45,17 @@ class VGG16(Backbone):
         dropout: dropout probability after fc6 and fc7 (0.5 in the reference).
         fc_channels: width of fc6 and fc7 (default: 4096 times ``width``).
         fc6_padding: padding of fc6 (0 in the reference; 3 keeps pool5's size and grid).
+        fc6_kernel: side of fc6 (7: the classifier's 7 x 7 input; smaller sees less of pool5
+            per cell with fewer weights).
         instance_norm_stages: in the first this many stages, each BatchNorm normalises half of
             its channels by each image's own statistics instead (IBN-Net; needs ``batch_norm``;
             0: none).
         mixstyle_stages: in training, MixStyle (``mixstyle<n>``, before ``pool<n>``) re-styles
             the features of the first this many stages with a blend of another image's
             statistics (0: none; no weights, and the identity outside training).
+        space_to_depth: ``r`` > 1 stacks the image's ``r x r`` blocks as channels before
+            conv1_1 (``space_to_depth``, :class:`SpaceToDepth`): the net runs on a grid ``r``
+            times coarser, every tap's stride is ``r`` times larger, no pixel is dropped.
     """
 
     def __init__(
@@ -61,8 +68,10 @@ class VGG16(Backbone):
         dropout: float = DROPOUT,
         fc_channels: int | None = None,
         fc6_padding: int = 0,
+        fc6_kernel: int = FC6_KERNEL,
         instance_norm_stages: int = 0,
         mixstyle_stages: int = 0,
+        space_to_depth: int = 1,
     ) -> None:
         check_size(in_channels, width)
         if not 0 <= instance_norm_stages <= len(VGG16_STAGES):
@@ -89,6 +98,9 @@ class VGG16(Backbone):
             layers[f"relu{suffix}"] = nn.ReLU(inplace=True)
 
         channels = in_channels
+        if space_to_depth != 1:
+            layers["space_to_depth"] = SpaceToDepth(space_to_depth)  # (C r^2, h/r, w/r)
+            channels = in_channels * space_to_depth**2
         taps = []
         for stage, (convs, stage_channels) in enumerate(VGG16_STAGES, start=1):
             out = scaled(stage_channels, width)
@@ -100,12 +112,12 @@ class VGG16(Backbone):
             if stage <= mixstyle_stages:
                 layers[f"mixstyle{stage}"] = MixStyle()
             layers[f"pool{stage}"] = nn.MaxPool2d(2, stride=2, ceil_mode=True)  # (h/2^s, w/2^s)
-            taps.append(Tap(f"pool{stage}", f"pool{stage}", channels, 2**stage))
+            taps.append(Tap(f"pool{stage}", f"pool{stage}", channels, 2**stage * space_to_depth))
         fc = fc_channels or scaled(FC_CHANNELS, width)
-        # (N, fc, h/32 - 6 + 2 fc6_padding, w/32 - 6 + 2 fc6_padding)
-        conv_relu("6", channels, fc, FC6_KERNEL, fc6_padding, conv="fc6")
+        # (N, fc, h/32 - fc6_kernel + 1 + 2 fc6_padding, likewise w)
+        conv_relu("6", channels, fc, fc6_kernel, fc6_padding, conv="fc6")
         layers["drop6"] = nn.Dropout(dropout)
         conv_relu("7", fc, fc, 1, 0, conv="fc7")
         layers["drop7"] = nn.Dropout(dropout)
         super().__init__(layers)
-        self.taps = (*taps[:4], Tap("fc7", "drop7", fc, 32))
+        self.taps = (*taps[:4], Tap("fc7", "drop7", fc, 32 * space_to_depth))
