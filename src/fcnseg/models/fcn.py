@@ -33,7 +33,8 @@ from fcnseg.models.upsample import BilinearUpsample, bilinear_weight
 # magnitude larger than fc7's, and the scales keep early training from being swamped by them.
 AT_ONCE_SKIP_SCALES = {"pool4": 0.01, "pool3": 0.0001}
 # VGG16 geometries. "reference": conv1_1 padded by 100 (the released nets). "fast": conv1_1
-# padded by 1 like the classifier, fc6 padded by 3 ("same") so pool5's map carries through.
+# padded by 1 like the classifier, fc6 padded by fc6_kernel // 2 (3: "same") so pool5's map
+# carries through.
 GEOMETRIES = ("reference", "fast")
 FAST_CONV1_PAD = 1
 

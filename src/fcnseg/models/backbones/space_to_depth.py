@@ -3,10 +3,10 @@
 Halving a road scene before an FCN sees it (to train on a CPU) blurs what is one or two pixels
 wide, poles and signs, into its surroundings, in the image and in the labels. Space-to-depth
 (``F.pixel_unshuffle``) keeps every pixel: an ``H x W`` image of C channels becomes an
-``H/r x W/r`` one of ``C r^2`` channels, so the net after it runs at the halved grid's cost
-while its first convolution still sees each pixel on its own and is scored against the labels
-at full resolution. The final upsampling of the FCN head then spans ``r`` times more: the
-head plans it from the coordinate map, as for any other layer.
+``H/r x W/r`` one of ``C r^2`` channels, so the net after it runs at the coarser grid's cost
+while its first convolution still sees each pixel on its own, and its scores are upsampled to
+the full-size image (and labels). The final upsampling of the FCN head then spans ``r`` times
+more: the head plans it from the coordinate map, as for any other layer.
 """
 
 from __future__ import annotations
