@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from fcnseg.models import MODELS, fcn8s
+from fcnseg.models.surgery import TransplantError, transplant_vgg16
 from fcnseg.train.build import make_model
 from fcnseg.train.recipe import Recipe, RecipeError
-from helpers import assert_peak_at_cell_centre, impulse_net
+from helpers import TorchvisionStyleVGG16, assert_peak_at_cell_centre, impulse_net
 
 
 @pytest.mark.parametrize(("geometry", "padding"), [("reference", 0), ("fast", 1)])
@@ -50,3 +51,11 @@ def test_the_recipes_fc6_kernel_reaches_the_vgg16_net_and_no_other():
     assert net.config.fc6_kernel == 3 and net.backbone.fc6.kernel_size == (3, 3)
     with pytest.raises(RecipeError, match="has no 'fc6_kernel' setting"):
         make_model(Recipe(net="fcn8s_resnet18", fc6_kernel=3), 3, 3)
+
+
+def test_a_vgg16_classifier_is_refused_with_what_to_do_instead():
+    classifier = TorchvisionStyleVGG16(width=1 / 16).state_dict()
+    with pytest.raises(TransplantError, match=r"fc6 is 3 x 3 \(fc6_kernel=3\), the classifier's 7"):
+        transplant_vgg16(fcn8s(num_classes=3, width=1 / 16, fc6_kernel=3), classifier)
+    filled = transplant_vgg16(fcn8s(num_classes=3, width=1 / 16), classifier)
+    assert "backbone.fc6.weight" in filled  # the default side takes them

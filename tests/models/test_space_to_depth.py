@@ -11,10 +11,11 @@ from torch import nn
 import fcnseg
 from fcnseg.models import fcn2s
 from fcnseg.models.backbones.space_to_depth import SpaceToDepth
+from fcnseg.models.surgery import TransplantError, transplant_vgg16
 from fcnseg.models.zoo import receptive_field
 from fcnseg.train.build import make_model
 from fcnseg.train.recipe import Recipe, RecipeError
-from helpers import assert_peak_at_cell_centre, impulse_net
+from helpers import TorchvisionStyleVGG16, assert_peak_at_cell_centre, impulse_net
 
 
 def test_each_pixel_lands_in_its_cell_and_channel() -> None:
@@ -131,3 +132,13 @@ def test_the_recipes_space_to_depth_reaches_the_vgg16_net_and_no_other() -> None
         make_model(Recipe(net="fcn8s_resnet18", space_to_depth=2), 3, 3)
     with pytest.raises(RecipeError, match="space_to_depth must be an integer >= 1"):
         make_model(Recipe(net="fcn8s", width=0.0625, space_to_depth=0), 3, 3)
+
+
+def test_a_vgg16_classifier_is_refused_with_what_to_do_instead() -> None:
+    """Its conv1_1 sees single pixels; a space-to-depth net's sees 2 x 2 blocks: widening it as
+    for early fusion would give the R, G, B filters to three pixels of the red channel."""
+    net = fcn2s(num_classes=3, width=1 / 16, geometry="fast", space_to_depth=2)
+    classifier = TorchvisionStyleVGG16(width=1 / 16).state_dict()
+    for extra_channels in (None, "mean"):
+        with pytest.raises(TransplantError, match=r"2 x 2 pixel blocks .* \(init = 'none'\)"):
+            transplant_vgg16(net, classifier, extra_channels)

@@ -165,6 +165,20 @@ def transplant_vgg16(
     backbone = model.backbone
     if not isinstance(backbone, VGG16):
         raise TransplantError(f"the model's backbone is {type(backbone).__name__}, not VGG16")
+    if hasattr(backbone, "space_to_depth"):
+        raise TransplantError(
+            f"the net stacks {backbone.space_to_depth.factor} x {backbone.space_to_depth.factor}"
+            " pixel blocks as channels before conv1_1 (space_to_depth), which a VGG16"
+            " classifier's conv1_1, made for single pixels, does not fit; train it from scratch"
+            " (init = 'none') or build it with space_to_depth=1"
+        )
+    if backbone.fc6.kernel_size != (FC6_KERNEL, FC6_KERNEL):
+        side = backbone.fc6.kernel_size[0]
+        raise TransplantError(
+            f"the net's fc6 is {side} x {side} (fc6_kernel={side}), the classifier's"
+            f" {FC6_KERNEL} x {FC6_KERNEL}; build it with fc6_kernel={FC6_KERNEL} to take the"
+            " classifier's weights, or train it from scratch (init = 'none')"
+        )
     own = backbone.state_dict()
     conv1 = weights["conv1_1.weight"]
     net_channels = own["conv1_1.weight"].shape[1] if "conv1_1.weight" in own else conv1.shape[1]
