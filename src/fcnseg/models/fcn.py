@@ -301,11 +301,9 @@ class VGG16FCNConfig(FCNConfig):
         super().__post_init__()
         if self.geometry not in GEOMETRIES:
             raise ValueError(f"geometry {self.geometry!r} is not one of {GEOMETRIES}")
-        if not isinstance(self.space_to_depth, int) or isinstance(self.space_to_depth, bool):
-            raise ValueError(f"space_to_depth must be an integer >= 1, got {self.space_to_depth!r}")
-        if self.space_to_depth < 1:
-            raise ValueError(f"space_to_depth must be an integer >= 1, got {self.space_to_depth}")
-        kernel = self.fc6_kernel
+        factor, kernel = self.space_to_depth, self.fc6_kernel
+        if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+            raise ValueError(f"space_to_depth must be an integer >= 1, got {factor!r}")
         if not isinstance(kernel, int) or isinstance(kernel, bool) or kernel < 1 or kernel % 2 == 0:
             raise ValueError(f"fc6_kernel must be an odd integer >= 1, got {kernel!r}")
 
