@@ -38,6 +38,7 @@ from fcnseg.train.build import (
     make_normalizer,
     make_optimizer,
     open_splits,
+    training_layout,
 )
 from fcnseg.train.losses import segmentation_loss
 from fcnseg.train.recipe import Recipe, load, parse_value
@@ -52,8 +53,8 @@ def training_step(recipe: Recipe, num_classes: int, compiled: bool = False):
     ``compiled``, the net's forward and backward go through ``torch.compile`` (inductor)."""
     torch.manual_seed(recipe.seed)
     net = make_model(recipe, num_classes, 3).train()
+    training_layout(net, recipe)  # channels-last, matmul convolutions: as the trainer
     memory = torch.channels_last if recipe.channels_last else torch.contiguous_format
-    net.to(memory_format=memory)
     optimizer = make_optimizer(recipe, net)
     average = weight_average(net, recipe.ema_decay)  # None without ema_decay
     height, width = recipe.crop_size or (360, 480)

@@ -16,7 +16,6 @@ import fcnseg
 from fcnseg.data.transforms import ImageNetNormalize
 from fcnseg.evaluate.metrics import ConfusionMatrix, confusion_counts
 from fcnseg.inference.fast import (
-    MatmulConv2d,
     PerClassUpsample,
     fast_modules,
     matmul_convolutions,
@@ -24,6 +23,7 @@ from fcnseg.inference.fast import (
     per_class_upsampling,
 )
 from fcnseg.inference.predict import predict_image
+from fcnseg.models.matmul_conv import MatmulConv2d
 from fcnseg.models.upsample import BilinearUpsample, bilinear_upsampling
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,56 +183,13 @@ def test_confusion_counts_reject_bad_values():
     assert confusion_counts(pred, torch.tensor([0, 1, 255]), 3).sum() == 2
 
 
-@pytest.mark.parametrize(
-    "kernel, stride, padding, dilation, bias",
-    [
-        (7, 1, 3, 1, True),
-        (7, 1, 0, 1, False),
-        (5, 2, 1, 1, True),
-        (3, 1, 2, 2, True),
-        (1, 1, 0, 1, True),
-        (1, 1, 0, 1, False),
-        (1, 2, 0, 1, True),
-    ],
-)
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_matmul_convolution_equals_conv2d(kernel, stride, padding, dilation, bias, channels_last):
-    torch.manual_seed(0)
-    conv = torch.nn.Conv2d(6, 10, kernel, stride, padding, dilation, bias=bias)
-    x = torch.randn(3, 6, 13, 11, requires_grad=True)
-    if channels_last:
-        conv.to(memory_format=torch.channels_last)
-        x = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
-    expected = conv(x)
-    grads = torch.autograd.grad(expected.square().sum(), [x, conv.weight])
-    conv.__class__ = MatmulConv2d
-    got = conv(x)
-    assert got.shape == expected.shape
-    assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-    for a, b in zip(torch.autograd.grad(got.square().sum(), [x, conv.weight]), grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-
-
-def test_matmul_threshold_takes_vgg16_fc6_and_fc7_only():
-    fc6, fc7, conv5 = 4096 * 512 * 7 * 7, 4096 * 4096, 512 * 512 * 3 * 3
-    assert fc6 > fc7 >= fcnseg.inference.fast.MATMUL_MIN_WEIGHTS > conv5
-
-
-def test_matmul_convolution_too_small_input_gives_conv2d_error():
-    conv = torch.nn.Conv2d(4, 5, 9)
-    conv.__class__ = MatmulConv2d
-    with pytest.raises(RuntimeError, match="Kernel size can't be greater than actual input"):
-        conv(torch.randn(1, 4, 5, 5))
-
-
 @pytest.mark.parametrize("arch", ["fcn8s", "fcn_alexnet"])
 def test_matmul_convolutions_swaps_fc6_and_fc7_and_keeps_outputs(arch, monkeypatch):
     torch.manual_seed(0)
     model = _random_scores(fcnseg.models.MODELS[arch](num_classes=3, width=1 / 4)).eval()
     # at full width fc6 and fc7 pass the threshold; at this width, the threshold is fc7's size
     monkeypatch.setattr(
-        "fcnseg.inference.fast.MATMUL_MIN_WEIGHTS", model.backbone.fc7.weight.numel()
+        "fcnseg.models.matmul_conv.MATMUL_MIN_WEIGHTS", model.backbone.fc7.weight.numel()
     )
     keys = list(model.state_dict())
     x = torch.randn(1, 3, 67, 75)
@@ -250,7 +207,7 @@ def test_matmul_convolutions_swaps_fc6_and_fc7_and_keeps_outputs(arch, monkeypat
 def test_fast_modules_swaps_in_place_and_keeps_labels(monkeypatch):
     model = _random_scores(fcnseg.fcn8s(num_classes=3, width=1 / 8)).eval()
     monkeypatch.setattr(
-        "fcnseg.inference.fast.MATMUL_MIN_WEIGHTS", model.backbone.fc6.weight.numel()
+        "fcnseg.models.matmul_conv.MATMUL_MIN_WEIGHTS", model.backbone.fc6.weight.numel()
     )
     image = torch.rand(3, 41, 53) * 255
     keys = list(model.state_dict())

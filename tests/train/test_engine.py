@@ -19,6 +19,7 @@ import fcnseg
 from fcnseg.checkpoint import read
 from fcnseg.data import open_dataset
 from fcnseg.data.class_weights import median_frequency_weights
+from fcnseg.models import matmul_conv
 from fcnseg.train import (
     ResumableBatchSampler,
     TrainingDiverged,
@@ -204,6 +205,40 @@ def test_bf16_autocast_and_channels_last_run_on_the_cpu(data, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="fcnseg.train.trainer"):
         result = train(tiny_recipe(data, tmp_path / "b", amp="fp16", iterations=1, val_split=""))
     assert math.isfinite(result.final_loss) and "fp16' needs CUDA" in caplog.text
+
+
+def test_matmul_convolutions_train_the_same_run_up_to_rounding(data, tmp_path, monkeypatch):
+    # at width 1/16 fc6 holds 401 k weights: lower the threshold so that it (alone) is swapped
+    monkeypatch.setattr(matmul_conv, "MATMUL_MIN_WEIGHTS", 32 * 256 * 7 * 7)
+    calls = []
+    plain_forward = matmul_conv.MatmulConv2d._conv_forward
+
+    def counted(self, *args):
+        calls.append(self.weight.shape)
+        return plain_forward(self, *args)
+
+    monkeypatch.setattr(matmul_conv.MatmulConv2d, "_conv_forward", counted)
+    kwargs = dict(
+        iterations=6, val_every=6, channels_last=True, val_images=2, optimizer="sgd", lr=1e-3
+    )
+    plain = train(tiny_recipe(data, tmp_path / "plain", **kwargs))
+    assert not calls
+    fast = train(tiny_recipe(data, tmp_path / "fast", matmul_convolutions=True, **kwargs))
+    # fc6 (7 x 7) in every training step and in validation, nothing else
+    assert calls and {tuple(shape[-2:]) for shape in calls} == {(7, 7)}
+    # The first steps agree to float rounding; later ones drift apart as little as the same
+    # run does in another memory layout (contiguous against channels-last: 0.3 % by step 6,
+    # the BatchNorms of 2 x 2 maps amplifying rounding), and no more.
+    fast_losses, plain_losses = losses(tmp_path / "fast"), losses(tmp_path / "plain")
+    assert fast_losses[:2] == pytest.approx(plain_losses[:2], rel=1e-5)
+    assert fast_losses == pytest.approx(plain_losses, rel=1e-2)
+    assert fast.best_mean_iu == pytest.approx(plain.best_mean_iu, abs=0.05)
+    # the checkpoint holds the same names; the loaded model is the plain net
+    model = fcnseg.load(tmp_path / "fast" / "last.pt")
+    assert type(model.backbone.fc6) is torch.nn.Conv2d
+    assert list(model.state_dict()) == list(
+        fcnseg.load(tmp_path / "plain" / "last.pt").state_dict()
+    )
 
 
 def test_settings_a_net_does_not_take_are_refused():

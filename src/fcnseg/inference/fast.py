@@ -7,9 +7,9 @@
   eager, and on CUDA optional CUDA graphs per input shape.
 - Convolutions with huge weights on small maps (fc6: 7 x 7 x 512 -> 4096, fc7: 4096 -> 4096,
   over pool5's cells) run as one matrix multiply over their unfolded windows
-  (:class:`MatmulConv2d`, swapped in by :func:`matmul_convolutions`): the same sums in another
-  order, and on the CPU much faster than oneDNN's convolution, which reorders the weights on
-  every call.
+  (:class:`fcnseg.models.matmul_conv.MatmulConv2d`, swapped in by :func:`matmul_convolutions`;
+  training uses it too): the same sums in another order, and on the CPU much faster than
+  oneDNN's convolution, which reorders the weights on every call.
 - Bilinear upsampling one class at a time (:class:`PerClassUpsample`, swapped in by
   :func:`per_class_upsampling`): the diagonal weight without its zero terms.
 - :func:`fast_modules` swaps both in place; ``fcnseg eval --fast`` and ``fcnseg predict --fast``
@@ -30,6 +30,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from fcnseg.models.matmul_conv import matmul_convolutions
 from fcnseg.models.upsample import BilinearUpsample
 
 log = logging.getLogger(__name__)
@@ -126,76 +127,6 @@ def per_class_upsampling(model: nn.Module, enable: bool = True) -> int:
             changed += 1
         elif not enable and type(module) is PerClassUpsample:
             module.__class__ = BilinearUpsample
-            changed += 1
-    return changed
-
-
-# Which convolutions :func:`matmul_convolutions` swaps: ungrouped ones with at least this many
-# weights (VGG16's fc6 and fc7: 103 M and 17 M; AlexNet's too; no 3 x 3 conv of VGG16, 2.4 M
-# at most). On the CPU oneDNN reorders a convolution's weights on every call, which for these
-# costs more than the multiply itself on the few cells of pool5; a matrix multiply reads them
-# as they are.
-MATMUL_MIN_WEIGHTS = 1 << 22
-
-
-class MatmulConv2d(nn.Conv2d):
-    """A ``Conv2d`` computed as im2col + one matrix multiply; parameters and names unchanged.
-
-    ``F.unfold`` lays each output cell's window out as a column of ``C kh kw`` values (a 1 x 1
-    convolution's windows are the pixels themselves); the flattened kernels ``(O, C kh kw)``
-    times the columns are the outputs, returned channels-last for a channels-last input.
-    Grouped or non-zero-padded convolutions fall back to ``Conv2d``; autograd works.
-    """
-
-    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        if self.groups != 1 or self.padding_mode != "zeros" or isinstance(self.padding, str):
-            return super()._conv_forward(input, weight, bias)
-        n, _, h, w = input.shape
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (
-            self.kernel_size, self.stride, self.padding, self.dilation
-        )  # fmt: skip
-        out_h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-        out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-        if out_h < 1 or out_w < 1:  # let Conv2d raise its error
-            return super()._conv_forward(input, weight, bias)
-        kernels = weight.reshape(self.out_channels, -1)  # (O, C kh kw); a view if contiguous
-        column = None if bias is None else bias[:, None]
-        one_by_one = (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0)
-        cells = []
-        for image in input:  # one image's windows at a time: less memory
-            if one_by_one:  # the pixels are the windows: a view, transposed if channels-last
-                windows = image.reshape(image.shape[0], h * w)
-            else:
-                windows = nn.functional.unfold(image[None], (kh, kw), (dh, dw), (ph, pw), (sh, sw))[
-                    0
-                ]
-            # (O, C kh kw) @ (C kh kw, L): the orientation BLAS runs fastest here
-            cells.append(
-                kernels @ windows if column is None else torch.addmm(column, kernels, windows)
-            )
-        out = torch.stack(cells).view(n, self.out_channels, out_h, out_w)
-        if input.is_contiguous(memory_format=torch.channels_last):
-            return out.contiguous(memory_format=torch.channels_last)
-        return out
-
-
-def matmul_convolutions(model: nn.Module, enable: bool = True) -> int:
-    """Make ``model``'s large-kernel ``Conv2d`` layers :class:`MatmulConv2d` (in place; or back
-    to ``Conv2d`` with ``enable=False``); returns how many were changed.
-
-    Large: ungrouped, with at least ``MATMUL_MIN_WEIGHTS`` weights. Weights, names and
-    ``state_dict`` are untouched.
-    """
-    changed = 0
-    for module in model.modules():
-        if enable and type(module) is nn.Conv2d:
-            if module.groups == 1 and module.weight.numel() >= MATMUL_MIN_WEIGHTS:
-                module.__class__ = MatmulConv2d
-                # (O, C, kh, kw) in that order, as the unfolded windows are: no copy per call
-                module.weight.data = module.weight.data.contiguous()
-                changed += 1
-        elif not enable and type(module) is MatmulConv2d:
-            module.__class__ = nn.Conv2d
             changed += 1
     return changed
 

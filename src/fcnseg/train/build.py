@@ -40,6 +40,7 @@ from fcnseg.data.transforms import (
 )
 from fcnseg.errors import InputNotFoundError
 from fcnseg.models import get_builder, list_models
+from fcnseg.models.matmul_conv import matmul_convolutions
 from fcnseg.models.surgery import TransplantError, state_dict_in, transplant_vgg16
 from fcnseg.train.recipe import Recipe, RecipeError
 from fcnseg.weights_io import WeightsFileError, read_weights
@@ -229,6 +230,17 @@ def make_model(
         return builder(**given)
     except ValueError as error:
         raise RecipeError(f"recipe: net {recipe.net!r}: {error}") from error
+
+
+def training_layout(net: nn.Module, recipe: Recipe) -> nn.Module:
+    """``net`` (in place, on its device) in the memory layout and with the layers a recipe
+    trains it with: channels-last tensors (``channels_last``) and its huge-weight convolutions
+    as matrix multiplies (``matmul_convolutions``). Neither changes a weight's name or value."""
+    if recipe.channels_last:
+        net.to(memory_format=torch.channels_last)
+    if recipe.matmul_convolutions:
+        matmul_convolutions(net)
+    return net
 
 
 def net_settings() -> tuple[str, ...]:

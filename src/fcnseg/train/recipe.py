@@ -155,6 +155,9 @@ class Recipe:
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 CUDA only); "none": deprecated fp32
     channels_last: bool = False  # NHWC memory format (faster convolutions: recent GPUs, AVX-512)
+    # (fc6 from width 0.25 up, fc7 at full width: fcnseg.models.matmul_conv; the same sums in
+    # another order, on this CPU fc6's forward + backward in about half oneDNN's time)
+    matmul_convolutions: bool = False  # huge-weight convolutions as one matrix multiply each
 
     def __post_init__(self) -> None:
         _validate(self, "recipe")

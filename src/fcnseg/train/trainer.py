@@ -54,6 +54,7 @@ from fcnseg.train.build import (
     make_optimizer,
     open_splits,
     paste_class_ids,
+    training_layout,
     training_phases,
 )
 from fcnseg.train.checkpoints import TrainingDiverged
@@ -121,8 +122,7 @@ class Trainer:
         self.init = InitReport("resume") if resume else initialize(self.net, *how)
         logger.info(self.init.summary())
         self.net.to(self.device)
-        if recipe.channels_last:
-            self.net.to(memory_format=torch.channels_last)
+        training_layout(self.net, recipe)
         self.optimizer = make_optimizer(recipe, self.net)
         self.amp_dtype = amp_dtype_for(recipe.amp, self.device)
         self.scaler = torch.amp.GradScaler(
