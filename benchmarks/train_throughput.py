@@ -30,7 +30,7 @@ from speed_rows import matmul_gflops, median_seconds
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from fcnseg.data.transforms import collate_pad
+from fcnseg.data.transforms import collate_pad, normalized_channels
 from fcnseg.train.averaging import weight_average
 from fcnseg.train.build import (
     TrainTransform,
@@ -52,13 +52,17 @@ def training_step(recipe: Recipe, num_classes: int, compiled: bool = False):
     """A closure running one optimiser step of ``recipe`` on a fixed random batch; with
     ``compiled``, the net's forward and backward go through ``torch.compile`` (inductor)."""
     torch.manual_seed(recipe.seed)
-    net = make_model(recipe, num_classes, 3).train()
+    # the net's input: the normalised RGB batch (6 channels for "imagenet+per_image")
+    channels = normalized_channels(make_normalizer(recipe.preprocessing, 3, recipe.mean), 3)
+    net = make_model(recipe, num_classes, channels).train()
     training_layout(net, recipe)  # channels-last, matmul convolutions: as the trainer
     memory = torch.channels_last if recipe.channels_last else torch.contiguous_format
     optimizer = make_optimizer(recipe, net)
     average = weight_average(net, recipe.ema_decay)  # None without ema_decay
     height, width = recipe.crop_size or (360, 480)
-    images = torch.randn(recipe.batch_size, 3, height, width).contiguous(memory_format=memory)
+    images = torch.randn(recipe.batch_size, channels, height, width).contiguous(
+        memory_format=memory
+    )
     labels = torch.randint(0, num_classes, (recipe.batch_size, height, width))
     weights = torch.rand(num_classes) + 0.5 if recipe.class_weights != "none" else None
     dtype = amp_dtype_for(recipe.amp, torch.device("cpu"))  # the trainer's reading of amp

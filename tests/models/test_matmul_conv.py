@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import fcnseg
+from fcnseg.models import matmul_conv
 from fcnseg.models.matmul_conv import MATMUL_MIN_WEIGHTS, MatmulConv2d, matmul_convolutions
 
 CASES = [  # kernel, stride, padding, dilation, bias
@@ -138,3 +139,27 @@ def test_matmul_convolutions_swaps_the_recipe_nets_fc6_and_keeps_its_training_st
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)
     assert matmul_convolutions(net, enable=False) == 1
     assert type(net.backbone.fc6) is torch.nn.Conv2d
+
+
+def test_scoring_takes_one_images_windows_at_a_time_with_the_same_result(monkeypatch):
+    conv, x = _pair(7, 1, 3, 1, True, True, True)
+    x = x.detach()
+    expected = conv(x)
+    conv.__class__ = MatmulConv2d
+    seen = []
+    plain = matmul_conv._windows_times_kernels
+
+    def spy(image, *args):
+        seen.append(image.shape[0])
+        return plain(image, *args)
+
+    monkeypatch.setattr(matmul_conv, "_windows_times_kernels", spy)
+    with torch.no_grad():
+        got = conv(x)
+    with torch.inference_mode():
+        torch.testing.assert_close(conv(x), expected, rtol=1e-12, atol=1e-12)
+    assert seen == [1] * (2 * len(x))  # one image each, in no_grad and in inference_mode
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    conv(x.requires_grad_())  # training: the whole batch at once
+    assert seen[-1] == len(x)

@@ -416,6 +416,14 @@ def image_statistics(image: Tensor) -> tuple[Tensor, Tensor]:
 Normalizer = Normalize | CaffeMeanSubtract | ImageNetNormalize | PerImageNormalize | ConcatNormalize
 
 
+def normalized_channels(normalizer: Normalizer, channels: int) -> int:
+    """How many channels ``normalizer`` makes of an image with ``channels``: a
+    :class:`ConcatNormalize` its parts' together, any other as many as it is given."""
+    if isinstance(normalizer, ConcatNormalize):
+        return sum(normalized_channels(part, channels) for part in normalizer.parts)
+    return channels
+
+
 def whole_image_preprocess(preprocess: Callable, image: Tensor) -> Callable:
     """``preprocess`` as it applies to parts of ``image`` (``C x H x W``): a
     :class:`PerImageNormalize` fixed to the whole image's statistics (inside a

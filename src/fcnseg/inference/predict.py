@@ -35,6 +35,7 @@ from fcnseg.data.palettes import voc_palette
 from fcnseg.data.transforms import (
     CaffeMeanSubtract,
     Normalizer,
+    normalized_channels,
     normalizer_from_spec,
     scaled_size,
 )
@@ -42,6 +43,7 @@ from fcnseg.errors import FcnsegError, NonFiniteError
 from fcnseg.inference.fast import autocast_to
 from fcnseg.metadata import metadata_of
 from fcnseg.models import FCNConfig, config_of
+from fcnseg.models.ensemble import Ensemble
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +75,25 @@ def input_scale_of(model: nn.Module) -> float:
     return metadata_of(model).input_scale
 
 
-def in_channels_of(model: nn.Module) -> int:
-    """The number of input channels the net was built for (its config's; 3 without one)."""
+def net_input_channels(model: nn.Module) -> int:
+    """The channels the net itself takes, after preprocessing (its config's; an ensemble's
+    whole input; 3 without a config)."""
+    if isinstance(model, Ensemble):
+        return model.input_channels
     config = getattr(model, "config", None)
     return config.in_channels if isinstance(config, FCNConfig) else RGB_CHANNELS
+
+
+def in_channels_of(model: nn.Module) -> int:
+    """The number of channels of the images the net scores (its config's; 3 without one).
+
+    Counted before preprocessing: a net whose recorded preprocessing concatenates ``k``
+    normalisations of the image (a ``ConcatNormalize``: "imagenet+per_image", or a split-input
+    ensemble's) takes ``k C`` channels and reads ``C``-channel images."""
+    spec = metadata_of(model).preprocessing
+    if spec is None or spec.get("type") != "ConcatNormalize":
+        return net_input_channels(model)
+    return net_input_channels(model) // normalized_channels(normalizer_from_spec(spec), 1)
 
 
 def normalizer_for(model: nn.Module, source: str = "model") -> Normalizer:
@@ -218,7 +235,8 @@ def _forward(
     """Steps 1-4 of :func:`class_scores` up to the net's raw output, and the batch's size."""
     if batch.ndim != 4:
         raise SegmentError(f"batch must be N x C x H x W, got shape {tuple(batch.shape)}")
-    channels = in_channels_of(model)
+    # the image's channels: the net's input over what the preprocessing makes of one channel
+    channels = net_input_channels(model) // normalized_channels(preprocess, 1)
     if batch.shape[1] != channels:
         raise SegmentError(f"image has {batch.shape[1]} channels; the net takes {channels}")
     if not (math.isfinite(scale) and scale > 0):

@@ -27,28 +27,43 @@ from torch import Tensor, nn
 MATMUL_MIN_WEIGHTS = 1 << 22
 
 
+def _windows_times_kernels(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    out_size: tuple[int, int],
+) -> tuple[Tensor, Tensor, Tensor, torch.Size]:
+    """The convolution's output ``(N H W, O)``, its windows ``(N H W, kh kw C)``, kernels
+    ``(O, kh kw C)`` and the padded input's shape."""
+    n, c, _, _ = x.shape
+    o, _, kh, kw = weight.shape
+    (sh, sw), (ph, pw), (dh, dw), (out_h, out_w) = stride, padding, dilation, out_size
+    # (N, h + 2 ph, w + 2 pw, C): a copy of the (small) input, channels innermost
+    padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph))
+    sn, sy, sx, sc = padded.stride()
+    windows = padded.as_strided(
+        (n, out_h, out_w, kh, kw, c), (sn, sy * sh, sx * sw, sy * dh, sx * dw, sc)
+    ).reshape(n * out_h * out_w, kh * kw * c)
+    kernels = weight.permute(0, 2, 3, 1).reshape(o, kh * kw * c)  # a view if channels-last
+    out = windows @ kernels.t() if bias is None else torch.addmm(bias, windows, kernels.t())
+    return out, windows, kernels, padded.shape
+
+
 class _WindowMatmul(torch.autograd.Function):
     """``conv2d`` (zero padding, ungrouped) as a matrix multiply over the input's windows."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, out_size):  # noqa: ANN001
-        n, c, h, w = x.shape
-        o, _, kh, kw = weight.shape
-        (sh, sw), (ph, pw), (dh, dw), (out_h, out_w) = stride, padding, dilation, out_size
-        # (N, h + 2 ph, w + 2 pw, C): a copy of the (small) input, channels innermost
-        padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph))
-        sn, sy, sx, sc = padded.stride()
-        windows = padded.as_strided(
-            (n, out_h, out_w, kh, kw, c), (sn, sy * sh, sx * sw, sy * dh, sx * dw, sc)
-        ).reshape(n * out_h * out_w, kh * kw * c)
-        kernels = weight.permute(0, 2, 3, 1).reshape(o, kh * kw * c)  # a view if channels-last
-        if bias is None:
-            out = windows @ kernels.t()
-        else:
-            out = torch.addmm(bias, windows, kernels.t())
+        out, windows, kernels, padded_shape = _windows_times_kernels(
+            x, weight, bias, stride, padding, dilation, out_size
+        )
         ctx.save_for_backward(windows, kernels)
-        ctx.shapes = (x.shape, padded.shape, weight.shape, bias is not None)
+        ctx.shapes = (x.shape, padded_shape, weight.shape, bias is not None)
         ctx.conv = (stride, padding, dilation, out_size)
+        n, o, (out_h, out_w) = x.shape[0], weight.shape[0], out_size
         return out.view(n, out_h, out_w, o).permute(0, 3, 1, 2)  # channels-last (N, O, H, W)
 
     @staticmethod
@@ -99,7 +114,14 @@ class MatmulConv2d(nn.Conv2d):
         out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
         if out_h < 1 or out_w < 1:  # let Conv2d raise its error
             return super()._conv_forward(input, weight, bias)
-        out = _WindowMatmul.apply(input, weight, bias, (sh, sw), (ph, pw), (dh, dw), (out_h, out_w))
+        conv = ((sh, sw), (ph, pw), (dh, dw), (out_h, out_w))
+        if torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (input, weight, bias)
+        ):
+            out = _WindowMatmul.apply(input, weight, bias, *conv)
+        else:  # scoring: one image's windows at a time, the memory of one
+            rows = [_windows_times_kernels(image[None], weight, bias, *conv)[0] for image in input]
+            out = torch.cat(rows).view(len(input), out_h, out_w, -1).permute(0, 3, 1, 2)
         if input.is_contiguous(memory_format=torch.channels_last):
             return out
         return out.contiguous()

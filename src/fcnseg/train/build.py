@@ -28,6 +28,7 @@ from fcnseg.data.common import DatasetError, SegmentationDataset
 from fcnseg.data.transforms import (
     CaffeMeanSubtract,
     ColorJitter,
+    ConcatNormalize,
     CutMix,
     ImageNetNormalize,
     Normalize,
@@ -97,6 +98,8 @@ def make_normalizer(kind: str, channels: int, mean: list[float] | None = None) -
         return ImageNetNormalize()
     if kind == "per_image":
         return PerImageNormalize()
+    if kind == "imagenet+per_image":  # the net reads both: 2 x channels
+        return ConcatNormalize([ImageNetNormalize(), PerImageNormalize()])
     if kind == "scale":
         return Normalize((SCALE_MEAN,) * channels, (SCALE_STD,) * channels, scale=1 / 255)
     raise ValueError(f"unknown preprocessing {kind!r}")

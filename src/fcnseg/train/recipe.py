@@ -30,7 +30,7 @@ from fcnseg.runtime import DEVICES, PRECISION_ALIASES, PRECISIONS
 from fcnseg.train.losses import NORMALIZATIONS
 
 NETS = tuple(list_models())
-PREPROCESSING = ("caffe", "imagenet", "scale", "mean", "per_image")
+PREPROCESSING = ("caffe", "imagenet", "scale", "mean", "per_image", "imagenet+per_image")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "poly", "onecycle", "step")
 CLASS_WEIGHTS = ("none", "median_frequency", "sqrt_median_frequency")
@@ -97,6 +97,7 @@ class Recipe:
     init_branches: dict[str, Any] = field(default_factory=dict)  # late fusion: {rgb, hha} inits
     extra_channels: str = "none"  # VGG16 init of >3 input channels (early fusion): mean | zero
     # ---- input
+    # "imagenet+per_image": both, as 6 channels (ImageNet's statistics, then the image's own)
     preprocessing: str = "caffe"  # caffe | imagenet | scale | mean | per_image (own mean, std)
     mean: list[float] = field(default_factory=list)  # caffe: [B,G,R, extra..]; mean: per channel
     resize: float = 1.0  # fixed rescale of train and val images (e.g. 0.5 on a CPU)

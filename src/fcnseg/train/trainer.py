@@ -37,7 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from fcnseg.data.in_memory import InMemory
-from fcnseg.data.transforms import collate_pad
+from fcnseg.data.transforms import collate_pad, normalized_channels
 from fcnseg.errors import RunFolderError
 from fcnseg.inference.predict import heads_of
 from fcnseg.runtime import canonical_precision, precision_dtype
@@ -110,7 +110,7 @@ class Trainer:
         self.net = make_model(
             recipe,
             self.train_set.num_classes,
-            image.shape[0],
+            normalized_channels(self.normalizer, image.shape[0]),
             num_geometric=len(geometric) if geometric is not None else None,
         )
         # A two-headed net (SIFT Flow) trains on one label map per head, its loss the sum of
