@@ -97,8 +97,8 @@ class Recipe:
     init_branches: dict[str, Any] = field(default_factory=dict)  # late fusion: {rgb, hha} inits
     extra_channels: str = "none"  # VGG16 init of >3 input channels (early fusion): mean | zero
     # ---- input
-    # "imagenet+per_image": both, as 6 channels (ImageNet's statistics, then the image's own)
-    preprocessing: str = "caffe"  # caffe | imagenet | scale | mean | per_image (own mean, std)
+    # per_image: each image's own mean and std; imagenet+per_image: both, as 2 x 3 channels
+    preprocessing: str = "caffe"  # caffe | imagenet | scale | mean | per_image | imagenet+per_image
     mean: list[float] = field(default_factory=list)  # caffe: [B,G,R, extra..]; mean: per channel
     resize: float = 1.0  # fixed rescale of train and val images (e.g. 0.5 on a CPU)
     flip: bool = False  # random left-right mirroring
