@@ -149,9 +149,9 @@ def test_scoring_takes_one_images_windows_at_a_time_with_the_same_result(monkeyp
     seen = []
     plain = matmul_conv._windows_times_kernels
 
-    def spy(image, *args):
+    def spy(image, *args, **kwargs):
         seen.append(image.shape[0])
-        return plain(image, *args)
+        return plain(image, *args, **kwargs)
 
     monkeypatch.setattr(matmul_conv, "_windows_times_kernels", spy)
     with torch.no_grad():
@@ -163,3 +163,23 @@ def test_scoring_takes_one_images_windows_at_a_time_with_the_same_result(monkeyp
     assert got.is_contiguous(memory_format=torch.channels_last)
     conv(x.requires_grad_())  # training: the whole batch at once
     assert seen[-1] == len(x)
+
+
+def test_matmul_convolution_trains_under_bfloat16_autocast():
+    conv, x = _pair(7, 1, 3, 1, True, True, True)
+    conv.float()
+    x = x.detach().float().requires_grad_()
+    params = [x, *conv.parameters()]
+    with torch.autocast("cpu", torch.bfloat16):
+        expected = conv(x)
+    expected_grads = torch.autograd.grad(expected.float().square().sum(), params)
+    conv.__class__ = MatmulConv2d
+    with torch.autocast("cpu", torch.bfloat16):
+        got = conv(x)
+    assert got.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected.float(), rtol=2e-2, atol=5e-2)
+    grads = torch.autograd.grad(got.float().square().sum(), params)
+    for name, a, b in zip(["x", "weight", "bias"], grads, expected_grads):
+        assert a.dtype == b.dtype == torch.float32, name  # each input's own dtype
+        scale = b.abs().max()
+        torch.testing.assert_close(a / scale, b / scale, rtol=0, atol=3e-2, msg=name)
