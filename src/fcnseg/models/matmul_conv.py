@@ -68,8 +68,8 @@ def _image_scores(
     out_size: tuple[int, int],
 ) -> Tensor:
     """One image's output ``(O, H, W)`` without autograd: ``(O, kh kw C) @ (kh kw C, H W)``,
-    the orientation BLAS ran fastest here for scoring (fc6 at full width: 0.6-0.8x the time of
-    the training orientation)."""
+    the orientation of the unfold-based class this one replaced, which timed level with the
+    training orientation or faster for fc6 at full width (a noisy micro-benchmark)."""
     _, windows, kernels, _ = _windows_times_kernels(
         image[None], weight, None, stride, padding, dilation, out_size, multiply=False
     )
