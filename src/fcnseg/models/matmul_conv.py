@@ -59,25 +59,19 @@ def _windows_times_kernels(
 
 
 def _image_scores(
-    image: Tensor,
-    weight: Tensor,
-    bias: Tensor | None,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-    out_size: tuple[int, int],
+    image: Tensor, weight: Tensor, bias: Tensor | None, *conv: tuple[int, int]
 ) -> Tensor:
     """One image's output ``(O, H, W)`` without autograd: ``(O, kh kw C) @ (kh kw C, H W)``,
     the orientation of the unfold-based class this one replaced, which timed level with the
     training orientation or faster for fc6 at full width (a noisy micro-benchmark)."""
     _, windows, kernels, _ = _windows_times_kernels(
-        image[None], weight, None, stride, padding, dilation, out_size, multiply=False
+        image[None], weight, None, *conv, multiply=False
     )
     if bias is None:
         out = kernels @ windows.t()
     else:
         out = torch.addmm(bias.to(windows.dtype)[:, None], kernels, windows.t())
-    return out.view(-1, *out_size)
+    return out.view(-1, *conv[-1])  # conv: stride, padding, dilation, output size
 
 
 class _WindowMatmul(torch.autograd.Function):
