@@ -234,6 +234,7 @@ def test_eval_fast_layers_and_the_old_precision_spelling(files, tmp_path, capsys
 
 
 def test_eval_applies_the_checkpoints_test_time_augmentation_unless_told_not_to(tmp_path, capsys):
+    from fcnseg.inference.crf import CRF
     from fcnseg.inference.tta import NO_AUGMENTATION, Augmentation
 
     recorded = {"flip": True, "scales": [0.5, 1.0]}
@@ -244,6 +245,8 @@ def test_eval_applies_the_checkpoints_test_time_augmentation_unless_told_not_to(
         "recorded": ([], Augmentation(flip=True, scales=(0.5, 1.0))),
         "none": (["--tta", "none"], NO_AUGMENTATION),
         "none, scales": (["--tta", "none", "--scales", "1", "2"], Augmentation(scales=(1, 2))),
+        "crf": (["--crf"], Augmentation(flip=True, scales=(0.5, 1.0), crf=CRF())),
+        "none, crf": (["--tta", "none", "--crf"], Augmentation(crf=CRF())),
     }
     for name, (flags, augmentation) in runs.items():
         path = tmp_path / f"{name}.json"

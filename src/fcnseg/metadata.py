@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from fcnseg.errors import FcnsegError
+from fcnseg.inference.crf import CRF, CRFError
 
 Colour = tuple[int, int, int]
 
@@ -35,8 +36,9 @@ class Metadata:
     input_scale: float = 1.0  # the factor training images were resized by; predict does too
     ignore_index: int | None = None  # label value of void pixels in the training labels
     dataset: str | None = None  # name of the training dataset (fcnseg.data.by_name)
-    # test-time augmentation to apply by default: {"flip": bool, "scales": [float, ...]}
-    # (fcnseg.inference.tta.augmentation_of; from the recipe's test_flip and test_scales)
+    # test-time augmentation to apply by default: {"flip": bool, "scales": [float, ...]}, and
+    # "crf": {parameter: value} when a CRF follows (fcnseg.inference.tta.augmentation_of;
+    # from the recipe's test_flip, test_scales and test_crf)
     test_time_augmentation: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # anything else (Caffe source, modality)
 
@@ -91,10 +93,12 @@ class Metadata:
 
 
 def _augmentation(spec: Any) -> dict[str, Any]:
-    """``{"flip": bool, "scales": [float, ...]}`` checked for form (values: tta.Augmentation)."""
-    if not isinstance(spec, Mapping) or not set(spec) <= {"flip", "scales"}:
+    """``{"flip": bool, "scales": [float, ...]}`` and an optional ``"crf"`` (its parameters,
+    checked by :class:`fcnseg.inference.crf.CRF`) checked for form (values: tta.Augmentation)."""
+    if not isinstance(spec, Mapping) or not set(spec) <= {"flip", "scales", "crf"}:
         raise MetadataError(
-            f"test_time_augmentation must be {{'flip': bool, 'scales': [float, ...]}}, got {spec!r}"
+            "test_time_augmentation must be {'flip': bool, 'scales': [float, ...]} (and "
+            f"optionally 'crf': {{parameter: value}}), got {spec!r}"
         )
     flip, scales = spec.get("flip", False), spec.get("scales", [1.0])
     if not isinstance(flip, bool) or not isinstance(scales, Sequence) or isinstance(scales, str):
@@ -111,7 +115,13 @@ def _augmentation(spec: Any) -> dict[str, Any]:
         raise MetadataError(
             f"test_time_augmentation: scales must be finite numbers > 0, at least one; got {values}"
         )
-    return {"flip": flip, "scales": values}
+    if spec.get("crf") is None:
+        return {"flip": flip, "scales": values}
+    try:
+        crf = CRF.from_dict(dict(spec["crf"]) if isinstance(spec["crf"], Mapping) else spec["crf"])
+    except CRFError as error:
+        raise MetadataError(f"test_time_augmentation: {error}") from None
+    return {"flip": flip, "scales": values, "crf": crf.to_dict()}
 
 
 def _colours(palette: Sequence[Sequence[int]]) -> tuple[Colour, ...]:

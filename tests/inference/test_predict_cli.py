@@ -93,3 +93,16 @@ def test_predict_applies_the_recorded_augmentation_unless_told_not_to(tmp_path, 
         assert torch.equal(label_of(out / "photo.png"), expected)
         printed = capsys.readouterr().out
         assert ("test-time augmentation: flip, scales 0.75 1 (4 views)" in printed) == (not flags)
+
+
+def test_crf_flag_reaches_segment_and_is_printed(setup, tmp_path, capsys):
+    from fcnseg.inference.crf import CRF
+
+    model, checkpoint, array = setup
+    out = tmp_path / "out"
+    code = main(["predict", str(tmp_path / "in"), "--checkpoint", checkpoint, "--out", str(out),
+                 "--device", "cpu", "--crf", "--workers", "0"])  # fmt: skip
+    assert code == 0
+    expected = fcnseg.segment(model, array, crf=CRF())
+    assert torch.equal(label_of(out / "photo.png"), expected)
+    assert "test-time augmentation: crf (weight 1, spatial 5" in capsys.readouterr().out

@@ -156,7 +156,8 @@ def add_speed_options(command: argparse.ArgumentParser) -> None:
 
 
 def add_tta_options(command: argparse.ArgumentParser) -> None:
-    """``--tta`` and ``--scales``: test-time augmentation, by default the checkpoint's."""
+    """``--tta``, ``--scales`` and ``--crf``: test-time augmentation, by default the
+    checkpoint's."""
     group = command.add_argument_group(
         "test-time augmentation (default: what the checkpoint records; see fcnseg.inference.tta)"
     )
@@ -164,8 +165,8 @@ def add_tta_options(command: argparse.ArgumentParser) -> None:
         "--tta",
         choices=["flip", "none"],
         default=None,
-        help="flip: also score mirrored images; none: one view only (no flip, scale 1), "
-        "whatever the checkpoint records (--scales still applies)",
+        help="flip: also score mirrored images; none: one view only (no flip, scale 1, no "
+        "CRF), whatever the checkpoint records (--scales and --crf still apply)",
     )
     group.add_argument(
         "--scales",
@@ -175,17 +176,28 @@ def add_tta_options(command: argparse.ArgumentParser) -> None:
         metavar="S",
         help="average over these scales (e.g. 0.75 1 1.25), on top of the net's input scale",
     )
+    group.add_argument(
+        "--crf",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refine the probabilities by a CRF with an appearance kernel, mean-field on the "
+        "net's input grid (fcnseg.inference.crf; the checkpoint's parameters, else the "
+        "defaults); --no-crf: none",
+    )
 
 
 def augmentation_from(args: argparse.Namespace, model: torch.nn.Module) -> Augmentation:
-    """The augmentation ``--tta`` and ``--scales`` ask for, the checkpoint's where they are
-    silent."""
+    """The augmentation ``--tta``, ``--scales`` and ``--crf`` ask for, the checkpoint's where
+    they are silent."""
     from fcnseg.inference.predict import SegmentError
     from fcnseg.inference.tta import chosen_augmentation
 
     flip = {"flip": True, "none": False, None: None}[args.tta]
     scales = args.scales if args.scales is not None else ((1.0,) if args.tta == "none" else None)
+    crf = getattr(args, "crf", None)
+    if crf is None and args.tta == "none":
+        crf = False
     try:
-        return chosen_augmentation(model, flip, scales)
+        return chosen_augmentation(model, flip, scales, crf)
     except SegmentError as error:  # the checkpoint's own values were checked when it loaded
         raise SegmentError(f"--scales {' '.join(map(str, args.scales))}: {error}") from None

@@ -36,6 +36,7 @@ def _segment_options(
         "tile_above": args.tile_above or None,
         "flip": augmentation.flip,
         "scales": augmentation.scales,
+        "crf": augmentation.crf or False,
         "dtype": dtype,
     }
 
@@ -52,7 +53,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise FcnsegError("--frames writes a video's label maps as PNGs; no video was given")
     model = options.load_model(args.checkpoint, device, args.geometry, args.fast)
     augmentation = options.augmentation_from(args, model)  # the checkpoint's unless flags say
-    if augmentation.views > 1:  # each view costs a pass of the net
+    if not augmentation.plain:  # each view costs a pass of the net, the CRF its own
         print(
             f"fcnseg predict: test-time augmentation: {augmentation} ({augmentation.views} views)"
         )

@@ -150,16 +150,17 @@ def score(
     distributed run); ``num_workers`` load them in parallel; ``progress(total=n)`` makes a
     progress bar (e.g. ``tqdm``). The model runs in eval mode; its mode is restored after.
 
-    ``augmentation``: test-time flips and scales
+    ``augmentation``: test-time flips, scales and CRF
     (:func:`fcnseg.inference.tta.class_probabilities`: the labels are the argmax of the views'
-    mean probabilities); the default, one view, is what validation during training scores.
+    mean probabilities, refined by the CRF if there is one); the default, one view and no CRF,
+    is what validation during training scores.
 
     A net with several heads (the two-headed SIFT Flow net) gets one matrix per head,
     ``{"semantic": ..., "geometric": ...}``, from a dataset giving (heads, H, W) labels.
     """
     indices = list(range(len(dataset))) if indices is None else list(indices)
     device = device_of(model)
-    if augmentation.views > 1 and heads_of(model):
+    if not augmentation.plain and heads_of(model):
         raise SegmentError(
             f"test-time augmentation ({augmentation}) takes single-task nets; this net has "
             f"the heads {list(heads_of(model))}"
@@ -174,7 +175,7 @@ def score(
             for index, (image, label) in zip(indices, loader):
                 check_head_labels(heads, label, repr(dataset))
                 try:
-                    if augmentation.views > 1:
+                    if not augmentation.plain:
                         prediction = _augmented_labels(
                             model, image, preprocess, scale, augmentation, dtype
                         )
@@ -205,7 +206,8 @@ def _augmented_labels(
     augmentation: Augmentation,
     dtype: torch.dtype | None,
 ) -> Tensor:
-    """(H, W) labels of one (C, H, W) image: the argmax of its views' mean probabilities."""
+    """(H, W) labels of one (C, H, W) image: the argmax of its views' mean probabilities
+    (after the augmentation's CRF, if it has one)."""
     batch = image[None].to(device_of(model))  # (1, C, H, W)
     return class_probabilities(model, batch, preprocess, scale, augmentation, dtype).argmax(1)[0]
 

@@ -227,7 +227,8 @@ def predict_images(
     ``alpha`` (0..1): the colour's share of the overlay. ``workers``: DataLoader processes
     decoding images (0: in this process). ``progress(total=n)`` makes a progress bar (e.g.
     ``tqdm``) advanced per image. ``segment_options``: :func:`fcnseg.segment`'s keywords
-    (``tile``, ``overlap``, ``tile_above``, ``flip``, ``scales``, ``preprocess``, ``dtype``).
+    (``tile``, ``overlap``, ``tile_above``, ``flip``, ``scales``, ``crf``, ``preprocess``,
+    ``dtype``).
     Setup problems (inputs, names, alpha, channels) raise before anything is written.
     """
     if not 0.0 <= alpha <= 1.0:

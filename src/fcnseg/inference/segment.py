@@ -22,8 +22,9 @@ input scale (``input_scale``), and the labels come back at the image's own size.
 Images larger than ``tile_above`` pixels (4 MP) are scored in tiles (:mod:`fcnseg.inference.tiling`)
 so memory grows with the image's width, not its area; ``tile=`` forces tiling. ``flip=`` and
 ``scales=`` average the probabilities of mirrored and rescaled views
-(:mod:`fcnseg.inference.tta`); by default those the checkpoint records. A list of images
-is scored in batches of equal-size images.
+(:mod:`fcnseg.inference.tta`), and ``crf=`` refines them (:mod:`fcnseg.inference.crf`; in
+tiles, each tile on its own); by default those the checkpoint records. A list of images is
+scored in batches of equal-size images.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from torch import Tensor, nn
 
 from fcnseg.data.common import DatasetError, decode_image
 from fcnseg.data.transforms import whole_image_preprocess
+from fcnseg.inference.crf import CRF
 from fcnseg.inference.predict import (
     Preprocess,
     SegmentError,
@@ -180,6 +182,7 @@ def check_options(
     tile_above: int | None = TILE_ABOVE,
     flip: bool | None = None,
     scales: Sequence[float] | None = None,
+    crf: CRF | bool | None = None,
     batch_size: int = 4,
     **_: object,
 ) -> None:
@@ -189,7 +192,7 @@ def check_options(
         raise SegmentError(f"batch_size must be >= 1, got {batch_size}")
     if tile_above is not None and tile_above < 1:
         raise SegmentError(f"tile_above must be >= 1 or None, got {tile_above}")
-    chosen_augmentation(model, flip, scales)
+    chosen_augmentation(model, flip, scales, crf)
     if tile is not None or overlap is not None:
         plan_for(model, input_scale_of(model), tile, overlap)
 
@@ -204,6 +207,7 @@ def segment(
     tile_above: int | None = TILE_ABOVE,
     flip: bool | None = None,
     scales: Sequence[float] | None = None,
+    crf: CRF | bool | None = None,
     batch_size: int = 4,
     preprocess: Preprocess | None = None,
     dtype: torch.dtype | None = None,
@@ -223,6 +227,8 @@ def segment(
     - ``flip``, ``scales``: test-time augmentation, probabilities averaged over the views;
       None (the default) takes the checkpoint's (:func:`fcnseg.inference.tta.augmentation_of`;
       none if it records none): ``flip=False, scales=(1,)`` scores one view.
+    - ``crf``: refine the probabilities by a CRF (:mod:`fcnseg.inference.crf`): a ``CRF``,
+      True (the checkpoint's, else the default) or False; None takes the checkpoint's.
     - ``batch_size``: images of equal size scored together (and, on CUDA, tiles of a band;
       on the CPU tiles go one at a time, which bounds memory).
     - ``preprocess``: overrides the checkpoint's normaliser; ``dtype``: autocast (bfloat16).
@@ -232,7 +238,7 @@ def segment(
     :func:`fcnseg.inference.files.predict_images` streams them through a DataLoader.
     """
     check_options(model, tile=tile, overlap=overlap, tile_above=tile_above, flip=flip,
-                  scales=scales, batch_size=batch_size)  # fmt: skip
+                  scales=scales, crf=crf, batch_size=batch_size)  # fmt: skip
     single = not isinstance(images, (list, tuple)) and not (
         isinstance(images, Tensor) and images.ndim == 4
     )
@@ -242,7 +248,7 @@ def segment(
     session = _Session(
         model,
         preprocess if preprocess is not None else normalizer_for(model),
-        chosen_augmentation(model, flip, scales),
+        chosen_augmentation(model, flip, scales, crf),
         probabilities,
         dtype,
     )
@@ -320,7 +326,7 @@ class _Session:
         argmax of the raw scores, exactly :func:`~fcnseg.inference.predict.predict_image`'s."""
         stacked = torch.stack(batch).to(self.device)  # (N, C, H, W)
         probabilities: Tensor | None = None
-        if self.augmentation.views == 1:
+        if self.augmentation.plain:
             with torch.no_grad(), eval_mode(self.model):
                 scores = class_scores(
                     self.model, stacked, self.preprocess, self.input_scale, dtype=self.dtype

@@ -152,7 +152,7 @@ def segment_video(
     ``frames``: label PNGs instead of the label video. ``alpha`` (0..1): the colour's share
     of the overlay. ``batch_size``: frames scored together. ``progress(total=n, unit="frame")``
     makes a progress bar (e.g. ``tqdm``) advanced per frame. ``segment_options``:
-    :func:`fcnseg.segment`'s keywords (``tile``, ``flip``, ``scales``, ``dtype``, ...).
+    :func:`fcnseg.segment`'s keywords (``tile``, ``flip``, ``scales``, ``crf``, ``dtype``, ...).
     """
     if not 0.0 <= alpha <= 1.0:
         raise SegmentError(f"alpha must lie in 0..1, got {alpha}")

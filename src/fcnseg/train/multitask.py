@@ -50,8 +50,8 @@ def check_heads(recipe: Recipe, heads: tuple[str, ...], label: Tensor) -> tuple[
             )
     if heads and recipe.test_time_augmentation() is not None:
         raise RecipeError(
-            f"recipe: test_flip and test_scales are for one-output nets; net {recipe.net!r} "
-            f"has heads {', '.join(heads)}"
+            "recipe: test_flip, test_scales and test_crf are for one-output nets; "
+            f"net {recipe.net!r} has heads {', '.join(heads)}"
         )
     if heads and recipe.class_weights != "none":
         raise RecipeError(

@@ -25,6 +25,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package
 
 from fcnseg.data.by_name import DATASET_NAMES
 from fcnseg.errors import FcnsegError
+from fcnseg.inference.crf import CRF
 from fcnseg.models import GEOMETRIES, list_models
 from fcnseg.runtime import DEVICES, PRECISION_ALIASES, PRECISIONS
 from fcnseg.train.losses import NORMALIZATIONS
@@ -144,6 +145,7 @@ class Recipe:
     # ---- scoring (recorded in the checkpoint: fcnseg eval, predict and segment apply it)
     test_flip: bool = False  # test-time augmentation: also score the mirrored image
     test_scales: list[float] = field(default_factory=list)  # and these scales ([]: [1.0])
+    test_crf: bool = False  # then a CRF with the default parameters (fcnseg.inference.crf)
     # ---- bookkeeping
     val_every: int = 0  # validate every N iterations (0: only at the end)
     best_metric: str = "mean_iu"  # picks best.pt: a metric, or geometric_<metric> (two heads)
@@ -164,12 +166,16 @@ class Recipe:
         _validate(self, "recipe")
 
     def test_time_augmentation(self) -> dict[str, Any] | None:
-        """``test_flip`` and ``test_scales`` as checkpoint metadata records them
-        (``{"flip": bool, "scales": [...]}``); None when they ask for one view only."""
+        """``test_flip``, ``test_scales`` and ``test_crf`` as checkpoint metadata records them
+        (``{"flip": bool, "scales": [...]}``, with ``"crf"``: the default CRF's parameters);
+        None when they ask for one view only and no CRF."""
         scales = self.test_scales or [1.0]
-        if not self.test_flip and scales == [1.0]:
+        if not self.test_flip and scales == [1.0] and not self.test_crf:
             return None
-        return {"flip": self.test_flip, "scales": scales}
+        spec: dict[str, Any] = {"flip": self.test_flip, "scales": scales}
+        if self.test_crf:
+            spec["crf"] = CRF().to_dict()
+        return spec
 
     def replace(self, source: str = "overrides", **changes: Any) -> Recipe:
         """A copy with ``changes`` (typed values or command-line strings), validated."""
