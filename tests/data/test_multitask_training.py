@@ -133,8 +133,11 @@ def test_mismatched_heads_and_labels_name_what_is_needed(siftflow_root, tmp_path
         train(two_headed(siftflow_root, tmp_path / "e", ohem_fraction=0.25))
     with pytest.raises(RecipeError, match="paste_classes is for one-output nets"):
         train(two_headed(siftflow_root, tmp_path / "e", paste_classes=["sky"]))
-    with pytest.raises(RecipeError, match="test_flip and test_scales are for one-output nets"):
-        train(two_headed(siftflow_root, tmp_path / "f", test_flip=True))
+    for option in ("test_flip", "test_crf"):
+        with pytest.raises(
+            RecipeError, match="test_flip, test_scales and test_crf are for one-output nets"
+        ):
+            train(two_headed(siftflow_root, tmp_path / "f", **{option: True}))
 
 
 class ConstantHeads(nn.Module):

@@ -6,7 +6,8 @@
 - :mod:`fcnseg.inference.visualize`: palette images, overlays, comparison grids and legends.
 - :mod:`fcnseg.inference.segment`: ``fcnseg.segment``, labels of a path, PIL image, array or
   tensor, with :mod:`~fcnseg.inference.tiling` (sliding windows, bounded memory) and
-  :mod:`~fcnseg.inference.tta` (flips and scales).
+  :mod:`~fcnseg.inference.tta` (flips and scales) and :mod:`~fcnseg.inference.crf` (a
+  mean-field CRF after the net).
 - :mod:`fcnseg.inference.files`: folders through a DataLoader, equal-size batches.
 - :mod:`fcnseg.inference.video`: videos through PyAV (optional extra ``video``).
 """
