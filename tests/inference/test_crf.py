@@ -263,3 +263,11 @@ def test_recipe_records_the_default_crf():
     spec = Recipe(out="x", iterations=1, test_crf=True).test_time_augmentation()
     assert spec == {"flip": False, "scales": [1.0], "crf": CRF().to_dict()}
     assert Metadata(test_time_augmentation=spec).test_time_augmentation == spec
+
+
+def test_an_ensemble_file_keeps_its_first_members_crf(tmp_path):
+    from fcnseg.checkpoint import ensemble
+
+    paths = [fcnseg.save(crf_net(), tmp_path / f"{name}.pt") for name in ("a", "b")]
+    path = fcnseg.save(ensemble(paths), tmp_path / "pair.pt")
+    assert augmentation_of(fcnseg.load(path)).crf == STRONG
