@@ -105,4 +105,6 @@ def test_crf_flag_reaches_segment_and_is_printed(setup, tmp_path, capsys):
     assert code == 0
     expected = fcnseg.segment(model, array, crf=CRF())
     assert torch.equal(label_of(out / "photo.png"), expected)
-    assert "test-time augmentation: crf (weight 1, spatial 5" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "test-time augmentation: crf (weight 1, spatial 5, colour 5" in printed
+    assert "5 iterations) (1 view)" in printed

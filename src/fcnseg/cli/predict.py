@@ -54,8 +54,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = options.load_model(args.checkpoint, device, args.geometry, args.fast)
     augmentation = options.augmentation_from(args, model)  # the checkpoint's unless flags say
     if not augmentation.plain:  # each view costs a pass of the net, the CRF its own
+        views = augmentation.views
         print(
-            f"fcnseg predict: test-time augmentation: {augmentation} ({augmentation.views} views)"
+            f"fcnseg predict: test-time augmentation: {augmentation} "
+            f"({views} view{'s' if views > 1 else ''})"
         )
     segment_options = _segment_options(args, augmentation, dtype)
     segment_options["preprocess"] = normalizer_for(model, source=args.checkpoint)
