@@ -98,6 +98,15 @@ def _shifted(x: Tensor, dy: int, dx: int, radius: int) -> Tensor:
     return x[..., radius + dy : radius + dy + height, radius + dx : radius + dx + width]
 
 
+def _check_same_grid(probabilities: Tensor, image: Tensor) -> None:
+    """Raise :class:`CRFError` unless the two have the same batch and size."""
+    if probabilities.shape[-2:] != image.shape[-2:] or probabilities.shape[0] != image.shape[0]:
+        raise CRFError(
+            f"probabilities {tuple(probabilities.shape)} and image {tuple(image.shape)} "
+            "must have the same batch and size"
+        )
+
+
 KERNEL_BYTES = 256 * 2**20  # the kernels of all offsets are kept while they fit in this
 
 
@@ -118,11 +127,7 @@ def mean_field(probabilities: Tensor, image: Tensor, crf: CRF) -> Tensor:
     and kept while all of them fit in :data:`KERNEL_BYTES` (the CamVid grid of 180 x 240: 21
     MB), else again in every iteration, so memory stays bounded whatever the image.
     """
-    if probabilities.shape[-2:] != image.shape[-2:] or probabilities.shape[0] != image.shape[0]:
-        raise CRFError(
-            f"probabilities {tuple(probabilities.shape)} and image {tuple(image.shape)} "
-            "must have the same batch and size"
-        )
+    _check_same_grid(probabilities, image)
     radius = crf.window // 2
     unary = probabilities.clamp_min(1e-8).log()  # (N, K, H, W)
     padded_image = F.pad(image, (radius,) * 4, mode="replicate")  # (N, C, H+2r, W+2r)
@@ -151,11 +156,7 @@ def refine(probabilities: Tensor, images: Tensor, crf: CRF, input_scale: float =
     RGB 0..255, the batch the net scored) refined by ``crf``'s mean-field inference on the
     net's input grid (the size :func:`fcnseg.data.transforms.scaled_size` gives for
     ``input_scale``), and resized back to ``(H, W)``."""
-    if images.shape[0] != probabilities.shape[0] or images.shape[-2:] != probabilities.shape[-2:]:
-        raise CRFError(
-            f"probabilities {tuple(probabilities.shape)} and images {tuple(images.shape)} "
-            "must have the same batch and size"
-        )
+    _check_same_grid(probabilities, images)
     size = tuple(probabilities.shape[-2:])
     grid = scaled_size(*size, input_scale)
     image = images.to(probabilities.device, torch.float32)
