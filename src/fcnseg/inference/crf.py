@@ -19,7 +19,7 @@ other labels' mass differs from this by a constant per pixel, which the softmax 
 It runs on the net's own input grid (the image resized by the net's input scale; the
 probabilities averaged onto it), where the net's detail ends, and its result is resized
 bilinearly back to the image. The defaults were chosen on CamVid frames of a sequence the net
-never saw (README, "A CRF after the net").
+never saw (docs/camvid-cpu.md, "A CRF after the net").
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ Validation during training scores one view, so it stays cheap.
 
 A flip costs one more pass of the net; scales ``(0.75, 1, 1.25)`` cost about
 ``0.75² + 1 + 1.25² = 3.1`` passes at scale 1; the CRF's cost grows with its window and
-iterations, not with the net (README, "A CRF after the net").
+iterations, not with the net (docs/camvid-cpu.md, "A CRF after the net").
 """
 
 from __future__ import annotations
