@@ -31,17 +31,19 @@ def files(tmp_path):
 @pytest.mark.slow  # about 10 s: 3 steps, then scoring the 100 held-out images
 def test_demo_writes_figure_model_and_json(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert run("demo", "--iterations", 3, "--out", out, "--json", out / "x.json") == 0
+    small = ["--train-images", 40, "--val-images", 10]  # the defaults: 2000 and 100
+    assert run("demo", "--iterations", 3, *small, "--out", out, "--json", out / "x.json") == 0
     assert "mean IU" in capsys.readouterr().out
     assert (out / "demo_grid.png").is_file()
     payload = json.loads((out / "x.json").read_text())
     assert payload["config"]["iterations"] == 3 and 0 <= payload["metrics"]["pixel_acc"] <= 1
+    assert (payload["config"]["train_images"], payload["config"]["val_images"]) == (40, 10)
     meta = fcnseg.metadata_of(fcnseg.load(out / "demo_fcn8s.pt")).to_dict()
     assert meta["preprocessing"] == make_normalizer("scale", 3).spec()
     assert meta["ignore_index"] == 255
     assert meta["classes"] == payload["classes"]
     # the demo's figures are its run's validation: fcnseg eval gives them again
-    seed = ["--option", f"seed={payload['config']['seed']}"]
+    seed = ["--option", f"seed={payload['config']['seed']}", "--option", "val_images=10"]
     assert run("eval", "--checkpoint", out / "demo_fcn8s.pt", "--dataset", "synthetic",
                "--split", "val", "--json", out / "eval.json", *seed) == 0  # fmt: skip
     scored = json.loads((out / "eval.json").read_text())

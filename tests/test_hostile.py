@@ -263,6 +263,7 @@ def test_10_a_folder_as_checkpoint_is_named_as_a_folder(files, tmp_path, capsys)
     [
         (["--threads", "-1", "models"], "argument --threads: must be an integer >= 1, got '-1'"),
         (["demo", "--iterations", "0"], "argument --iterations: must be an integer >= 1, got '0'"),
+        (["demo", "--val-images", "0"], "argument --val-images: must be an integer >= 1, got '0'"),
         (["predict", "x.png", "--checkpoint", "c.pt", "--out", "o", "--alpha", "2"],
          "argument --alpha: must lie in 0..1, got '2'"),
         (["eval", "--checkpoint", "c", "--dataset", "d", "--root", "r", "--split", "s",

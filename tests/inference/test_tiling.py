@@ -203,7 +203,7 @@ def trained_camvid_net(tmp_path_factory):
         flip=True,
         scale_range=[0.75, 1.5],
         crop_size=[160, 224],
-        batch_size=8,
+        batch_size=4,
         optimizer="adamw",
         lr=2e-3,
         weight_decay=1e-4,
@@ -211,6 +211,7 @@ def trained_camvid_net(tmp_path_factory):
         class_weights="median_frequency",
         iterations=QUICK_CAMVID_ITERATIONS,
         out=str(out),
+        cache_samples=True,
     )
     train(recipe)
     return fcnseg.load(out / "last.pt")

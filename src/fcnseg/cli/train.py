@@ -22,7 +22,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     check_outputs(files={"--json": args.json}, dirs={"--out": args.out})
 
-    config = DemoConfig(seed=args.seed, iterations=args.iterations, width=args.width)
+    config = DemoConfig(
+        seed=args.seed,
+        iterations=args.iterations,
+        width=args.width,
+        train_images=args.train_images,
+        val_images=args.val_images,
+    )
     print(
         f"fcnseg demo: FCN-8s (VGG16 x {config.width}, BatchNorm) on generated shapes, "
         f"{config.iterations} iterations of {config.batch_size} images, seed {config.seed}"
@@ -49,6 +55,16 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--iterations", type=positive_int, default=500)
     demo.add_argument(
         "--width", type=positive_float, default=0.125, help="VGG16 channel multiplier"
+    )
+    demo.add_argument(
+        "--train-images",
+        type=positive_int,
+        default=2000,
+        metavar="N",
+        help="generated training images (their class frequencies set the loss weights)",
+    )
+    demo.add_argument(
+        "--val-images", type=positive_int, default=100, metavar="N", help="held-out images"
     )
     demo.add_argument("--out", default="demo-out", help="folder for the figure and the model")
     demo.add_argument("--json", default=None, metavar="PATH", help="write the figures as JSON")
