@@ -26,6 +26,7 @@ from fcnseg.data.transforms import (
     RandomScaleCrop,
     Resize,
     collate_pad,
+    largest_class_share,
     normalizer_from_spec,
     whole_image_preprocess,
 )
@@ -166,6 +167,59 @@ def test_seeded_generator_is_deterministic() -> None:
     first, again, other = run(7), run(7), run(8)
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_largest_class_share_counts_labelled_pixels_only() -> None:
+    label = torch.tensor([[0, 0, 0, 1], [2, IGNORE, IGNORE, IGNORE]])
+    assert largest_class_share(label) == 3 / 5
+    assert largest_class_share(torch.full((2, 3), IGNORE)) == 1.0  # nothing labelled
+    assert largest_class_share(torch.stack([label, torch.zeros_like(label)])) == 3 / 5  # channel 0
+    assert largest_class_share(torch.tensor([[0, 0, 1, 1, 1]]), ignore_index=1) == 1.0
+
+
+def half_sky_pair() -> tuple[torch.Tensor, torch.Tensor]:
+    """A 40 x 40 frame: sky (0) in the top 30 rows; below, a small thing (2) on road (1)."""
+    label = torch.zeros(40, 40, dtype=torch.long)
+    label[30:] = 1
+    label[34:38, 10:14] = 2
+    return label[None].float().expand(3, -1, -1).clone(), label
+
+
+def test_crops_over_the_class_share_are_redrawn() -> None:
+    """Of 10 x 10 crops of a frame three quarters sky, most lie in the sky; with a limit of
+    0.9, every crop that one draw of ten could find mixed is mixed, the draw kept aligned."""
+    image, label = half_sky_pair()
+    plain = RandomScaleCrop(10, (1.0, 1.0), generator=torch.Generator().manual_seed(0))
+    shares = [largest_class_share(plain(image, label)[1]) for _ in range(200)]
+    assert sum(s == 1.0 for s in shares) > 100  # most plain crops hold one class
+    limited = RandomScaleCrop(
+        10, (1.0, 1.0), generator=torch.Generator().manual_seed(0), max_class_share=0.9
+    )
+    crops = [limited(image, label) for _ in range(200)]
+    assert all(torch.equal(i[0].long(), lab) for i, lab in crops)  # image and label together
+    shares = [largest_class_share(lab) for _, lab in crops]
+    # a crop within the share needs its top in rows 21..29 (9 of 31): ten draws miss 3 % of
+    # the time
+    assert sum(s > 0.9 for s in shares) < 0.1 * 200
+    plain_crops = [plain(image, label) for _ in range(200)]
+    assert sum((lab == 2).any() for _, lab in crops) > sum(
+        (lab == 2).any() for _, lab in plain_crops
+    )
+
+
+def test_a_share_of_one_draws_as_the_plain_crop() -> None:
+    """``max_class_share = 1``: no redraws, the generator's draws are the plain crop's."""
+    image, label = half_sky_pair()
+    a = RandomScaleCrop(10, (0.7, 1.3), generator=torch.Generator().manual_seed(5))
+    b = RandomScaleCrop(
+        10, (0.7, 1.3), generator=torch.Generator().manual_seed(5), max_class_share=1.0
+    )
+    for _ in range(20):
+        assert torch.equal(a(image, label)[1], b(image, label)[1])
+    with pytest.raises(ValueError, match=r"max_class_share must be in \(0, 1\], got 0"):
+        RandomScaleCrop(10, max_class_share=0)
+    with pytest.raises(ValueError, match="attempts must be >= 1, got 0"):
+        RandomScaleCrop(10, max_class_share=0.5, attempts=0)
 
 
 # --------------------------------------------------------------------------- normalisation

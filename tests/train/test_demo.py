@@ -16,9 +16,8 @@ from fcnseg.train.demo import DemoConfig, demo_recipe, run_demo
 from fcnseg.train.recipe import dumps, load
 
 
-@pytest.mark.slow  # about a minute on two cores: 120 of the demo's 500 iterations
+@pytest.mark.slow  # about a minute and a half on one thread: 120 of the demo's 500 iterations
 def test_shortened_demo_learns_and_reports_its_saved_model(tmp_path):
-    torch.set_num_threads(2)
     config = DemoConfig(iterations=120, train_images=480, val_images=40, grid_rows=2)
     result = run_demo(config, out_dir=tmp_path)
     metrics = result.metrics

@@ -388,7 +388,9 @@ def test_the_run_takes_the_recipes_label_smoothing(data, tmp_path):
     assert expected != segmentation_loss(scores, labels, 255, trainer.weights)
 
 
-def test_copy_paste_and_cutmix_train_deterministically_and_bad_names_fail_first(data, tmp_path):
+def test_copy_paste_cutmix_and_crop_redraws_train_deterministically_and_bad_names_fail_first(
+    data, tmp_path
+):
     recipe = tiny_recipe(data, tmp_path / "a", iterations=2, val_split="", cache_samples=True,
                          paste_classes=[CLASSES[1]], paste_probability=1.0)  # fmt: skip
     first = train(recipe)
@@ -399,6 +401,11 @@ def test_copy_paste_and_cutmix_train_deterministically_and_bad_names_fail_first(
     mixed = train(cutmix)
     assert mixed.final_loss == train(cutmix.replace(out=str(tmp_path / "f"))).final_loss
     assert mixed.final_loss != plain.final_loss
+    crops = recipe.replace(out=str(tmp_path / "g"), paste_classes=[], crop_size=[12, 12])
+    cropped = train(crops).final_loss
+    shared = crops.replace(out=str(tmp_path / "h"), crop_max_class_share=0.4)
+    redrawn = train(shared).final_loss
+    assert redrawn == train(shared.replace(out=str(tmp_path / "i"))).final_loss != cropped
     with pytest.raises(RecipeError, match=f"names 'nope', not classes .*: {', '.join(CLASSES)}"):
         train(recipe.replace(out=str(tmp_path / "d"), paste_classes=["nope"]))
     assert not (tmp_path / "d" / "last.pt").exists()

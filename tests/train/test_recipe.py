@@ -63,6 +63,11 @@ def test_defaults_are_valid_and_a_resolved_recipe_reads_back(tmp_path):
         ({"scale_range": [0.5, 2.0]}, "key 'crop_size' must be set with scale_range"),
         ({"scale_range": [2.0, 0.5], "crop_size": 8}, "0 < low <= high"),
         ({"crop_size": [1, 2, 3]}, "key 'crop_size' must be [], one int or [height, width]"),
+        (
+            {"crop_max_class_share": 0, "crop_size": 8},
+            "key 'crop_max_class_share' must be in (0, 1]",
+        ),
+        ({"crop_max_class_share": 0.75}, "key 'crop_max_class_share' needs crop_size"),
         ({"schedule": "step"}, "key 'step_size' must be > 0 for schedule 'step'"),
         ({"options": {"year": [2011]}}, "key 'options.year' must be a string, number"),
         ({"amp": "fp8"}, "key 'amp' must be one of fp32, bf16, fp16"),

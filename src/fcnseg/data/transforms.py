@@ -712,6 +712,13 @@ class RandomScaleCrop:
 
     ``crop_size`` is an int (square) or ``(height, width)`` in pixels. Per call it draws one
     uniform (the scale) and then the crop's top and left offsets, in that order.
+
+    ``max_class_share`` below 1 redraws the offsets (at most ``attempts`` draws in all, the scale
+    kept) while one class holds more than that share of the crop's labelled pixels, or none is
+    labelled; the last draw stands if none passes (``cat_max_ratio`` of MMSegmentation's
+    ``RandomCrop``). It steers crops away from all-road and all-sky views towards the scene's
+    smaller things. A ``K x H x W`` label is judged by its first channel. At 1 nothing is
+    redrawn: the draws are those of the plain crop.
     """
 
     def __init__(
@@ -721,8 +728,15 @@ class RandomScaleCrop:
         ignore_index: int = IGNORE_INDEX,
         image_pad: PadValue = 0.0,
         generator: torch.Generator | None = None,
+        max_class_share: float = 1.0,
+        attempts: int = 10,
     ) -> None:
         self.crop_size = _size_pair(crop_size)
+        if not 0 < max_class_share <= 1:
+            raise ValueError(f"max_class_share must be in (0, 1], got {max_class_share!r}")
+        if attempts < 1:
+            raise ValueError(f"attempts must be >= 1, got {attempts!r}")
+        self.max_class_share, self.attempts = float(max_class_share), int(attempts)
         scale_range = tuple(float(s) for s in scale_range)
         if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
             raise ValueError(
@@ -742,18 +756,30 @@ class RandomScaleCrop:
         crop_h, crop_w = self.crop_size
         image, label = _pad_to(image, label, crop_h, crop_w, self.image_pad, self.ignore_index)
         h, w = image.shape[-2:]
-        top = int(torch.randint(0, h - crop_h + 1, (1,), generator=self.generator))
-        left = int(torch.randint(0, w - crop_w + 1, (1,), generator=self.generator))
-        return (
-            image[:, top : top + crop_h, left : left + crop_w],
-            label[..., top : top + crop_h, left : left + crop_w],
-        )
+        for _ in range(self.attempts if self.max_class_share < 1 else 1):
+            top = int(torch.randint(0, h - crop_h + 1, (1,), generator=self.generator))
+            left = int(torch.randint(0, w - crop_w + 1, (1,), generator=self.generator))
+            crop = label[..., top : top + crop_h, left : left + crop_w]
+            if self.max_class_share == 1 or (
+                largest_class_share(crop, self.ignore_index) <= self.max_class_share
+            ):
+                break
+        return image[:, top : top + crop_h, left : left + crop_w], crop
 
     def __repr__(self) -> str:
+        share = f", max_class_share={self.max_class_share}" if self.max_class_share < 1 else ""
         return (
             f"RandomScaleCrop(crop_size={self.crop_size}, scale_range={self.scale_range}, "
-            f"ignore_index={self.ignore_index}, image_pad={self.image_pad!r})"
+            f"ignore_index={self.ignore_index}, image_pad={self.image_pad!r}{share})"
         )
+
+
+def largest_class_share(label: Tensor, ignore_index: int = IGNORE_INDEX) -> float:
+    """The largest class's share of ``label``'s labelled pixels (the first channel of a
+    ``K x H x W`` label); 1.0 where no pixel is labelled."""
+    semantic = label[0] if label.ndim == 3 else label
+    counts = torch.unique(semantic[semantic != ignore_index], return_counts=True)[1]
+    return int(counts.max()) / int(counts.sum()) if counts.numel() else 1.0
 
 
 class CenterCrop:

@@ -150,6 +150,7 @@ class TrainTransform:
         self.hue, self.gamma = recipe.hue, recipe.gamma
         self.resize = Resize(recipe.resize) if recipe.resize != 1 else None
         self.crop_size = tuple(recipe.crop_size)
+        self.crop_max_class_share = recipe.crop_max_class_share
         self.scale_range = tuple(recipe.scale_range) or (1.0, 1.0)
         self.flip = recipe.flip
         self.ignore_index = ignore_index
@@ -169,7 +170,12 @@ class TrainTransform:
             image, label = self.resize(image, label)
         if self.crop_size:
             crop = RandomScaleCrop(
-                self.crop_size, self.scale_range, self.ignore_index, 0.0, generator=generator
+                self.crop_size,
+                self.scale_range,
+                self.ignore_index,
+                0.0,
+                generator=generator,
+                max_class_share=self.crop_max_class_share,
             )
             image, label = crop(image, label)
         if self.flip:

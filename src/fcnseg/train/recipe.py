@@ -113,6 +113,8 @@ class Recipe:
     cutmix_probability: float = 0.0  # a box of a random other train frame in its place (CutMix)
     scale_range: list[float] = field(default_factory=list)  # [low, high] random scale; needs crop
     crop_size: list[int] = field(default_factory=list)  # [h, w] (or one int) random crops
+    # (MMSegmentation's cat_max_ratio: up to 10 draws, the share of the crop's labelled pixels)
+    crop_max_class_share: float = 1.0  # redraw crops with one class over this share (1: never)
     early_fraction: float = 0.0  # an early phase, this share of the steps (0: none), takes ...
     early_crop_size: list[int] = field(default_factory=list)  # ... crops this size ([]: crop_size)
     early_scale: float = 1.0  # ... at scale_range times this (< 1: progressive resizing)
@@ -332,6 +334,14 @@ def _validate(recipe: Recipe, source: str) -> None:
     need("gamma", 0 <= r.gamma <= 3, "must be in [0, 3] (exponents 1/(1+gamma)..1+gamma)")
     need("paste_probability", 0 <= r.paste_probability <= 1, "must be in [0, 1]")
     need("cutmix_probability", 0 <= r.cutmix_probability <= 1, "must be in [0, 1]")
+    need(
+        "crop_max_class_share",
+        0 < r.crop_max_class_share <= 1,
+        "must be in (0, 1] (1: crops are never redrawn)",
+    )
+    need(
+        "crop_max_class_share", r.crop_max_class_share == 1 or bool(r.crop_size), "needs crop_size"
+    )
     need("scale_range", len(r.scale_range) in (0, 2), "must be [] or [low, high]")
     if r.scale_range:
         low, high = r.scale_range
